@@ -1,0 +1,375 @@
+"""Typed, validated configuration: YAML → nested dataclasses.
+
+Every config file is validated on load: an unknown key, a missing required key or a
+value of the wrong type is a `ConfigError` that names the dotted key path and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, missing or of the wrong type; the message names the key."""
+
+
+# --------------------------------------------------------------------------- data / cache
+@dataclass
+class EEGParams:
+    """How raw EEG becomes the cached signal (all of it is part of the cache hash)."""
+
+    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana"] = "double_banana"
+    nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
+    bandpass: Optional[list[float]] = field(default_factory=lambda: [0.5, 20.0])  # Hz, null = off
+    notch_hz: Optional[float] = None  # e.g. 60 for CHB-MIT, 50/60 for mains
+    clip_uv: Optional[float] = 1024.0  # symmetric clip after filtering, null = off
+    standardize: bool = False  # per-channel z-score over each recording
+    fs: Optional[float] = None  # resample to this rate; null keeps the dataset's native rate
+    dtype: Literal["float32", "float16"] = "float32"
+
+
+@dataclass
+class WindowParams:
+    """Windowing of long recordings (CHB-MIT); HMS windows come from train.csv offsets."""
+
+    window_s: float = 10.0
+    stride_s: float = 5.0
+    label: Literal["soft", "hard"] = "hard"  # soft = fraction of window in seizure
+    hard_min_overlap: float = 0.5  # hard label: seizure if overlap fraction >= this
+
+
+@dataclass
+class DataConfig:
+    """A cache: which raw data, which split, which preprocessing."""
+
+    name: str
+    dataset: Literal["hms", "chbmit"] = "hms"
+    data_dir: str = "inputs/hms"
+    split: Literal["train", "test"] = "train"
+    cache_root: str = "inputs/cache"
+    kaggle_spec: bool = True  # HMS: also cache the Kaggle spectrograms
+    eeg_window_s: float = 50.0  # HMS: seconds of EEG per sample
+    eeg: EEGParams = field(default_factory=EEGParams)
+    windows: WindowParams = field(default_factory=WindowParams)
+    patients: Optional[list[str]] = None  # CHB-MIT: restrict to these cases (chb01, …)
+    allow_missing: bool = False
+    workers: int = 0  # 0 = all cores
+
+    def cache_dir(self) -> Path:
+        return Path(self.cache_root) / self.name
+
+    def hash_params(self) -> dict[str, Any]:
+        """The parameters that change cache content (not where it lives or how fast it builds)."""
+        d = to_dict(self)
+        for k in ("name", "cache_root", "workers"):
+            d.pop(k)
+        d["data_dir"] = str(Path(self.data_dir).resolve())
+        return d
+
+    def hash(self) -> str:
+        return params_hash(self.hash_params())
+
+
+# --------------------------------------------------------------------------- experiment
+@dataclass
+class FoldConfig:
+    n_folds: int = 5
+    seed: int = 42
+    scheme: Literal["group", "time"] = "group"  # time: CHB-MIT per-patient, train on earlier data
+    file: Optional[str] = None  # explicit fold CSV; default inputs/folds/<dataset>_<n>f_s<seed>.csv
+
+
+@dataclass
+class SelectionConfig:
+    """Which cached samples are trained on (validation always uses the same strategy)."""
+
+    strategy: Literal["all", "per_eeg", "min_votes"] = "all"
+    min_votes: int = 10  # for strategy min_votes
+
+
+@dataclass
+class SpecParams:
+    """EEG spectrogram computed inside the model (torch, runs on the GPU)."""
+
+    kind: Literal["stft", "mel"] = "mel"
+    n_fft: int = 1024
+    hop: int = 50
+    win_length: Optional[int] = None
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float = 20.0
+    out_width: int = 256  # time frames after resize
+    out_height: int = 128  # frequency bins after resize
+
+
+@dataclass
+class OneDParams:
+    """1D raw-EEG model."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    kernel_size: int = 7
+    blocks_per_stage: int = 2
+    downsample: int = 4  # stride of each stage
+    pooling: Literal["avg", "gru", "attention"] = "gru"
+    hidden: int = 128
+
+
+@dataclass
+class ModelConfig:
+    kind: Literal["2d", "1d", "multimodal", "features"] = "2d"
+    backbone: str = "efficientnet_b0"
+    pretrained: bool = False
+    pretrained_path: Optional[str] = None  # local weights file, never downloaded
+    inputs: list[str] = field(default_factory=lambda: ["kaggle_spec", "eeg_spec"])  # 2d inputs
+    spec: SpecParams = field(default_factory=SpecParams)
+    oned: OneDParams = field(default_factory=OneDParams)
+    drop_rate: float = 0.2
+    gem_p: float = 3.0
+    in_chans: int = 3
+    features_model: Literal["logreg", "hgb"] = "hgb"  # kind == features
+
+
+@dataclass
+class AugmentConfig:
+    mixup: float = 0.0  # probability of mixup on a batch
+    mixup_alpha: float = 0.4
+    time_shift_s: float = 0.0  # random shift of the EEG window, ± seconds
+    time_mask: float = 0.0  # probability of one time mask on spectrogram inputs
+    freq_mask: float = 0.0
+    hemisphere_flip: float = 0.0  # probability of swapping left/right chains
+
+
+@dataclass
+class StageConfig:
+    enabled: bool = False
+    min_votes: int = 10
+    epochs: int = 3
+    lr: float = 3e-4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    schedule: Literal["onecycle", "cosine", "constant"] = "cosine"
+    warmup_frac: float = 0.1
+    grad_clip: Optional[float] = 1.0
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    ema: Optional[float] = None  # decay, e.g. 0.999
+    seed: int = 42
+    num_workers: int = 0
+    loss: Literal["kl", "bce", "focal"] = "kl"
+    weight_by_votes: bool = False
+    class_weights: Optional[list[float]] = None
+    sampler: Literal["none", "balanced"] = "none"
+    focal_gamma: float = 2.0
+    max_steps_per_epoch: Optional[int] = None  # cap, for quick runs
+    stage2: StageConfig = field(default_factory=StageConfig)
+
+
+@dataclass
+class TTAConfig:
+    hemisphere_flip: bool = False
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    data: DataConfig
+    folds: FoldConfig = field(default_factory=FoldConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tta: TTAConfig = field(default_factory=TTAConfig)
+    output_root: str = "outputs"
+
+    def output_dir(self) -> Path:
+        return Path(self.output_root) / self.name
+
+
+@dataclass
+class EnsembleConfig:
+    name: str
+    members: list[str]  # experiment names under output_root
+    fit_on: Literal["all", "min_votes"] = "all"
+    min_votes: int = 10
+    output_root: str = "outputs"
+
+    def output_dir(self) -> Path:
+        return Path(self.output_root) / self.name
+
+
+# --------------------------------------------------------------------------- machinery
+def params_hash(d: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-able dict."""
+    s = json.dumps(d, sort_keys=True, default=str)
+    return hashlib.sha256(s.encode()).hexdigest()[:16]
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass → plain dict (recursively), suitable for YAML/JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against type hint `tp`; return the (possibly converted) value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[-1] if errors else f"{path}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp,) = args[:1] or (Any,)
+        return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return _build(tp, value, path)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, d: dict[str, Any], path: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(f"unknown key '{key}' (allowed here: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{path}.{name}" if path else name
+        if name in d:
+            kwargs[name] = _coerce(d[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key '{key}'")
+    return cls(**kwargs)
+
+
+def from_dict(cls: type, d: dict[str, Any], source: str = "<dict>") -> Any:
+    """Build a config dataclass from a dict; errors name the key and the source."""
+    try:
+        return _build(cls, d)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with open(path) as f:
+        d = yaml.safe_load(f) or {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return d
+
+
+def _resolve_data(d: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`data: other.yaml` in an experiment config is a reference, resolved relative to the file."""
+    data = d.get("data")
+    if isinstance(data, str):
+        p = Path(data)
+        if not p.is_absolute() and not p.exists():
+            p = base / data
+        d = dict(d)
+        d["data"] = read_yaml(p)
+    return d
+
+
+def config_kind(d: dict[str, Any]) -> str:
+    """Guess which config a dict is: 'experiment', 'ensemble' or 'data'."""
+    if "members" in d:
+        return "ensemble"
+    if "data" in d or "model" in d or "train" in d:
+        return "experiment"
+    return "data"
+
+
+def load_config(path: str | Path, overrides: Optional[dict[str, Any]] = None) -> Any:
+    """Load any config file (data, experiment or ensemble), validated."""
+    path = Path(path)
+    d = read_yaml(path)
+    d = _resolve_data(d, path.parent)
+    if overrides:
+        d = deep_update(d, overrides)
+    cls = {"experiment": ExperimentConfig, "ensemble": EnsembleConfig, "data": DataConfig}[config_kind(d)]
+    return from_dict(cls, d, str(path))
+
+
+def deep_update(d: dict[str, Any], u: dict[str, Any]) -> dict[str, Any]:
+    out = dict(d)
+    for k, v in u.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from hbac.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Dataset adapters: each reads one dataset's raw layout into the common sample table."""

@@ -1,0 +1,248 @@
+"""HMS adapter: `train.csv`/`test.csv` → the common sample table; parquet readers."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hbac.constants import (
+    HMS_CLASSES,
+    HMS_EEG_CHANNELS,
+    HMS_EEG_WINDOW_S,
+    HMS_FS,
+    HMS_TEST_DTYPES,
+    HMS_TRAIN_DTYPES,
+    HMS_VOTE_COLS,
+    SPEC_FREQS,
+    SPEC_REGIONS,
+)
+
+SPEC_COLUMNS = [f"{r}_{f:.2f}" for r in SPEC_REGIONS for f in SPEC_FREQS]
+
+CLASSES = HMS_CLASSES
+FS = HMS_FS
+
+
+class DataError(ValueError):
+    """Raw data is malformed; the message names the file and the column or row."""
+
+
+def _check_columns(df: pd.DataFrame, dtypes: dict[str, str], path: Path) -> pd.DataFrame:
+    missing = [c for c in dtypes if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}")
+    for col, dt in dtypes.items():
+        s = df[col]
+        if dt == "str":
+            if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+                raise DataError(f"{path}: column '{col}' should be text, got {s.dtype}")
+            continue
+        if dt == "int64":
+            if not pd.api.types.is_integer_dtype(s):
+                bad = s[pd.to_numeric(s, errors="coerce").isna() | (pd.to_numeric(s, errors="coerce") % 1 != 0)]
+                row = bad.index[0] if len(bad) else None
+                raise DataError(f"{path}: column '{col}' should be integer, got {s.dtype} (first bad row {row}: {s.loc[row] if row is not None else ''!r})")
+        elif dt == "float64":
+            if not pd.api.types.is_numeric_dtype(s):
+                raise DataError(f"{path}: column '{col}' should be numeric, got {s.dtype}")
+            if s.isna().any():
+                raise DataError(f"{path}: column '{col}' has missing values (first at row {int(s.isna().idxmax())})")
+    return df.astype({c: ("int64" if d == "int64" else "float64") for c, d in dtypes.items() if d != "str"})
+
+
+def read_train_csv(path: str | Path) -> pd.DataFrame:
+    """Read and validate `train.csv` (the 15 real columns); errors name the column or row."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"train.csv not found: {path}")
+    df = pd.read_csv(path)
+    df = _check_columns(df, HMS_TRAIN_DTYPES, path)
+    votes = df[HMS_VOTE_COLS].to_numpy()
+    neg = np.nonzero((votes < 0).any(axis=1))[0]
+    if len(neg):
+        r = int(neg[0])
+        col = HMS_VOTE_COLS[int(np.argmax(votes[r] < 0))]
+        raise DataError(f"{path}: negative vote in column '{col}' at row {r} (label_id {df.label_id.iloc[r]})")
+    zero = np.nonzero(votes.sum(axis=1) == 0)[0]
+    if len(zero):
+        r = int(zero[0])
+        raise DataError(f"{path}: all votes are zero at row {r} (label_id {df.label_id.iloc[r]}); {len(zero)} such rows")
+    if (df.eeg_label_offset_seconds < 0).any():
+        r = int(np.argmax(df.eeg_label_offset_seconds < 0))
+        raise DataError(f"{path}: negative eeg_label_offset_seconds at row {r}")
+    if df.label_id.duplicated().any():
+        r = int(np.argmax(df.label_id.duplicated()))
+        raise DataError(f"{path}: duplicate label_id {df.label_id.iloc[r]} at row {r}")
+    return df
+
+
+def read_test_csv(path: str | Path) -> pd.DataFrame:
+    """Read and validate `test.csv` (spectrogram_id, eeg_id, patient_id)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"test.csv not found: {path}")
+    return _check_columns(pd.read_csv(path), HMS_TEST_DTYPES, path)
+
+
+def sample_table(df: pd.DataFrame, split: str = "train") -> pd.DataFrame:
+    """train.csv / test.csv rows → the common sample table (one row per labelled window).
+
+    Columns: sample_id, recording_id (= eeg_id), group (= patient_id), start_s, duration_s,
+    eeg_id, label_id, spectrogram_id, spec_offset_s, `<class>_vote` soft targets summing to 1,
+    n_votes. Test rows get uniform targets and n_votes 0.
+    """
+    n = len(df)
+    out = pd.DataFrame(
+        {
+            "sample_id": df["label_id"].to_numpy() if "label_id" in df else df["eeg_id"].to_numpy(),
+            "recording_id": df["eeg_id"].to_numpy(),
+            "group": df["patient_id"].to_numpy(),
+            "start_s": df["eeg_label_offset_seconds"].to_numpy() if "eeg_label_offset_seconds" in df else np.zeros(n),
+            "duration_s": np.full(n, HMS_EEG_WINDOW_S),
+            "eeg_id": df["eeg_id"].to_numpy(),
+            "label_id": df["label_id"].to_numpy() if "label_id" in df else df["eeg_id"].to_numpy(),
+            "spectrogram_id": df["spectrogram_id"].to_numpy(),
+            "spec_offset_s": df["spectrogram_label_offset_seconds"].to_numpy()
+            if "spectrogram_label_offset_seconds" in df
+            else np.zeros(n),
+        }
+    )
+    if split == "train" and all(c in df for c in HMS_VOTE_COLS):
+        votes = df[HMS_VOTE_COLS].to_numpy(dtype=np.float64)
+        tot = votes.sum(axis=1)
+        for i, c in enumerate(HMS_VOTE_COLS):
+            out[c] = votes[:, i] / tot
+        out["n_votes"] = tot.astype(np.int64)
+    else:
+        for c in HMS_VOTE_COLS:
+            out[c] = 1.0 / len(HMS_VOTE_COLS)
+        out["n_votes"] = 0
+    return out
+
+
+def select_samples(table: pd.DataFrame, strategy: str = "all", min_votes: int = 10) -> pd.DataFrame:
+    """Training-row selection: `all` rows; `per_eeg` (one row per eeg_id, votes aggregated
+    over its sub-windows, window of the middle sub-window); `min_votes` (n_votes ≥ min_votes)."""
+    if strategy == "all":
+        return table.reset_index(drop=True)
+    if strategy == "min_votes":
+        return table[table.n_votes >= min_votes].reset_index(drop=True)
+    if strategy == "per_eeg":
+        t = table.copy()
+        counts = t[HMS_VOTE_COLS].to_numpy() * t[["n_votes"]].to_numpy()
+        agg = pd.DataFrame(counts, columns=HMS_VOTE_COLS, index=t.index)
+        agg["recording_id"] = t.recording_id.to_numpy()
+        sums = agg.groupby("recording_id", sort=False)[HMS_VOTE_COLS].sum()
+        # representative window: the middle sub-window of each EEG (by start time)
+        t = t.sort_values(["recording_id", "start_s"], kind="stable")
+        mid = t.groupby("recording_id", sort=False).apply(lambda g: g.index[len(g) // 2], include_groups=False)
+        rep = table.loc[mid.to_numpy()].copy()
+        s = sums.loc[rep.recording_id.to_numpy()].to_numpy()
+        tot = s.sum(axis=1)
+        rep[HMS_VOTE_COLS] = s / tot[:, None]
+        rep["n_votes"] = tot.astype(np.int64)
+        rep["sample_id"] = rep["recording_id"]
+        return rep.reset_index(drop=True)
+    raise ValueError(f"unknown selection strategy {strategy!r}")
+
+
+# --------------------------------------------------------------------------- parquet readers
+
+
+def read_eeg(path: str | Path) -> np.ndarray:
+    """EEG parquet → (20, n_times) float32 µV in `HMS_EEG_CHANNELS` order (NaN kept)."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: cannot read EEG parquet ({e})") from e
+    missing = [c for c in HMS_EEG_CHANNELS if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: EEG parquet is missing column(s) {missing}")
+    cols = [table.column(c).to_numpy().astype(np.float32, copy=False) for c in HMS_EEG_CHANNELS]
+    return np.stack(cols)
+
+
+def read_spectrogram(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Kaggle spectrogram parquet → (times (n_steps,) s, values (n_steps, 400) float32)."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: cannot read spectrogram parquet ({e})") from e
+    names = table.column_names
+    if "time" not in names:
+        raise DataError(f"{path}: spectrogram parquet has no 'time' column")
+    missing = [c for c in SPEC_COLUMNS if c not in names]
+    if missing:
+        raise DataError(f"{path}: spectrogram parquet is missing {len(missing)} column(s), e.g. {missing[:3]}")
+    times = table.column("time").to_numpy().astype(np.float64)
+    vals = np.stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float32, copy=False) for c in SPEC_COLUMNS], axis=1)
+    return times, vals
+
+
+def eeg_path(data_dir: str | Path, eeg_id: int, split: str = "train") -> Path:
+    return Path(data_dir) / f"{split}_eegs" / f"{eeg_id}.parquet"
+
+
+def spec_path(data_dir: str | Path, spectrogram_id: int, split: str = "train") -> Path:
+    return Path(data_dir) / f"{split}_spectrograms" / f"{spectrogram_id}.parquet"
+
+
+def eeg_n_rows(path: str | Path) -> int:
+    """Number of samples in an EEG parquet, from its footer only (no data read)."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: cannot read parquet footer ({e})") from e
+
+
+def load_table(data_dir: str | Path, split: str = "train") -> pd.DataFrame:
+    """Read `<split>.csv` from a data folder and return the sample table."""
+    data_dir = Path(data_dir)
+    if split == "train":
+        df = read_train_csv(data_dir / "train.csv")
+    else:
+        df = read_test_csv(data_dir / "test.csv")
+    return sample_table(df, split)
+
+
+def find_kaggle_dir(default: Optional[str] = None) -> Optional[Path]:
+    """The Kaggle competition input folder, when running in a Kaggle notebook."""
+    p = Path("/kaggle/input/hms-harmful-brain-activity-classification")
+    if p.exists():
+        return p
+    return Path(default) if default else None
+
+
+# --------------------------------------------------------------------------- adapter protocol
+# Every adapter module (hms, chbmit) exposes the same four functions; `hbac.prepare` uses them.
+
+
+def adapter_table(cfg) -> pd.DataFrame:  # cfg: hbac.config.DataConfig
+    """All windows of the split as the common sample table."""
+    return load_table(cfg.data_dir, cfg.split)
+
+
+def adapter_channels(cfg) -> list[str]:
+    """Channel names of the cached signal (montage names)."""
+    from hbac.signals import montage_names
+
+    return montage_names(cfg.eeg.montage)
+
+
+def adapter_path(cfg, recording_id) -> Path:
+    """The raw file a recording is read from (for missing-file checks and error messages)."""
+    return eeg_path(cfg.data_dir, int(recording_id), cfg.split)
+
+
+def adapter_read(cfg, recording_id) -> tuple[np.ndarray, float]:
+    """Read one recording, montage applied, NOT yet filtered: ((C, T) float32 µV, fs)."""
+    from hbac.signals import apply_montage
+
+    x = read_eeg(adapter_path(cfg, recording_id))
+    return apply_montage(x, HMS_EEG_CHANNELS, cfg.eeg.montage), HMS_FS

@@ -1,0 +1,121 @@
+"""Building blocks shared by the models: pooling layers, the hemisphere flip, spectrogram masks."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from hbac.constants import SPEC_REGIONS
+from hbac.signals import flip_permutation
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling with learnable exponent p: (B, F, H, W) → (B, F).
+
+    p = 1 is average pooling, p → ∞ max pooling. Computed in fp32 because x**p overflows fp16.
+    """
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learnable: bool = True) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learnable)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            p = self.p.float().clamp(min=1.0)
+            y = x.float().clamp(min=self.eps).pow(p).mean(dim=(-2, -1))
+            return y.pow(1.0 / p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p.item():.3f}, eps={self.eps}"
+
+
+class AttentionPool1d(nn.Module):
+    """Attention pooling over time: (B, C, T) → (B, C), weights softmax(w·tanh(V x_t))."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(channels, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.transpose(1, 2)  # (B, T, C)
+        a = torch.softmax(self.score(h).float(), dim=1).to(h.dtype)  # (B, T, 1)
+        return (a * h).sum(dim=1)
+
+
+class GRUPool1d(nn.Module):
+    """Bidirectional GRU over time, then mean and max over time: (B, C, T) → (B, 4 * hidden)."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(channels, hidden, batch_first=True, bidirectional=True)
+        self.out_features = 4 * hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # fp32: a short sequence (T / 256 frames) costs little, and half-precision RNN kernels vary by GPU
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            h, _ = self.gru(x.float().transpose(1, 2))  # (B, T, 2 * hidden)
+        return torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1)
+
+
+# --------------------------------------------------------------------------- hemisphere flip
+
+
+def hemisphere_flip(
+    batch: dict[str, torch.Tensor], channels: Sequence[str], mask: Optional[torch.Tensor] = None
+) -> dict[str, torch.Tensor]:
+    """Mirror left ↔ right: `eeg` (B, C, T) channels and `kaggle_spec` (B, 4, F, S) regions permuted.
+
+    Channels follow `signals.flip_permutation(channels)`, Kaggle regions LL↔RL, LP↔RP. `mask`
+    (B,) bool flips only the selected samples (augmentation); None flips all (TTA). Returns a
+    new dict; other keys are passed through unchanged. Applying it twice is the identity.
+    """
+    out = dict(batch)
+    perms = {"eeg": flip_permutation(list(channels)), "kaggle_spec": flip_permutation(SPEC_REGIONS)}
+    for key, perm in perms.items():
+        x = batch.get(key)
+        if x is None:
+            continue
+        if x.shape[1] != len(perm):
+            raise ValueError(f"hemisphere_flip: batch[{key!r}] has {x.shape[1]} channels, expected {len(perm)}")
+        idx = torch.as_tensor(perm, device=x.device, dtype=torch.long)
+        flipped = x.index_select(1, idx)
+        if mask is not None:
+            m = mask.to(device=x.device, dtype=torch.bool).reshape(-1, *([1] * (x.dim() - 1)))
+            flipped = torch.where(m, flipped, x)
+        out[key] = flipped
+    return out
+
+
+class FlipMixin:
+    """Gives a model `flip_batch(batch)`; the model sets `self.channels` (montage names)."""
+
+    channels: list[str]
+
+    def flip_batch(self, batch: dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """Hemisphere-flipped copy of `batch` (see `hemisphere_flip`)."""
+        return hemisphere_flip(batch, self.channels, mask)
+
+
+# --------------------------------------------------------------------------- spectrogram masks
+
+
+def random_axis_mask(x: torch.Tensor, prob: float, axis: int, max_frac: float = 0.1) -> torch.Tensor:
+    """SpecAugment-style mask: with probability `prob` per sample, zero one random band of `axis`.
+
+    x: (B, ..., H, W) spectrogram; axis -1 = time, -2 = frequency; the band is at most
+    `max_frac` of the axis and shared by all channels of a sample.
+    """
+    if prob <= 0:
+        return x
+    b, n = x.shape[0], x.shape[axis]
+    dev = x.device
+    width = (torch.rand(b, device=dev) * max_frac * n).long() + 1
+    start = (torch.rand(b, device=dev) * (n - width + 1).float()).long()
+    pos = torch.arange(n, device=dev)
+    band = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + width)[:, None])  # (B, n)
+    band &= (torch.rand(b, device=dev) < prob)[:, None]
+    shape = [b] + [1] * (x.dim() - 1)
+    shape[axis if axis >= 0 else x.dim() + axis] = n
+    return x.masked_fill(band.reshape(shape), 0.0)

@@ -1,0 +1,235 @@
+"""2D model: spectrogram image (Kaggle spectrograms and/or EEG spectrograms) → timm backbone → GeM head.
+
+Image layout (one grey image, replicated to `in_chans`):
+
+- `kaggle_spec` (B, 4, 100, 300), regions LL, RL, LP, RP → 2x2 tiles [[LL, RL], [LP, RP]] → (200, 600).
+- `eeg_spec`: `signals.EEGSpectrogram` on the montage → (B, C, H, W). When the channels contain
+  the four double-banana chains (HMS or CHB-MIT names) the 4 pairs of each chain are averaged
+  and the chains tiled 2x2 like the Kaggle image → (2H, 2W); other channel sets are tiled in a
+  grid of ceil(sqrt(C)) columns. Extra channels (e.g. the central Fz-Cz chain) are left out of
+  the chain image.
+- both: the Kaggle image is resized to the EEG image's width and stacked on top of it.
+
+Left/right chains sit in the left/right tile columns, so a hemisphere flip of the inputs is a
+horizontal swap of tiles.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hbac.config import ModelConfig, to_dict
+from hbac.constants import BANANA_CHAINS
+from hbac.models.layers import FlipMixin, GeM, random_axis_mask
+from hbac.signals import EEGSpectrogram
+
+log = logging.getLogger(__name__)
+
+INPUTS_2D = ("kaggle_spec", "eeg_spec")
+# 10-20 electrode names changed between nomenclatures: CHB-MIT uses T7/P7/T8/P8 for T3/T5/T4/T6
+_ALIASES = {"T7": "T3", "P7": "T5", "T8": "T4", "P8": "T6"}
+
+
+def _canon(name: str) -> str:
+    return "-".join(_ALIASES.get(p, p) for p in name.upper().split("-"))
+
+
+def chain_indices(channels: Sequence[str]) -> Optional[list[list[int]]]:
+    """Indices of the 4 double-banana chains (LL, RL, LP, RP) × 4 pairs in `channels`, or None if any is missing."""
+    pos = {_canon(c): i for i, c in enumerate(channels)}
+    out = []
+    for chain in BANANA_CHAINS.values():
+        idx = [pos.get(_canon(f"{a}-{b}")) for a, b in chain]
+        if any(i is None for i in idx):
+            return None
+        out.append(idx)  # type: ignore[arg-type]
+    return out
+
+
+def tile_2x2(x: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W) → (B, 2H, 2W) with tiles [[0, 1], [2, 3]]."""
+    b, n, h, w = x.shape
+    if n != 4:
+        raise ValueError(f"tile_2x2 needs 4 tiles, got {n}")
+    return x.reshape(b, 2, 2, h, w).permute(0, 1, 3, 2, 4).reshape(b, 2 * h, 2 * w)
+
+
+def tile_grid(x: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """(B, N, H, W) → (B, rows·H, n_cols·W), row-major, zero tiles pad the last row."""
+    b, n, h, w = x.shape
+    rows = math.ceil(n / n_cols)
+    if rows * n_cols > n:
+        x = torch.cat([x, x.new_zeros(b, rows * n_cols - n, h, w)], dim=1)
+    return x.reshape(b, rows, n_cols, h, w).permute(0, 1, 3, 2, 4).reshape(b, rows * h, n_cols * w)
+
+
+def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read a local state dict (.pth/.pt/.bin/.safetensors; unwraps `state_dict`/`model` and our checkpoints)."""
+    from timm.models import load_state_dict
+
+    sd = load_state_dict(str(path), use_ema=True, device="cpu")
+    if any(k.startswith("backbone.") for k in sd):  # an hbac checkpoint: keep only its backbone
+        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    return sd
+
+
+def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int) -> None:
+    """Load local weights into a headless timm backbone: classifier keys dropped, first conv adapted to `in_chans`."""
+    from timm.models import adapt_input_conv
+
+    if path is None:
+        raise ValueError("model.pretrained is true but model.pretrained_path is not set (weights are never downloaded)")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"model.pretrained_path: weights file not found: {p}")
+    sd = _load_weights_file(p)
+    own = backbone.state_dict()
+    keep: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    for k, v in sd.items():
+        if k not in own:
+            dropped.append(k)  # classifier / head of the source model
+        elif v.shape == own[k].shape:
+            keep[k] = v
+        elif v.ndim == 4 and v.shape[0] == own[k].shape[0] and v.shape[2:] == own[k].shape[2:]:
+            keep[k] = adapt_input_conv(in_chans, v, base_chans=v.shape[1])
+            log.info("adapted %s from %d to %d input channels", k, v.shape[1], in_chans)
+        else:
+            dropped.append(k)
+            log.warning("pretrained %s: shape %s does not fit %s; skipped", k, tuple(v.shape), tuple(own[k].shape))
+    if not keep:
+        raise ValueError(f"model.pretrained_path: no weights in {p} match this backbone (wrong architecture?)")
+    missing = [k for k in own if k not in keep]
+    backbone.load_state_dict(keep, strict=False)
+    log.info("loaded %d tensors from %s (%d dropped, %d left at init)", len(keep), p, len(dropped), len(missing))
+    if missing:
+        log.warning("pretrained weights lack %d backbone tensors, e.g. %s", len(missing), missing[:3])
+
+
+class Spec2DModel(FlipMixin, nn.Module):
+    """Spectrogram image → timm backbone → GeM → dropout → Linear: batch → logits (B, n_classes)."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        n_classes: int,
+        channels: Sequence[str],
+        fs: float,
+        n_times: Optional[int] = None,
+        head: bool = True,
+    ) -> None:
+        super().__init__()
+        self.channels = list(channels)
+        self.n_classes = n_classes
+        self.inputs = list(cfg.inputs)
+        if not self.inputs:
+            raise ValueError("model.inputs: empty; use kaggle_spec and/or eeg_spec")
+        for name in self.inputs:
+            if name not in INPUTS_2D:
+                raise ValueError(f"model.inputs: unknown input {name!r} (allowed: {', '.join(INPUTS_2D)})")
+        self.input_keys = tuple(sorted({"eeg" if i == "eeg_spec" else "kaggle_spec" for i in self.inputs}))
+        self.in_chans = cfg.in_chans
+        self.time_mask = 0.0
+        self.freq_mask = 0.0
+
+        self.spec: Optional[EEGSpectrogram] = None
+        self.register_buffer("chain_idx", None, persistent=False)  # (4, 4) pair indices per chain
+        self.layout = "none"
+        if "eeg_spec" in self.inputs:
+            sp = to_dict(cfg.spec)
+            if n_times is not None and sp["n_fft"] // 2 >= n_times:
+                raise ValueError(f"model.spec.n_fft: {sp['n_fft']} is too long for {n_times}-sample windows")
+            self.spec = EEGSpectrogram(fs, **sp)
+            idx = chain_indices(self.channels)
+            if idx is not None:
+                self.register_buffer("chain_idx", torch.tensor(idx, dtype=torch.long), persistent=False)
+                self.layout = "chains"
+            else:
+                self.layout = "grid"
+                self.grid_cols = math.ceil(math.sqrt(len(self.channels)))
+            log.debug("eeg_spec layout: %s for %d channels", self.layout, len(self.channels))
+
+        self.backbone = timm.create_model(
+            cfg.backbone,
+            pretrained=False,  # never touches the network; weights come from a local file below
+            num_classes=0,
+            global_pool="",
+            in_chans=cfg.in_chans,
+            drop_rate=0.0,  # dropout lives in our head
+        )
+        if cfg.pretrained:
+            load_pretrained(self.backbone, cfg.pretrained_path, cfg.in_chans)
+        self.pool = GeM(cfg.gem_p)
+        # forward_head(pre_logits=True) keeps any head conv (MobileNetV3's conv_head: 576 → 1024)
+        self.num_features = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
+        # without a head (multimodal branch) the caller owns dropout
+        self.drop: nn.Module = nn.Dropout(cfg.drop_rate) if head else nn.Identity()
+        self.head: nn.Module = nn.Linear(self.num_features, n_classes) if head else nn.Identity()
+
+    def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0) -> None:
+        """Probabilities of one random time / frequency mask per sample on the EEG spectrogram, training mode only.
+
+        Only `eeg_spec` is masked here, because it only exists inside the model; `hbac.data` masks
+        `kaggle_spec` when it loads it.
+        """
+        self.time_mask, self.freq_mask = float(time_mask), float(freq_mask)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            x = random_axis_mask(x, self.time_mask, axis=-1)
+            x = random_axis_mask(x, self.freq_mask, axis=-2)
+        return x
+
+    def _batch_key(self, batch: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+        if key not in batch:
+            raise KeyError(f"model input {key!r} missing from batch (keys: {sorted(batch)})")
+        return batch[key]
+
+    def eeg_image(self, eeg: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) montage → (B, H', W') EEG-spectrogram image (chains 2x2 or channel grid), fp32."""
+        assert self.spec is not None
+        s = self._augment(self.spec(eeg))  # (B, C, H, W) fp32
+        if self.chain_idx is not None:
+            b, _, h, w = s.shape
+            s = s.index_select(1, self.chain_idx.flatten()).reshape(b, 4, 4, h, w).mean(dim=2)
+            return tile_2x2(s)
+        return tile_grid(s, self.grid_cols)
+
+    def kaggle_image(self, spec: torch.Tensor) -> torch.Tensor:
+        """(B, 4, 100, 300) Kaggle spectrogram regions → (B, 200, 600) image."""
+        return tile_2x2(spec.float())
+
+    def image(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch → (B, in_chans, H, W) backbone input."""
+        parts = []
+        if "kaggle_spec" in self.inputs:
+            parts.append(self.kaggle_image(self._batch_key(batch, "kaggle_spec")))
+        if "eeg_spec" in self.inputs:
+            parts.append(self.eeg_image(self._batch_key(batch, "eeg")))
+        if len(parts) > 1:
+            width = parts[-1].shape[-1]
+            parts = [
+                p if p.shape[-1] == width else F.interpolate(p[:, None], size=(p.shape[-2], width), mode="bilinear", align_corners=False)[:, 0]
+                for p in parts
+            ]
+        img = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return img[:, None].expand(-1, self.in_chans, -1, -1)
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch → pooled features (B, num_features)."""
+        f = self.backbone.forward_features(self.image(batch))
+        f = self.backbone.forward_head(f, pre_logits=True)  # e.g. ConvNeXt's final norm; keeps (B, F, h, w)
+        if f.dim() != 4:
+            raise ValueError(f"model.backbone: {type(self.backbone).__name__} gives {f.dim()}D features; GeM needs a CNN (B, F, h, w) map")
+        return self.pool(f)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch → logits (B, n_classes) (or features (B, num_features) when built with head=False)."""
+        return self.head(self.drop(self.forward_features(batch)))

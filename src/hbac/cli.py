@@ -183,14 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from hbac.config import ConfigError
-    from hbac.datasets.hms import DataError
-
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError) as e:  # ConfigError and DataError are ValueErrors
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

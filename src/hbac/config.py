@@ -61,6 +61,7 @@ class DataConfig:
     windows: WindowParams = field(default_factory=WindowParams)
     patients: Optional[list[str]] = None  # CHB-MIT: restrict to these cases (chb01, …)
     allow_missing: bool = False
+    skip_unreadable: bool = False  # skip (and count) recordings whose files cannot be read, e.g. at test time
     workers: int = 0  # 0 = all cores
 
     def cache_dir(self) -> Path:

@@ -151,6 +151,12 @@ def predict_experiment(
             cache = open_cache(dcfg)
             if len(cache.samples) == 0:
                 return cache.samples, np.zeros((0, len(ckpt["classes"])))
+        if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
+            from hbac.features import predict_features
+
+            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            total = p if total is None else total + p
+            continue
         model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
         model.load_state_dict(ckpt["model"])
         model.to(device)

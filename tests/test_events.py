@@ -181,3 +181,11 @@ def test_seizure_scores_on_oof() -> None:
         seizure_scores(oof.drop(columns=["duration_s"]))
     with pytest.raises(KeyError, match="seizure_pred"):
         seizure_scores(oof.drop(columns=["seizure_pred"]))
+
+
+def test_smooth_keeps_length_when_shorter_than_kernel():
+    from hbac.events import smooth
+
+    assert smooth(np.array([0.9]), 3).tolist() == [0.9]
+    np.testing.assert_allclose(smooth(np.array([1.0, 0.0]), 3), [0.5, 0.5])
+    np.testing.assert_allclose(smooth(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), 3), [0, 1 / 3, 1 / 3, 1 / 3, 0])

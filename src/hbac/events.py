@@ -104,9 +104,11 @@ def smooth(prob: np.ndarray, k: int) -> np.ndarray:
     p = np.asarray(prob, dtype=np.float64)
     if k <= 1 or len(p) == 0:
         return p.copy()
-    kernel = np.ones(int(k))
-    num = np.convolve(p, kernel, mode="same")
-    den = np.convolve(np.ones(len(p)), kernel, mode="same")
+    k = int(k)
+    # full convolution, then the centred slice: mode="same" returns max(len(p), k) values
+    start = (k - 1) // 2
+    num = np.convolve(p, np.ones(k), mode="full")[start : start + len(p)]
+    den = np.convolve(np.ones(len(p)), np.ones(k), mode="full")[start : start + len(p)]
     return num / den
 
 

@@ -1,0 +1,392 @@
+"""`python -m hbac detect EDF`: seizure detection on any EDF with a trained CHB-MIT experiment or ensemble.
+
+For every member experiment (one experiment, or an ensemble's members with their
+`weights.json` blend weights): the EDF is read with `read_any_edf` (µV, the 18 bipolar
+pairs picked or derived by name), preprocessed exactly as the member's checkpoints say
+(`signals.preprocess` with its `EEGParams`, resampled to its rate), cut into the windows it
+was trained on (`window_s` every `stride_s`), and every window is predicted by every fold's
+`best.pt` (mean of the folds). Window probabilities → `events.detect_events` at the
+threshold (default: the entry's `best_threshold` in `scores.json`, else 0.5).
+
+Outputs in `out_dir` (default `<outputs>/detect/<edf stem>/`), written atomically:
+`windows.csv` (start_s, end_s, seizure_prob), `events.csv` (start_s, end_s, peak_prob),
+`timeline.png` (probability timeline above a few EEG channels) and `detect.json`
+(which model, threshold, recording length, events).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
+from hbac.io import atomic_path, atomic_write_csv, atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+# channels drawn under the timeline (temporal chains of both sides), when the montage has them
+PLOT_CHANNELS = ("FP1-F7", "F7-T7", "T7-P7", "FP2-F8", "F8-T8", "T8-P8")
+PLOT_MAX_POINTS = 8000  # per trace; longer signals are drawn as a min/max envelope
+
+
+@dataclass
+class RecordingCache:
+    """One preprocessed recording shaped like `hbac.cache.Cache`, so `hbac.data.WindowDataset` reads it.
+
+    eeg: (n_times, n_chans) float32, time-major as in a cache; samples: the window table
+    (sample_id, recording_id, start_s, duration_s, <class>_vote placeholders, eeg_row, eeg_lo, eeg_hi).
+    """
+
+    path: Path
+    eeg: np.ndarray
+    fs: float
+    channels: list[str]
+    classes: list[str]
+    samples: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+    spec: None = None
+    specs: None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def window(self, i: int) -> np.ndarray:
+        """Window i as (n_chans, n_times) float32."""
+        r = int(self.samples["eeg_row"].iloc[i])
+        n = int(round(float(self.samples["duration_s"].iloc[i]) * self.fs))
+        return np.ascontiguousarray(self.eeg[r : r + n].T)
+
+
+# --------------------------------------------------------------------------- which model
+
+
+def _is_ensemble(entry_dir: Path) -> bool:
+    return (entry_dir / "weights.json").exists()
+
+
+def best_chbmit_entry(outputs: Path) -> str:
+    """Name of the best complete CHB-MIT experiment or ensemble on the leaderboard of `outputs`."""
+    from hbac.leaderboard import build_leaderboard
+
+    lb = build_leaderboard(outputs)
+    if len(lb):
+        lb = lb[(lb["task"] == "chbmit") & lb["complete"].astype(bool) & np.isfinite(lb["cv"].to_numpy(np.float64))]
+    if not len(lb):
+        raise FileNotFoundError(
+            f"no complete CHB-MIT experiment or ensemble under {outputs}; train one first, e.g. "
+            "`python -m hbac train configs/chbmit_eeg1d.yaml` (or `python -m hbac demo --dataset chbmit`), "
+            "or pass --outputs/--name"
+        )
+    best = lb.iloc[0]
+    log.info("using the best CHB-MIT entry on the leaderboard: %s (%s, CV KL %.4f)", best["name"], best["kind"], best["cv"])
+    return str(best["name"])
+
+
+def resolve_detector(outputs: Path, name: Optional[str] = None) -> tuple[str, dict[str, float]]:
+    """(entry name, {member experiment: blend weight}) for an experiment, an ensemble, or the best CHB-MIT entry."""
+    from hbac.predict import resolve_members
+
+    outputs = Path(outputs)
+    name = name or best_chbmit_entry(outputs)
+    entry = outputs / name
+    if not entry.is_dir():
+        have = sorted(p.name for p in outputs.iterdir() if p.is_dir() and (p / "config.yaml").exists()) if outputs.is_dir() else []
+        raise FileNotFoundError(f"no experiment or ensemble {name!r} under {outputs} (found: {', '.join(have) or 'none'})")
+    if _is_ensemble(entry):
+        members = resolve_members(outputs, ensemble=name)
+        if not members:
+            raise ValueError(f"ensemble {name!r}: every member has weight 0 in {entry / 'weights.json'}")
+        return name, members
+    return name, {name: 1.0}
+
+
+def default_threshold(entry_dir: Path) -> float:
+    """The entry's event threshold: `scores.json` → seizure → best_threshold if present, else 0.5."""
+    path = Path(entry_dir) / "scores.json"
+    if path.exists():
+        seizure = read_json(path).get("seizure")
+        if isinstance(seizure, dict):
+            t = seizure.get("best_threshold")
+            if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0.0 < t < 1.0:
+                return float(t)
+    return DEFAULT_THRESHOLD
+
+
+# --------------------------------------------------------------------------- signal → windows
+
+
+def window_starts(duration_s: float, window_s: float, stride_s: float) -> np.ndarray:
+    """Starts (n,) in seconds of the whole windows of `window_s` every `stride_s` in a recording."""
+    if window_s <= 0 or stride_s <= 0:
+        raise ValueError(f"window_s and stride_s must be positive, got {window_s}, {stride_s}")
+    if duration_s + 1e-9 < window_s:
+        return np.zeros(0)
+    n = int(math.floor((duration_s - window_s) / stride_s + 1e-9)) + 1
+    return np.round(np.arange(n) * stride_s, 6)
+
+
+def read_preprocessed(edf: Path, data: DataConfig, fs: float) -> tuple[np.ndarray, list[str]]:
+    """EDF → ((n_chans, n_times) float32 at `fs` Hz, channel names), preprocessed as `data.eeg` says.
+
+    The montage's channels are read at their native rate when they share one (then filtered
+    and resampled as the cache builder does), otherwise resampled to `fs` on reading.
+    """
+    from hbac.datasets.chbmit import read_any_edf, resolve_montage
+    from hbac.datasets.edf import read_edf
+    from hbac.signals import montage_pairs, preprocess
+
+    e = data.eeg
+    rec = read_edf(edf)
+    used, _, _ = resolve_montage(rec.labels, montage_pairs(e.montage))
+    rates = rec.fs[used] if used else np.array([fs])
+    native = bool(np.all(rates == rates[0]))
+    x, fs_in, names = read_any_edf(edf, fs_out=None if native else fs, montage=e.montage)
+    y = preprocess(x, float(fs_in), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv,
+                   standardize=e.standardize, fs_out=fs)
+    return y, names
+
+
+def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str], classes: Sequence[str],
+                    window_s: float, stride_s: float, key: str = "", params: Optional[dict[str, Any]] = None) -> RecordingCache:
+    """A preprocessed recording x (C, T) → a `RecordingCache` with one row per window."""
+    n_times = x.shape[1]
+    duration = n_times / fs
+    starts = window_starts(duration, window_s, stride_s)
+    if len(starts) == 0:
+        from hbac.datasets.hms import DataError
+
+        raise DataError(f"{edf}: {duration:.1f} s of signal is shorter than one {window_s:g} s window")
+    stem = Path(edf).stem
+    table = pd.DataFrame({
+        "sample_id": [f"{stem}_{s:08.1f}" for s in starts],
+        "recording_id": stem,
+        "group": "",
+        "start_s": starts,
+        "duration_s": float(window_s),
+        **{f"{c}_vote": 0.0 for c in classes},  # unknown: placeholders for WindowDataset
+        "n_votes": 1,
+        "eeg_row": np.rint(starts * fs).astype(np.int64),
+        "eeg_lo": 0,
+        "eeg_hi": int(n_times),
+    })
+    meta = {"dataset": "chbmit", "classes": list(classes), "fs": fs, "channels": list(channels), "hash": key,
+            "created": datetime.now(timezone.utc).isoformat(), "n_samples": len(table), "n_recordings": 1,
+            "params": dict(params or {})}
+    return RecordingCache(Path(edf), np.ascontiguousarray(x.T, dtype=np.float32), float(fs), list(channels),
+                          list(classes), table, meta)
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
+    cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
+    if cfg.data.dataset != "chbmit" or "seizure" not in list(ckpt.get("classes", [])):
+        raise ValueError(f"{exp_dir.name}: not a CHB-MIT experiment (dataset {cfg.data.dataset!r}, classes "
+                         f"{ckpt.get('classes')}); detect needs a model trained on dataset: chbmit")
+    return cfg
+
+
+def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], batch_size: int = 64,
+                   device: Optional[torch.device] = None, progress: bool = True) -> tuple[RecordingCache, np.ndarray]:
+    """Mean over an experiment's folds of the window probabilities (N, K) on one EDF, and its windows.
+
+    `memo` keeps preprocessed recordings by preprocessing parameters, so members that share
+    them read the EDF once.
+    """
+    from torch.utils.data import DataLoader
+
+    from hbac.data import WindowDataset
+    from hbac.models import build_model
+    from hbac.predict import device_auto, load_checkpoint, member_folds, predict_loader
+
+    device = device or device_auto()
+    paths = member_folds(exp_dir)
+    total: Optional[np.ndarray] = None
+    cache: Optional[RecordingCache] = None
+    for path in paths:
+        ckpt = load_checkpoint(path, map_location="cpu")
+        cfg = _member_config(exp_dir, ckpt, path)
+        fs = float(ckpt["fs"])
+        w = cfg.data.windows
+        key = params_hash({"eeg": to_dict(cfg.data.eeg), "fs": fs, "window_s": w.window_s, "stride_s": w.stride_s,
+                           "classes": list(ckpt["classes"]), "edf": str(Path(edf).resolve())})
+        if key not in memo:
+            x, names = read_preprocessed(edf, cfg.data, fs)
+            memo[key] = recording_cache(edf, x, fs, names, ckpt["classes"], w.window_s, w.stride_s, key,
+                                        params={"eeg": to_dict(cfg.data.eeg)})
+        cache = memo[key]
+        if list(ckpt["channels"]) != cache.channels:
+            raise ValueError(f"{path}: trained on channels {ckpt['channels']}, the montage gives {cache.channels}")
+        n_win = int(round(w.window_s * fs))
+        if int(ckpt.get("n_times", n_win)) != n_win:
+            raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
+        if ckpt.get("kind") == "features":
+            from hbac.features import predict_features
+
+            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+        else:
+            use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
+            if use_spec:
+                raise ValueError(f"{path}: the model reads Kaggle spectrograms, which an EDF does not have")
+            model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
+                                n_times=ckpt.get("n_times"))
+            model.load_state_dict(ckpt["model"])
+            model.to(device)
+            loader = DataLoader(WindowDataset(cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
+            p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+                               progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
+        total = p if total is None else total + p
+    assert cache is not None and total is not None
+    return cache, total / len(paths)
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def _envelope(x: np.ndarray, fs: float, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t (n,), y (C, n)) for plotting: the signal itself, or per-block min/max when longer than max_points."""
+    c, n = x.shape
+    if n <= max_points:
+        return np.arange(n) / fs, x
+    f = int(math.ceil(2 * n / max_points))
+    nb = n // f
+    blocks = x[:, : nb * f].reshape(c, nb, f)
+    y = np.stack([blocks.min(axis=2), blocks.max(axis=2)], axis=2).reshape(c, 2 * nb)
+    t = np.repeat(np.arange(nb) * f / fs, 2) + np.tile([0.0, (f - 1) / fs], nb)
+    return t, y
+
+
+def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndarray, threshold: float,
+                  events: Sequence[Sequence[float]], x: np.ndarray, fs: float, channels: Sequence[str],
+                  title: str = "", units: str = "µV") -> None:
+    """Seizure probability per window (threshold line, shaded events) above offset traces of a few channels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    upper = [c.upper() for c in channels]
+    pick = [upper.index(c) for c in PLOT_CHANNELS if c in upper] or list(range(min(6, len(channels))))
+    t, y = _envelope(np.asarray(x[pick], dtype=np.float32), fs, PLOT_MAX_POINTS)
+    lo, hi = np.percentile(y, [0.5, 99.5], axis=1)
+    spacing = float(np.median(hi - lo)) or 1.0
+    duration = x.shape[1] / fs
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    centres = np.asarray(starts) + window_s / 2
+    ax1.plot(centres, prob, "-o", ms=2.5, lw=1.2, color="tab:blue", label="seizure probability")
+    ax1.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    for k, (s, e, *_) in enumerate(events):
+        for ax in (ax1, ax2):
+            ax.axvspan(s, e, color="tab:orange", alpha=0.25, lw=0, label="detected event" if (k == 0 and ax is ax1) else None)
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.set_ylabel("P(seizure)")
+    ax1.grid(alpha=0.3)
+    ax1.legend(loc="upper right", fontsize=8)
+    ax1.set_title(title)
+    for r in range(len(pick)):
+        ax2.plot(t, y[r] - r * spacing, lw=0.4, color="k")
+    ax2.set_yticks([-r * spacing for r in range(len(pick))])
+    ax2.set_yticklabels([channels[i] for i in pick], fontsize=8)
+    ax2.set_ylim(-(len(pick) - 0.2) * spacing, 0.8 * spacing)
+    ax2.set_xlim(0, duration)
+    ax2.set_xlabel("time (s)")
+    ax2.text(1.0, 1.0, f"spacing {spacing:.0f} {units}", transform=ax2.transAxes, ha="right", va="bottom", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def detect(
+    edf: Path,
+    outputs: Path = Path("outputs"),
+    name: Optional[str] = None,
+    out_dir: Optional[Path] = None,
+    threshold: Optional[float] = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Seizure detection on one EDF → windows.csv, events.csv, timeline.png, detect.json in `out_dir`.
+
+    Returns {"name", "members", "threshold", "out_dir", "windows_csv", "events_csv", "timeline_png",
+    "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
+    """
+    from hbac.events import detect_events, events_to_frame
+
+    edf = Path(edf)
+    if not edf.is_file():
+        raise FileNotFoundError(f"EDF file not found: {edf}")
+    outputs = Path(outputs)
+    entry, members = resolve_detector(outputs, name)
+    if threshold is None:
+        threshold = default_threshold(outputs / entry)
+        log.info("event threshold %.2f (from %s)", threshold, outputs / entry / "scores.json")
+    elif not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    out_dir = Path(out_dir) if out_dir is not None else outputs / "detect" / edf.stem
+
+    memo: dict[str, RecordingCache] = {}
+    wsum = sum(members.values())
+    blend: Optional[np.ndarray] = None
+    ref: Optional[RecordingCache] = None
+    for member, w in members.items():
+        cache, probs = predict_member(outputs / member, edf, memo, progress=progress)
+        if ref is None:
+            ref = cache
+        elif len(cache.samples) != len(ref.samples) or not np.allclose(cache.samples["start_s"], ref.samples["start_s"]) \
+                or float(cache.samples["duration_s"].iloc[0]) != float(ref.samples["duration_s"].iloc[0]):
+            raise ValueError(f"ensemble {entry!r}: member {member!r} uses other windows than the first member; "
+                             "members of a detection ensemble must share window_s and stride_s")
+        seizure = probs[:, cache.classes.index("seizure")]
+        blend = (w / wsum) * seizure if blend is None else blend + (w / wsum) * seizure
+    assert ref is not None and blend is not None
+    prob = np.clip(blend, 0.0, 1.0)
+    starts = ref.samples["start_s"].to_numpy(np.float64)
+    window_s = float(ref.samples["duration_s"].iloc[0])
+    events = detect_events(prob, starts, window_s, threshold)
+    duration = len(ref.eeg) / ref.fs
+
+    windows_csv, events_csv = out_dir / "windows.csv", out_dir / "events.csv"
+    timeline_png, summary_json = out_dir / "timeline.png", out_dir / "detect.json"
+    atomic_write_csv(windows_csv, pd.DataFrame({"start_s": starts, "end_s": starts + window_s, "seizure_prob": prob}))
+    atomic_write_csv(events_csv, events_to_frame(events))
+    title = f"{edf.name}: {entry} ({'ensemble of ' + str(len(members)) if len(members) > 1 else 'experiment'}), " \
+            f"{len(events)} event(s) at threshold {threshold:.2f}"
+    plot_timeline(timeline_png, starts, window_s, prob, threshold, events, ref.eeg.T, ref.fs, ref.channels, title,
+                  units="z" if ref.meta["params"].get("eeg", {}).get("standardize") else "µV")
+    result: dict[str, Any] = {
+        "edf": str(edf),
+        "name": entry,
+        "members": {k: v / wsum for k, v in members.items()},
+        "threshold": float(threshold),
+        "out_dir": out_dir,
+        "windows_csv": windows_csv,
+        "events_csv": events_csv,
+        "timeline_png": timeline_png,
+        "summary_json": summary_json,
+        "events": events,
+        "n_windows": len(starts),
+        "window_s": window_s,
+        "duration_s": float(duration),
+        "fs": float(ref.fs),
+    }
+    atomic_write_json(summary_json, {k: (str(v) if isinstance(v, Path) else v) for k, v in result.items()}
+                      | {"created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    log.info("%s: %d window(s) over %.0f s, %d event(s) at threshold %.2f → %s",
+             edf.name, len(starts), duration, len(events), threshold, out_dir)
+    for s, e, p in events:
+        log.info("   seizure event %.1f–%.1f s (peak probability %.2f)", s, e, p)
+    return result
+

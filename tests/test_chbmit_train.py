@@ -1,0 +1,142 @@
+"""CHB-MIT on the shared machinery: a seizure detector trained on synthetic CHB-MIT learns (windows and
+events, well above chance), scores.json carries the seizure section, the leaderboard shows it, and
+time-ordered folds train only on earlier data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hbac.config import ExperimentConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny"
+# synthetic data: 4 patients × 3 files × 240 s (≈ 34 MB of EDF, 564 windows, 7 seizures for seed 0)
+N_PATIENTS, N_FILES, FILE_S, SEED = 4, 3, 240.0, 0
+N_FOLDS = 2  # 2 patient-grouped folds of 2 patients: every patient is validated once (epochs: the config's)
+
+
+def synth_chbmit(root: Path) -> Path:
+    """The synthetic CHB-MIT folder under `root`, written once (reused by later calls and other test modules)."""
+    from hbac.datasets.synthetic import write_chbmit
+
+    data = root / "data"
+    if not (data / f"chb{N_PATIENTS:02d}" / f"chb{N_PATIENTS:02d}-summary.txt").exists():
+        write_chbmit(data, n_patients=N_PATIENTS, seed=SEED, n_files=N_FILES, file_s=FILE_S)
+    return data
+
+
+def tiny_chbmit_cfg(root: Path, config: str = "chbmit_1d.yaml", outputs: str = "outputs") -> ExperimentConfig:
+    """The shipped tiny CHB-MIT experiment pointed at `root` (data, cache, outputs), with the test's folds/epochs."""
+    cfg = load_config(TINY / config)
+    cfg.data.data_dir = str(synth_chbmit(root))
+    cfg.data.cache_root = str(root / "cache")
+    cfg.output_root = str(root / outputs)
+    cfg.folds.n_folds = N_FOLDS
+    return cfg
+
+
+def trained_chbmit(root: Path) -> ExperimentConfig:
+    """The tiny 1D CHB-MIT experiment trained over all folds under `root`; trained once, reused when complete."""
+    from hbac.train import train_experiment
+
+    cfg = tiny_chbmit_cfg(root)
+    scores_path = cfg.output_dir() / "scores.json"
+    if not scores_path.exists() or json.loads(scores_path.read_text()).get("missing_folds"):
+        train_experiment(cfg, progress=False)
+    return cfg
+
+
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder per test session for the trained CHB-MIT experiment (shared with tests/test_detect.py)."""
+    return tmp_path_factory.getbasetemp() / "chbmit_shared"
+
+
+@pytest.fixture(scope="module")
+def chbmit_run(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
+    return trained_chbmit(shared_root(tmp_path_factory))
+
+
+def _scores(cfg: ExperimentConfig) -> dict:
+    return json.loads((cfg.output_dir() / "scores.json").read_text())
+
+
+def test_detector_learns_windows_and_events(chbmit_run):
+    from hbac.events import seizure_scores
+
+    s = _scores(chbmit_run)
+    assert s["task"] == "chbmit" and s["missing_folds"] == []
+    sz = s["seizure"]
+    for k in ("auroc", "auprc", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h", "window", "event"):
+        assert k in sz, k
+    oof = pd.read_csv(chbmit_run.output_dir() / "oof.csv")
+    # chance: the same OOF table with the predictions shuffled (keeps the score distribution, breaks the link)
+    rng = np.random.default_rng(0)
+    chance = seizure_scores(oof.assign(seizure_pred=rng.permutation(oof["seizure_pred"].to_numpy())))
+    prevalence = float((oof["seizure_vote"] >= 0.5).mean())
+    assert sz["auroc"] > 0.85, f"window AUROC {sz['auroc']:.3f} (chance {chance['auroc']:.3f})"
+    assert sz["auprc"] > 3 * prevalence, f"window AUPRC {sz['auprc']:.3f} vs prevalence {prevalence:.3f}"
+    assert sz["event"]["n_true"] >= 4
+    assert sz["event_sensitivity"] >= 0.5, sz["event"]
+    assert sz["event_precision"] >= 0.5 and sz["event_precision"] > chance["event_precision"] + 0.2, (sz["event"], chance["event"])
+    assert np.isfinite(sz["fp_per_24h"]) and sz["fp_per_24h"] < chance["fp_per_24h"]
+
+
+def test_outputs_and_patient_grouped_folds(chbmit_run):
+    out = chbmit_run.output_dir()
+    oof = pd.read_csv(out / "oof.csv")
+    assert {"seizure_overlap", "rec_start_s", "background_pred", "seizure_pred", "fold"} <= set(oof.columns)
+    assert np.allclose(oof[["background_pred", "seizure_pred"]].sum(axis=1), 1.0)
+    # subject-independent: every patient is validated in exactly one fold, all of its windows there
+    assert (oof.groupby("group")["fold"].nunique() == 1).all()
+    assert oof["group"].nunique() == N_PATIENTS and oof["fold"].nunique() == N_FOLDS
+    for k in range(N_FOLDS):
+        ck = torch.load(out / f"fold{k}" / "best.pt", map_location="cpu", weights_only=False)
+        assert ck["classes"] == ["background", "seizure"] and ck["fold"] == k
+        assert ck["config"]["train"]["loss"] == "focal" and ck["config"]["train"]["sampler"] == "balanced"
+        trained_on = set(oof.loc[oof.fold != k, "group"])
+        assert not trained_on & set(oof.loc[oof.fold == k, "group"])
+
+
+def test_leaderboard_shows_seizure_metrics(chbmit_run):
+    from hbac.leaderboard import build_leaderboard, render
+
+    lb = build_leaderboard(Path(chbmit_run.output_root))
+    row = lb[lb["name"] == chbmit_run.name].iloc[0]
+    sz = _scores(chbmit_run)["seizure"]
+    assert row["task"] == "chbmit" and bool(row["complete"])
+    assert row["auroc"] == pytest.approx(sz["auroc"])
+    assert row["sensitivity"] == pytest.approx(sz["event_sensitivity"])
+    assert row["precision"] == pytest.approx(sz["event_precision"])
+    assert row["fp_per_24h"] == pytest.approx(sz["fp_per_24h"])
+    text = render(lb, "text")
+    assert "CHB-MIT" in text and "fp/24h" in text and "auroc" in text
+
+
+def test_time_ordered_folds_train_only_on_earlier_data(tmp_path_factory):
+    from hbac.train import experiment_table, fold_split, train_experiment
+
+    root = shared_root(tmp_path_factory)
+    cfg = tiny_chbmit_cfg(root, outputs="outputs_time")
+    cfg.name = "tiny_chbmit_1d_time"
+    cfg.folds.scheme = "time"
+    cfg.train.epochs = 1
+    cfg.train.max_steps_per_epoch = 2
+    cache, sel, folds = experiment_table(cfg)
+    assert sorted(sel["fold"].unique()) == [-1, 0, 1]  # -1: the first block of each patient, training-only history
+    for k in range(N_FOLDS):
+        tr, va = fold_split(cfg, sel, folds, k)
+        assert (va["fold"] == k).all() and (tr["fold"] < k).all()
+        for patient, v in va.groupby("group"):
+            t = tr[tr["group"] == patient]
+            assert len(t), f"fold {k}: no earlier data of {patient} to train on"
+            assert t["rec_start_s"].max() < v["rec_start_s"].min(), f"fold {k}, {patient}: trains on later data"
+    # and the trainer runs end to end with it: OOF covers every validated row, never the history block
+    scores = train_experiment(cfg, progress=False)
+    oof = pd.read_csv(cfg.output_dir() / "oof.csv")
+    assert len(oof) == int((sel["fold"] >= 0).sum()) and set(oof["fold"]) == set(range(N_FOLDS))
+    assert "seizure" in scores and scores["missing_folds"] == []

@@ -22,9 +22,9 @@ def cmd_synth(a: argparse.Namespace) -> int:
     from hbac.datasets import synthetic
 
     if a.dataset == "hms":
-        synthetic.write_hms(Path(a.out), n_eegs=a.n_eegs or 60, seed=a.seed, n_test=a.n_test)
+        synthetic.write_hms(Path(a.out), n_eegs=a.n_eegs or 60, seed=a.seed, n_test=a.n_test, low_vote_other=a.low_vote_other)
     else:
-        synthetic.write_chbmit(Path(a.out), n_patients=a.n_patients, seed=a.seed)
+        synthetic.write_chbmit(Path(a.out), n_patients=a.n_patients, seed=a.seed, n_files=a.n_files, file_s=a.file_s)
     print(f"synthetic {a.dataset} data written to {a.out}")
     return 0
 
@@ -129,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n-eegs", type=int, default=None, help="HMS: number of train EEG recordings (default 60)")
     s.add_argument("--n-test", type=int, default=4, help="HMS: number of test EEGs (default 4)")
+    s.add_argument("--low-vote-other", type=float, default=0.0, help="HMS: share of low-vote raters who say 'other' whatever they see (default 0)")
     s.add_argument("--n-patients", type=int, default=4, help="CHB-MIT: number of cases (default 4)")
+    s.add_argument("--n-files", type=int, default=3, help="CHB-MIT: EDF files per case (default 3)")
+    s.add_argument("--file-s", type=float, default=600.0, help="CHB-MIT: seconds per EDF file (default 600)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_synth)
 

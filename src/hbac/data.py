@@ -134,7 +134,7 @@ class WindowDataset(Dataset):
             if "kaggle_spec" in item:
                 item["kaggle_spec"] = item["kaggle_spec"][self.spec_perm]
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
-        out["target"] = torch.from_numpy(self.targets[i])
+        out["target"] = torch.tensor(self.targets[i])
         out["weight"] = torch.tensor(self.weights[i])
         out["index"] = torch.tensor(i, dtype=torch.int64)
         return out

@@ -400,7 +400,7 @@ def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
             log.warning("hbac.events is not importable (%s); no seizure metrics for %s", e, cfg.name)
         else:
             try:
-                scores["seizure"] = seizure_scores(oof)
+                scores["seizure"] = seizure_scores(oof, find_best=True)
             except (KeyError, ValueError) as e:  # secondary metrics: report, keep the blend
                 log.warning("%s: no seizure metrics: %s", cfg.name, e)
 

@@ -462,7 +462,7 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
     if cfg.data.dataset == "chbmit":
         from hbac.events import seizure_scores
 
-        scores["seizure"] = seizure_scores(oof)
+        scores["seizure"] = seizure_scores(oof, find_best=True)  # best_threshold: the default of `detect`
     atomic_write_json(out / "scores.json", scores)
     if missing:
         log.warning("%s: folds %s not trained yet; CV covers %d rows", cfg.name, missing, len(oof))

@@ -1,0 +1,116 @@
+"""Training and inference throughput (samples/s) of the shipped experiment configs.
+
+Runs each model on random batches of the real input shapes (HMS: 16 × 10,000 montage samples,
+4 × 100 × 300 Kaggle spectrogram; CHB-MIT: 18 × window samples) on the CPU, and on the GPU with the config's AMP setting
+when one is available. Data loading is not included: it is measured by benchmarks/prepare.py
+and is a memory-mapped slice per item.
+
+    python benchmarks/train.py [--configs configs/*.yaml] [--batch 16] [--steps 3] [--device cpu|cuda|all]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+from pathlib import Path
+
+import torch
+
+from hbac.config import ExperimentConfig, load_config
+from hbac.losses import build_loss
+from hbac.models import build_model, count_parameters
+from hbac.predict import amp_dtype
+from hbac.signals import montage_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shapes(cfg: ExperimentConfig) -> tuple[int, float, int]:
+    """(n_classes, fs, n_times) of an experiment's input."""
+    if cfg.data.dataset == "chbmit":
+        fs = cfg.data.eeg.fs or 256.0
+        return 2, fs, int(round(cfg.data.windows.window_s * fs))
+    fs = cfg.data.eeg.fs or 200.0
+    return 6, fs, int(round(cfg.data.eeg_window_s * fs))
+
+
+def batch_for(cfg: ExperimentConfig, b: int, device: torch.device) -> dict[str, torch.Tensor]:
+    n_ch = len(montage_names(cfg.data.eeg.montage))
+    k, _, n_t = shapes(cfg)
+    out = {"eeg": torch.randn(b, n_ch, n_t, device=device) * 30, "target": torch.softmax(torch.randn(b, k, device=device), 1)}
+    if cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs:
+        out["kaggle_spec"] = torch.randn(b, 4, 100, 300, device=device)
+    return out
+
+
+def bench(cfg: ExperimentConfig, device: torch.device, b: int, steps: int) -> tuple[float, float, int]:
+    """(train samples/s, inference samples/s, parameters) for one config on one device."""
+    n_ch = len(montage_names(cfg.data.eeg.montage))
+    k, fs, n_t = shapes(cfg)
+    model = build_model(cfg.model, k, montage_names(cfg.data.eeg.montage), fs, n_t).to(device)
+    loss_fn = build_loss(cfg.train)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    dt = amp_dtype(cfg.train.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
+    batch = batch_for(cfg, b, device)
+    assert batch["eeg"].shape[1] == n_ch
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step() -> None:
+        with torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None):
+            logits = model(batch)
+        loss = loss_fn(logits.float(), batch["target"], None)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    model.train()
+    train_step()  # warm-up
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    sync()
+    train_sps = b * steps / (time.perf_counter() - t)
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None):
+        model(batch)
+        sync()
+        t = time.perf_counter()
+        for _ in range(steps):
+            model(batch)
+        sync()
+    infer_sps = b * steps / (time.perf_counter() - t)
+    return train_sps, infer_sps, count_parameters(model)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="*", default=None, help="experiment configs (default: configs/*.yaml except ensembles and features)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    a = p.parse_args()
+    paths = a.configs or sorted(glob.glob(str(REPO / "configs" / "*.yaml")))
+    devices = []
+    if a.device in ("cpu", "all"):
+        devices.append(torch.device("cpu"))
+    if a.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads" + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    print(f"{'config':<34} {'device':<6} {'params':>10} {'train/s':>9} {'infer/s':>9}")
+    for path in paths:
+        cfg = load_config(path)
+        if not isinstance(cfg, ExperimentConfig) or cfg.model.kind == "features":
+            continue
+        for dev in devices:
+            tr, inf, n = bench(cfg, dev, a.batch, a.steps)
+            print(f"{Path(path).stem:<34} {dev.type:<6} {n:>10,} {tr:>9.1f} {inf:>9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

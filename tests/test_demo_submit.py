@@ -1,0 +1,101 @@
+"""The demo end to end (tiny sizes), and submit.py on its models: real test example, corrupt EEG, missing weights."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hbac.constants import HMS_VOTE_COLS
+from hbac.predict import make_submission
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def check_submission(sub: pd.DataFrame, data_dir: Path) -> None:
+    """Columns of sample_submission.csv, one row per test eeg_id in test.csv order, rows sum to 1."""
+    test = pd.read_csv(data_dir / "test.csv")
+    cols = list(pd.read_csv(data_dir / "sample_submission.csv", nrows=0).columns)
+    assert list(sub.columns) == cols
+    assert sub["eeg_id"].tolist() == test["eeg_id"].tolist()
+    p = sub[HMS_VOTE_COLS].to_numpy()
+    assert np.isfinite(p).all() and (p >= 0).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    from hbac.demo import run_demo
+
+    wd = tmp_path_factory.mktemp("demo")
+    run_demo(wd, tiny=True, progress=False)
+    return wd
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(demo: Path) -> None:
+    data_dir = demo / "data" / "hms"
+    check_submission(pd.read_csv(demo / "submission.csv"), data_dir)
+    weights = json.loads((demo / "outputs" / "tiny_ensemble" / "weights.json").read_text())["weights"]
+    assert set(weights) == {"tiny_hms_2d", "tiny_hms_1d"} and abs(sum(weights.values()) - 1) < 1e-6
+    lb = pd.read_csv(demo / "outputs" / "leaderboard.csv")
+    assert {"tiny_hms_2d", "tiny_hms_1d", "tiny_ensemble"} <= set(lb["name"])
+    for exp in ("tiny_hms_2d", "tiny_hms_1d"):
+        for k in range(3):
+            assert (demo / "outputs" / exp / f"fold{k}" / "best.pt").exists()
+    # the configs the demo wrote re-run as they are (validated on load)
+    from hbac.config import load_config
+
+    assert load_config(demo / "configs" / "hms_1d.yaml").name == "tiny_hms_1d"
+
+
+@pytest.mark.slow
+def test_submit_script_on_real_test_example(demo: Path, real_hms: Path, tmp_path: Path) -> None:
+    out = tmp_path / "submission.csv"
+    r = subprocess.run(
+        [sys.executable, str(REPO / "submit.py"), "--data-dir", str(real_hms), "--outputs", str(demo / "outputs"), "--ensemble", "tiny_ensemble", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    sub = pd.read_csv(out)
+    check_submission(sub, real_hms)
+    assert sub["eeg_id"].tolist() == [3911565283]
+
+
+@pytest.mark.slow
+def test_submit_corrupt_test_eeg_gets_prior(demo: Path, tmp_path: Path, caplog) -> None:
+    src = demo / "data" / "hms"
+    data = tmp_path / "hms"
+    data.mkdir()
+    for name in ("test.csv", "sample_submission.csv"):
+        shutil.copy(src / name, data / name)
+    shutil.copytree(src / "test_eegs", data / "test_eegs")
+    shutil.copytree(src / "test_spectrograms", data / "test_spectrograms")
+    test = pd.read_csv(data / "test.csv")
+    bad = int(test["eeg_id"].iloc[1])
+    (data / "test_eegs" / f"{bad}.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    sub = make_submission(data, demo / "outputs", ensemble="tiny_ensemble", out=tmp_path / "sub.csv", progress=False)
+    check_submission(sub, data)
+    assert str(bad) in caplog.text  # the warning names the EEG
+    # the unreadable EEG gets the blended class prior: the OOF target mean of the members
+    w = json.loads((demo / "outputs" / "tiny_ensemble" / "weights.json").read_text())["weights"]
+    prior = sum(wt * pd.read_csv(demo / "outputs" / m / "oof.csv")[HMS_VOTE_COLS].mean().to_numpy() for m, wt in w.items())
+    row = sub.loc[sub.eeg_id == bad, HMS_VOTE_COLS].to_numpy()[0]
+    np.testing.assert_allclose(row, prior / prior.sum(), atol=1e-6)
+    others = sub.loc[sub.eeg_id != bad, HMS_VOTE_COLS].to_numpy()
+    assert not np.allclose(others, row)
+
+
+@pytest.mark.slow
+def test_submit_missing_weights_is_named(demo: Path, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    shutil.copytree(demo / "outputs", outputs)
+    (outputs / "tiny_hms_1d" / "fold1" / "best.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"tiny_hms_1d/fold1/best\.pt"):
+        make_submission(demo / "data" / "hms", outputs, ensemble="tiny_ensemble", out=tmp_path / "s.csv", progress=False)
+    assert not (tmp_path / "s.csv").exists()

@@ -359,6 +359,16 @@ def read_any_edf(path: str | Path, fs_out: Optional[float] = CHBMIT_FS, montage:
 _RE_PATIENT = re.compile(r"^(chb\d+)", re.I)
 
 
+# chb21 was recorded from the same subject as chb01, 1.5 years later (PhysioNet's notes): one
+# group, so patient-grouped folds stay subject-independent.
+SAME_SUBJECT = {"chb21": "chb01"}
+
+
+def subject_of(patient: str) -> str:
+    """The subject a case belongs to: the fold group ('chb21' → 'chb01')."""
+    return SAME_SUBJECT.get(patient, patient)
+
+
 def patient_of(recording_id: str) -> str:
     """'chb17a_03' → 'chb17'."""
     m = _RE_PATIENT.match(str(recording_id))
@@ -503,7 +513,7 @@ def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, 
             parts.append(pd.DataFrame({
                 "sample_id": [f"{f.recording_id}_{s:08.1f}" for s in starts],
                 "recording_id": f.recording_id,
-                "group": patient,
+                "group": subject_of(patient),
                 "start_s": starts,
                 "duration_s": float(window_s),
                 "background_vote": 1.0 - sz,

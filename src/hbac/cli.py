@@ -33,7 +33,6 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from hbac.config import ExperimentConfig, load_config
     from hbac.prepare import prepare
 
-    overrides = {}
     cfg = load_config(a.config)
     if isinstance(cfg, ExperimentConfig):
         cfg = cfg.data
@@ -45,7 +44,6 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         cfg.workers = a.workers
     if a.cache_root:
         cfg.cache_root = a.cache_root
-    del overrides
     path = prepare(cfg, force=a.force)
     print(f"cache ready: {path}")
     return 0

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from hbac.config import ExperimentConfig, load_config
-from hbac.losses import build_loss
+from hbac.engine.losses import build_loss
+from hbac.engine.runtime import amp_dtype
 from hbac.models import build_model, count_parameters
-from hbac.predict import amp_dtype
-from hbac.signals import montage_names
+from hbac.signals.montage import montage_names
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,17 +1,20 @@
 """`hbac.cache.Cache` on a cache folder written by hand (independent of `prepare`)."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import pickle
 from concurrent.futures import ProcessPoolExecutor
-import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hbac.cache import CACHE_FORMAT, Cache, CacheError, cache_status, open_cache
+from hbac.cache import open_cache
+from hbac.cache.format import CACHE_FORMAT
+from hbac.cache.reader import Cache, cache_status
 from hbac.config import DataConfig
+from hbac.errors import CacheError
 from hbac.io import atomic_write_json
 
 C = 3  # channels

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from hbac.config import DataConfig, EEGParams, WindowParams
-from hbac.constants import CHBMIT_BANANA
 from hbac.datasets import chbmit
 from hbac.datasets.edf import read_edf, write_edf
-from hbac.datasets.hms import DataError
-from hbac.datasets.synthetic_chbmit import CHB01_CHANNELS, write_chbmit
+from hbac.datasets.synthetic.chbmit import CHB01_CHANNELS, write_chbmit
+from hbac.errors import DataError
+from hbac.signals.montage import CHBMIT_BANANA
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "chbmit"

@@ -42,7 +42,7 @@ def tiny_chbmit_cfg(root: Path, config: str = "chbmit_1d.yaml", outputs: str = "
 
 def trained_chbmit(root: Path) -> ExperimentConfig:
     """The tiny 1D CHB-MIT experiment trained over all folds under `root`; trained once, reused when complete."""
-    from hbac.train import train_experiment
+    from hbac.engine.experiment import train_experiment
 
     cfg = tiny_chbmit_cfg(root)
     scores_path = cfg.output_dir() / "scores.json"
@@ -66,7 +66,7 @@ def _scores(cfg: ExperimentConfig) -> dict:
 
 
 def test_detector_learns_windows_and_events(chbmit_run):
-    from hbac.events import seizure_scores
+    from hbac.tasks.events import seizure_scores
 
     s = _scores(chbmit_run)
     assert s["task"] == "chbmit" and s["missing_folds"] == []
@@ -118,7 +118,8 @@ def test_leaderboard_shows_seizure_metrics(chbmit_run):
 
 
 def test_time_ordered_folds_train_only_on_earlier_data(tmp_path_factory):
-    from hbac.train import experiment_table, fold_split, train_experiment
+    from hbac.data.split import experiment_table, fold_split
+    from hbac.engine.experiment import train_experiment
 
     root = shared_root(tmp_path_factory)
     cfg = tiny_chbmit_cfg(root, outputs="outputs_time")

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbac.constants import HMS_VOTE_COLS
-from hbac.predict import make_submission
+from hbac.datasets.hms import HMS_VOTE_COLS
+from hbac.inference.submit import make_submission
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_chbmit_train import shared_root, trained_chbmit
 
 from hbac.config import ExperimentConfig
 from hbac.datasets.chbmit import seizure_overlap
-from hbac.datasets.hms import DataError
-from hbac.detect import detect, read_preprocessed, window_starts
-from hbac.events import window_metrics
-
-from test_chbmit_train import shared_root, trained_chbmit
+from hbac.errors import DataError
+from hbac.inference.detect import detect, read_preprocessed, window_starts
+from hbac.tasks.events import window_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -119,7 +118,7 @@ def test_preprocessing_and_windows_match_the_training_cache(chbmit_run):
 
 def test_detect_errors(chbmit_run, tmp_path):
     from hbac.datasets.edf import write_edf
-    from hbac.datasets.synthetic_chbmit import CHB01_CHANNELS
+    from hbac.datasets.synthetic.chbmit import CHB01_CHANNELS
 
     outputs = Path(chbmit_run.output_root)
     with pytest.raises(FileNotFoundError, match="no_such.edf"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hbac.datasets.edf import read_edf, write_edf
-from hbac.datasets.hms import DataError
+from hbac.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "chbmit" / "clips"

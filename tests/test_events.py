@@ -4,9 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
-from hbac.events import (
+from hbac.tasks.events import (
     detect_events,
     events_to_frame,
     score_events,
@@ -184,7 +191,7 @@ def test_seizure_scores_on_oof() -> None:
 
 
 def test_smooth_keeps_length_when_shorter_than_kernel():
-    from hbac.events import smooth
+    from hbac.tasks.events import smooth
 
     assert smooth(np.array([0.9]), 3).tolist() == [0.9]
     np.testing.assert_allclose(smooth(np.array([1.0, 0.0]), 3), [0.5, 0.5])

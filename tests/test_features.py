@@ -12,11 +12,11 @@ import pytest
 import torch
 from scipy.signal import welch
 
-from hbac import features as F
 from hbac.config import load_config
-from hbac.constants import BANANA_CHAINS
-from hbac.metrics import kl_score
-from hbac.signals import flip_permutation
+from hbac.features import baseline as FB
+from hbac.features import extract as FX
+from hbac.signals.montage import BANANA_CHAINS, flip_permutation
+from hbac.tasks.kl import kl_score
 
 REPO = Path(__file__).resolve().parents[1]
 BANANA = [f"{a}-{b}" for chain in BANANA_CHAINS.values() for a, b in chain]  # the 16 cached channels
@@ -33,29 +33,29 @@ def col(names: list[str], name: str) -> int:
 def test_shapes_and_names():
     rng = np.random.default_rng(0)
     x = rng.normal(0, 20, (3, len(BANANA), 2000)).astype(np.float32)
-    names = F.feature_names(BANANA, FS)
-    feats = F.window_features(x, FS, BANANA)
+    names = FX.feature_names(BANANA, FS)
+    feats = FX.window_features(x, FS, BANANA)
     assert feats.shape == (3, len(names)) and feats.dtype == np.float32
     assert np.isfinite(feats).all() and len(set(names)) == len(names)
     assert "logpow_alpha@Fp1-F7" in names and "asym_delta@Fp1-F7|Fp2-F8" in names and "fine_hemimax_9.5-10.5hz" in names
-    agg = F.window_features(x, FS, BANANA, per_channel=False)
-    agg_names = F.feature_names(BANANA, FS, per_channel=False)
+    agg = FX.window_features(x, FS, BANANA, per_channel=False)
+    agg_names = FX.feature_names(BANANA, FS, per_channel=False)
     assert agg.shape == (3, len(agg_names)) and not any("@" in n and "|" not in n for n in agg_names)
     np.testing.assert_allclose(agg, feats[:, [names.index(n) for n in agg_names]], rtol=1e-6)
     # a 50 s window gets a central 10 s block; a 10 s window does not
-    assert len(F.extract_names(BANANA, FS, 50.0)) == len(names) + len(agg_names)
-    assert F.extract_names(BANANA, FS, 10.0) == names
+    assert len(FX.extract_names(BANANA, FS, 50.0)) == len(names) + len(agg_names)
+    assert FX.extract_names(BANANA, FS, 10.0) == names
     # gamma stops below Nyquist; at 64 Hz it is 30–31 Hz, at 50 Hz it is gone
-    assert F.bands(64.0)[-1] == ("gamma", 30.0, 31.0) and [b for b, _, _ in F.bands(50.0)][-1] == "beta"
+    assert FX.bands(64.0)[-1] == ("gamma", 30.0, 31.0) and [b for b, _, _ in FX.bands(50.0)][-1] == "beta"
     with pytest.raises(ValueError, match="channels"):
-        F.window_features(x, FS, BANANA[:3])
+        FX.window_features(x, FS, BANANA[:3])
 
 
 def test_welch_matches_scipy():
     x = np.random.default_rng(1).normal(size=(2, 3, 1234)).astype(np.float32)
     for n in (400, 401):
         f1, p1 = welch(x, FS, nperseg=n, detrend=False)
-        f2, p2 = F.welch_psd(x, FS, n)
+        f2, p2 = FX.welch_psd(x, FS, n)
         np.testing.assert_allclose(f2, f1)
         np.testing.assert_allclose(p2, p1, rtol=1e-4, atol=1e-6 * p1.max())
 
@@ -67,9 +67,9 @@ def test_hand_checkable_values():
     ramp = 0.5 * np.arange(len(t))  # 0.5 µV per sample
     x = np.stack([np.tile(sine, (2, 1)), np.tile(ramp, (2, 1))]).astype(np.float32)  # (2, 2, T)
     ch = ["C3", "C4"]
-    names = F.feature_names(ch, FS)
-    v = F.window_features(x, FS, ch)
-    rel = {b: v[0, col(names, f"relpow_{b}@C3")] for b, _, _ in F.bands(FS)}
+    names = FX.feature_names(ch, FS)
+    v = FX.window_features(x, FS, ch)
+    rel = {b: v[0, col(names, f"relpow_{b}@C3")] for b, _, _ in FX.bands(FS)}
     assert rel["alpha"] > 0.99 and max(r for b, r in rel.items() if b != "alpha") < 0.01
     assert v[0, col(names, "peak_hz@C3")] == pytest.approx(f0)
     # absolute alpha power = variance of the sine = amp² / 2
@@ -90,15 +90,15 @@ def test_asymmetry_sign_flips_and_flip_features():
     rng = np.random.default_rng(2)
     x = rng.normal(0, 10, (4, len(BANANA), 3000)).astype(np.float32)
     x[:, :4] *= 3.0  # louder left temporal chain
-    names = F.feature_names(BANANA, FS)
+    names = FX.feature_names(BANANA, FS)
     perm = flip_permutation(BANANA)
-    a = F.window_features(x, FS, BANANA)
-    b = F.window_features(x[:, perm], FS, BANANA)
+    a = FX.window_features(x, FS, BANANA)
+    b = FX.window_features(x[:, perm], FS, BANANA)
     asym = [i for i, n in enumerate(names) if n.startswith("asym_")]
     assert (a[:, col(names, "asym_delta@Fp1-F7|Fp2-F8")] > 1.5).all()  # log(9) ≈ 2.2
     np.testing.assert_allclose(b[:, asym], -a[:, asym], rtol=1e-4, atol=1e-4)
     # mirroring the feature matrix equals computing features of the mirrored signal
-    np.testing.assert_allclose(F.flip_features(a, names, BANANA), b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(FX.flip_features(a, names, BANANA), b, rtol=1e-4, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- soft-label fitting
@@ -107,20 +107,20 @@ def test_asymmetry_sign_flips_and_flip_features():
 def test_expand_soft_and_absent_class():
     X = np.arange(6, dtype=np.float32).reshape(3, 2)
     T = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])
-    Xe, ye, we = F.expand_soft(X, T, np.array([1.0, 2.0, 1.0]), class_weights=[1.0, 1.0, 2.0])
+    Xe, ye, we = FB.expand_soft(X, T, np.array([1.0, 2.0, 1.0]), class_weights=[1.0, 1.0, 2.0])
     assert list(ye) == [0, 0, 1, 1, 2] and we.sum() == pytest.approx(3.0)
     raw = np.array([1.0, 1.0, 1.0, 0.25, 1.5])  # target × row weight × class weight
     np.testing.assert_allclose(we, raw * 3 / raw.sum())
     np.testing.assert_array_equal(Xe[2], X[1])
     with pytest.raises(ValueError, match="class_weights"):
-        F.expand_soft(X, T, np.ones(3), class_weights=[1.0, 2.0])
+        FB.expand_soft(X, T, np.ones(3), class_weights=[1.0, 2.0])
     # class 2 never has training weight: its column is filled with a small probability, rows sum to 1
     rng = np.random.default_rng(0)
     Xr = rng.normal(size=(40, 3)).astype(np.float32)
     Tr = np.zeros((40, 3))
     Tr[np.arange(40), (Xr[:, 0] > 0).astype(int)] = 1.0
-    est = F.fit_soft("logreg", Xr, Tr, np.ones(40), seed=0)
-    p = F.predict_proba(est, Xr, 3)
+    est = FB.fit_soft("logreg", Xr, Tr, np.ones(40), seed=0)
+    p = FB.predict_proba(est, Xr, 3)
     assert p.shape == (40, 3) and np.allclose(p.sum(axis=1), 1.0)
     assert (p[:, 2] < 1e-3).all() and np.corrcoef(p[:, 1], Xr[:, 0])[0, 1] > 0.9  # class 1 ⇔ x0 > 0
 
@@ -130,13 +130,13 @@ def test_hgb_is_deterministic_and_learns():
     X = rng.normal(size=(120, 5)).astype(np.float32)
     logits = np.stack([X[:, 0], -X[:, 0], X[:, 1]], axis=1) * 2
     T = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # soft targets
-    a = F.fit_soft("hgb", X[:80], T[:80], np.ones(80), seed=5)
-    b = F.fit_soft("hgb", X[:80], T[:80], np.ones(80), seed=5)
-    pa, pb = F.predict_proba(a, X[80:], 3), F.predict_proba(b, X[80:], 3)
+    a = FB.fit_soft("hgb", X[:80], T[:80], np.ones(80), seed=5)
+    b = FB.fit_soft("hgb", X[:80], T[:80], np.ones(80), seed=5)
+    pa, pb = FB.predict_proba(a, X[80:], 3), FB.predict_proba(b, X[80:], 3)
     np.testing.assert_array_equal(pa, pb)
     prior = np.tile(T[:80].mean(axis=0), (40, 1))
     assert kl_score(T[80:], pa) < 0.6 * kl_score(T[80:], prior)
-    assert F.count_fitted(a) > 0
+    assert FB.count_fitted(a) > 0
 
 
 # --------------------------------------------------------------------------- a real experiment on tiny synthetic data
@@ -160,7 +160,7 @@ def prior_kl(oof: pd.DataFrame) -> float:
 @pytest.fixture(scope="module")
 def trained(synth_hms, tmp_path_factory):
     """The tiny feature experiment trained on all 3 folds: (config, scores)."""
-    from hbac.train import train_experiment
+    from hbac.engine.experiment import train_experiment
 
     root = tmp_path_factory.mktemp("features")
     cfg = tiny_cfg(synth_hms, root, "feat_a")
@@ -195,8 +195,8 @@ def test_fold_outputs_and_learning(trained):
 
 
 def test_same_result_twice_and_resume(trained, synth_hms):
-    from hbac.features import train_features_fold
-    from hbac.train import experiment_table
+    from hbac.data.split import experiment_table
+    from hbac.features.baseline import train_features_fold
 
     cfg, _ = trained
     again = tiny_cfg(synth_hms, Path(cfg.output_root).parent, "feat_b")  # fresh output folder: features recomputed
@@ -212,7 +212,7 @@ def test_same_result_twice_and_resume(trained, synth_hms):
 
 
 def test_predict_experiment_on_test_split(trained, synth_hms, tmp_path):
-    from hbac.predict import predict_experiment
+    from hbac.inference.predict import predict_experiment
 
     cfg, _ = trained
     samples, probs = predict_experiment(cfg.output_dir(), synth_hms, "test", tmp_path / "cache", progress=False)
@@ -226,8 +226,8 @@ def test_chbmit_seizure_detection(tmp_path):
     """Binary task, 10 s windows at 128 Hz (no central block): the same trainer separates seizure windows."""
     from sklearn.metrics import roc_auc_score
 
-    from hbac.datasets.synthetic_chbmit import write_chbmit
-    from hbac.train import train_experiment
+    from hbac.datasets.synthetic.chbmit import write_chbmit
+    from hbac.engine.experiment import train_experiment
 
     write_chbmit(tmp_path / "chb", n_patients=4, seed=1, n_files=2, file_s=240)
     cfg = load_config(REPO / "configs" / "tiny" / "chbmit_1d.yaml")

@@ -8,8 +8,14 @@ import pandas as pd
 import pytest
 
 from hbac.config import FoldConfig
-from hbac.constants import HMS_VOTE_COLS
-from hbac.folds import assign_folds, fold_path, load_or_make_folds, make_folds, time_train_mask
+from hbac.data.folds import (
+    assign_folds,
+    fold_path,
+    load_or_make_folds,
+    make_folds,
+    time_train_mask,
+)
+from hbac.datasets.hms import HMS_VOTE_COLS
 
 
 def _table(n_groups: int = 30, seed: int = 0, n_classes: int = 6) -> pd.DataFrame:

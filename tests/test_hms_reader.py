@@ -9,10 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hbac.constants import HMS_CLASSES, HMS_EEG_CHANNELS, HMS_TRAIN_DTYPES, HMS_VOTE_COLS
+from hbac.data.selection import select_samples
 from hbac.datasets.hms import (
+    HMS_CLASSES,
+    HMS_TRAIN_DTYPES,
+    HMS_VOTE_COLS,
     SPEC_COLUMNS,
-    DataError,
     eeg_n_rows,
     eeg_path,
     load_table,
@@ -21,10 +23,11 @@ from hbac.datasets.hms import (
     read_test_csv,
     read_train_csv,
     sample_table,
-    select_samples,
     spec_path,
 )
-from hbac.signals import kaggle_spec_image, kaggle_spec_window
+from hbac.datasets.kaggle_spec import kaggle_spec_image, kaggle_spec_window
+from hbac.errors import DataError
+from hbac.signals.montage import HMS_EEG_CHANNELS
 
 
 def _train_rows() -> pd.DataFrame:

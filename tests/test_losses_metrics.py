@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from hbac.config import TrainConfig
-from hbac.losses import KLDivSoftLoss, bce_loss, build_loss, focal_loss, kl_loss
-from hbac.metrics import class_prior_kl, kl_score, score_oof, score_oof_file
+from hbac.engine.losses import KLDivSoftLoss, bce_loss, build_loss, focal_loss, kl_loss
+from hbac.tasks.kl import class_prior_kl, kl_score, score_oof, score_oof_file
 
 CLASSES = ["seizure", "lpd", "gpd", "lrda", "grda", "other"]
 

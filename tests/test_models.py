@@ -6,10 +6,10 @@ import timm
 import torch
 
 from hbac.config import ModelConfig, OneDParams, SpecParams
-from hbac.constants import CHBMIT_BANANA
-from hbac.losses import kl_loss
+from hbac.engine.losses import kl_loss
 from hbac.models import MODELS, build_model, count_parameters, hemisphere_flip
-from hbac.signals import EEGSpectrogram, montage_names
+from hbac.signals.montage import CHBMIT_BANANA, montage_names
+from hbac.signals.spectrogram import EEGSpectrogram
 
 HMS_CH = montage_names("double_banana")  # LL, RL, LP, RP × 4 pairs
 FS, T = 200.0, 2000

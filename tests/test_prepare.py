@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -14,13 +13,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from hbac.cache import Cache, CacheError, open_cache
+from hbac.cache import open_cache
+from hbac.cache.build import prepare, resampled_length, stale_dirs
+from hbac.cache.reader import Cache
 from hbac.config import DataConfig, EEGParams
-from hbac.constants import HMS_EEG_CHANNELS
 from hbac.datasets import hms
-from hbac.datasets.hms import DataError
-from hbac.prepare import prepare, resampled_length, stale_dirs
-from hbac.signals import apply_montage, fill_nan, kaggle_spec_window, preprocess, resample
+from hbac.datasets.kaggle_spec import kaggle_spec_window
+from hbac.errors import CacheError, DataError
+from hbac.signals.filters import fill_nan, preprocess, resample
+from hbac.signals.montage import HMS_EEG_CHANNELS, apply_montage
 
 RAW = dict(montage="double_banana", nan="interp", bandpass=None, clip_uv=None)  # the unfiltered montage
 
@@ -92,7 +93,7 @@ def test_synthetic_windows_are_the_preprocessed_recording(synth_src: Path, tmp_p
 
 
 def test_reused_when_unchanged_rebuilt_when_a_param_changes(synth_src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="hbac.prepare")
+    caplog.set_level(logging.INFO, logger="hbac.cache.build")
     cfg = cfg_for(synth_src, tmp_path)
     path = prepare(cfg, progress=False)
     meta = path / "meta.json"

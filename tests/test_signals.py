@@ -5,20 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from hbac.constants import HMS_EEG_CHANNELS, SPEC_REGIONS
-from hbac.signals import (
-    EEGSpectrogram,
+from hbac.datasets.kaggle_spec import kaggle_spec_image, kaggle_spec_window
+from hbac.signals.filters import bandpass, fill_nan, notch, resample
+from hbac.signals.montage import (
+    HMS_EEG_CHANNELS,
+    SPEC_REGIONS,
     apply_montage,
-    bandpass,
-    fill_nan,
     flip_permutation,
-    kaggle_spec_image,
-    kaggle_spec_window,
     montage_matrix,
     montage_names,
-    notch,
-    resample,
 )
+from hbac.signals.spectrogram import EEGSpectrogram
 
 
 def sine(freq: float, fs: float, seconds: float, n_chans: int = 1) -> np.ndarray:

@@ -10,9 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SYNTH_HMS_EEGS, SYNTH_HMS_SEED, SYNTH_HMS_TEST
 
-from hbac.constants import BANANA_CHAINS, HMS_CLASSES, HMS_CONSENSUS, HMS_EEG_CHANNELS, HMS_TRAIN_DTYPES, HMS_VOTE_COLS
 from hbac.datasets import synthetic
+from hbac.datasets.synthetic import hms as synthetic_hms
 from hbac.datasets.hms import (
+    HMS_CLASSES,
+    HMS_CONSENSUS,
+    HMS_TRAIN_DTYPES,
+    HMS_VOTE_COLS,
     SPEC_COLUMNS,
     eeg_n_rows,
     eeg_path,
@@ -22,6 +26,7 @@ from hbac.datasets.hms import (
     read_train_csv,
     spec_path,
 )
+from hbac.signals.montage import BANANA_CHAINS, HMS_EEG_CHANNELS
 
 FS = 200
 
@@ -127,10 +132,10 @@ def test_write_chbmit_hook_delegates(tmp_path: Path) -> None:
 
 
 def test_bipolar_matrix_is_the_double_banana() -> None:
-    from hbac.signals import montage_matrix
+    from hbac.signals.montage import montage_matrix
 
     m = montage_matrix("double_banana", HMS_EEG_CHANNELS)
-    np.testing.assert_array_equal(synthetic._BIPOLAR, m[:, :19])
+    np.testing.assert_array_equal(synthetic_hms._BIPOLAR, m[:, :19])
     assert not m[:, 19].any()
 
 
@@ -157,7 +162,7 @@ def test_votes_cover_the_real_range(synth_hms: Path) -> None:
 
 def test_low_vote_rows_are_noisier() -> None:
     truth = synthetic.hms_truth(40, seed=1)
-    d = synthetic._design(40, 1, 4)
+    d = synthetic_hms._design(40, 1, 4)
     assert (truth.label_id.to_numpy() == d.train.label_id.to_numpy()).all()
     assert set(truth.true_class) == set(HMS_CLASSES)
     cons = d.train[HMS_VOTE_COLS].to_numpy().argmax(axis=1)
@@ -214,7 +219,7 @@ def test_spectrogram_is_computed_from_the_same_eeg(synth_hms: Path) -> None:
                 seg = np.stack([d[int((times[r] - 2 - start) * FS) :][:800] for r in rows]) * win
                 power = power + np.abs(np.fft.rfft(seg, n=1024, axis=1)[:, 3:103]) ** 2
             regions.append(power / 4)
-        mine = np.concatenate(regions, axis=1) * synthetic.SPEC_SCALE
+        mine = np.concatenate(regions, axis=1) * synthetic_hms.SPEC_SCALE
         theirs = spec[rows]
         big = theirs > 1.0  # values are stored with 2 decimals
         assert big.sum() > 100
@@ -259,7 +264,8 @@ def _window_features(data: Path, df: pd.DataFrame) -> np.ndarray:
     """(n_rows, 44) log band powers per region, relative powers, asymmetry, rhythmicity, spikiness (central 10 s)."""
     from scipy.signal import welch
 
-    from hbac.signals import apply_montage, fill_nan
+    from hbac.signals.filters import fill_nan
+    from hbac.signals.montage import apply_montage
 
     bands = [(0.5, 2), (2, 4), (4, 8), (8, 13), (13, 20)]
     cache: dict[int, np.ndarray] = {}

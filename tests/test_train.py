@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hbac.config import load_config
-from hbac.metrics import kl_score
-from hbac.train import train_experiment
+from hbac.engine.experiment import train_experiment
+from hbac.tasks.kl import kl_score
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny"
@@ -90,7 +90,7 @@ def test_two_stage_improves_high_vote_kl(synth_hms_biased, workroot):
 
 
 def test_resume_matches_uninterrupted(synth_hms, workroot, monkeypatch):
-    import hbac.train as train_mod
+    import hbac.engine.fold as train_mod
 
     full = tiny_cfg("hms_1d.yaml", synth_hms, workroot, epochs=2, max_steps_per_epoch=3)
     full.train.stage2.epochs = 1

@@ -30,8 +30,8 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
+    from hbac.cache.build import prepare
     from hbac.config import ExperimentConfig, load_config
-    from hbac.prepare import prepare
 
     cfg = load_config(a.config)
     if isinstance(cfg, ExperimentConfig):
@@ -65,7 +65,7 @@ def _experiment_overrides(a: argparse.Namespace):
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from hbac.train import train_experiment
+    from hbac.engine.experiment import train_experiment
 
     cfg = _experiment_overrides(a)
     folds = [a.fold] if a.fold is not None else None
@@ -95,7 +95,7 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from hbac.metrics import score_oof_file
+    from hbac.tasks.kl import score_oof_file
 
     res = score_oof_file(Path(a.oof), min_votes=a.min_votes)
     for k, v in res.items():
@@ -111,7 +111,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_detect(a: argparse.Namespace) -> int:
-    from hbac.detect import detect
+    from hbac.inference.detect import detect
 
     detect(Path(a.edf), outputs=Path(a.outputs), name=a.name, out_dir=Path(a.out) if a.out else None, threshold=a.threshold)
     return 0

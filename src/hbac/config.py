@@ -16,9 +16,8 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config value is unknown, missing or of the wrong type; the message names the key."""
+from hbac.errors import ConfigError
+from hbac.io import atomic_write_text
 
 
 # --------------------------------------------------------------------------- data / cache
@@ -371,6 +370,5 @@ def deep_update(d: dict[str, Any], u: dict[str, Any]) -> dict[str, Any]:
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from hbac.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -16,7 +16,11 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from hbac.config import EnsembleConfig, config_kind, read_yaml, save_config
+from hbac.errors import AlignmentError
 from hbac.io import atomic_write_csv, atomic_write_json, read_json
+from hbac.tasks.events import seizure_scores
+from hbac.tasks.kl import kl_score, score_oof
+from hbac.tasks.kl import oof_classes as _classes
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +28,6 @@ EPS = 1e-15  # the Kaggle metric clips predictions to [EPS, 1 - EPS]
 TARGET_TOL = 1e-6  # members' targets must agree to this absolute tolerance
 SUM_TOL = 1e-3  # a member's probabilities must sum to 1 within this (as hbac.metrics requires)
 TASK_OF_CLASSES = {("background", "seizure"): "chbmit"}  # fallback when no scores.json names the task
-
-
-class AlignmentError(ValueError):
-    """Members' OOF files do not cover the same rows, folds, classes or targets."""
 
 
 # --------------------------------------------------------------------------- loading
@@ -42,7 +42,6 @@ def _examples(values: Sequence[Any], n: int = 5) -> str:
 
 def oof_classes(df: pd.DataFrame, source: str = "OOF") -> list[str]:
     """Class names from the `<class>_vote` / `<class>_pred` column pairs; errors name `source`."""
-    from hbac.metrics import oof_classes as _classes
 
     try:
         return _classes(df)
@@ -234,7 +233,6 @@ def fit_weights(targets: np.ndarray, preds: Sequence[np.ndarray], mask: Optional
     SLSQP on the simplex from the uniform point and every vertex; the result is never worse
     than the best single member (every one-hot and the uniform blend are candidates too).
     """
-    from hbac.metrics import kl_score
 
     t = np.asarray(targets, dtype=np.float64)
     if t.ndim != 2:
@@ -329,7 +327,6 @@ def _format_table(rows: list[tuple[str, ...]]) -> str:
 
 def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
     """Fit blend weights on members' OOF; write weights.json, oof.csv, config.yaml, scores.json; return scores."""
-    from hbac.metrics import kl_score, score_oof
 
     if not cfg.members:
         raise ValueError(f"ensemble '{cfg.name}': no members listed")
@@ -395,14 +392,9 @@ def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
     }
     if task == "chbmit":
         try:
-            from hbac.events import seizure_scores
-        except ImportError as e:
-            log.warning("hbac.events is not importable (%s); no seizure metrics for %s", e, cfg.name)
-        else:
-            try:
-                scores["seizure"] = seizure_scores(oof, find_best=True)
-            except (KeyError, ValueError) as e:  # secondary metrics: report, keep the blend
-                log.warning("%s: no seizure metrics: %s", cfg.name, e)
+            scores["seizure"] = seizure_scores(oof, find_best=True)
+        except (KeyError, ValueError) as e:  # secondary metrics: report, keep the blend
+            log.warning("%s: no seizure metrics: %s", cfg.name, e)
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

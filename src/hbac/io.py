@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 
 
@@ -72,7 +73,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
 
     if isinstance(o, (np.integer,)):
         return int(o)

@@ -23,12 +23,15 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hbac.constants import CHBMIT_CLASSES, CHBMIT_FS
 from hbac.datasets.edf import EDFRecording, read_edf
-from hbac.datasets.hms import DataError
+from hbac.errors import DataError
+from hbac.signals.filters import resample
+from hbac.signals.montage import montage_names, montage_pairs
 
 log = logging.getLogger(__name__)
 
+CHBMIT_CLASSES = ["background", "seizure"]
+CHBMIT_FS = 256.0
 CLASSES = CHBMIT_CLASSES
 FS = CHBMIT_FS
 DAY_S = 86400.0
@@ -298,7 +301,6 @@ def resolve_montage(labels: Sequence[str], pairs: Sequence[tuple[str, str]]) -> 
 
 
 def _montage_pairs(montage: str) -> list[tuple[str, str]]:
-    from hbac.signals import montage_pairs
 
     pairs = montage_pairs(montage)
     if any(not b for _, b in pairs):
@@ -313,7 +315,6 @@ def read_montage(rec: EDFRecording, montage: str = "chbmit_banana", fs_out: Opti
     every picked channel is resampled to `fs_out`. Raises DataError naming the file and
     the missing channel(s).
     """
-    from hbac.signals import resample
 
     pairs = _montage_pairs(montage)
     used, w, missing = resolve_montage(rec.labels, pairs)
@@ -346,7 +347,6 @@ def read_any_edf(path: str | Path, fs_out: Optional[float] = CHBMIT_FS, montage:
     Returns (x (n_pairs, T) float32 µV, fs, channel names); resampled to `fs_out` Hz
     (None keeps the native rate). T3/T4/T5/T6 are accepted for T7/T8/P7/P8.
     """
-    from hbac.signals import montage_names
 
     rec = read_edf(path)
     x, fs = read_montage(rec, montage, fs_out)
@@ -552,7 +552,6 @@ def adapter_table(cfg) -> pd.DataFrame:  # cfg: hbac.config.DataConfig
 
 def adapter_channels(cfg) -> list[str]:
     """Channel names of the cached signal: the bipolar montage (`chbmit_banana` → 18 pairs)."""
-    from hbac.signals import montage_names
 
     _montage_pairs(cfg.eeg.montage)
     return montage_names(cfg.eeg.montage)

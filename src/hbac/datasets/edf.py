@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from hbac.datasets.hms import DataError
+from hbac.errors import DataError
 from hbac.io import atomic_path
 
 log = logging.getLogger(__name__)

@@ -9,26 +9,39 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hbac.constants import (
-    HMS_CLASSES,
+from hbac.datasets.kaggle_spec import SPEC_FREQS
+from hbac.errors import DataError
+from hbac.signals.montage import (
     HMS_EEG_CHANNELS,
-    HMS_EEG_WINDOW_S,
-    HMS_FS,
-    HMS_TEST_DTYPES,
-    HMS_TRAIN_DTYPES,
-    HMS_VOTE_COLS,
-    SPEC_FREQS,
     SPEC_REGIONS,
+    apply_montage,
+    montage_names,
 )
+
+HMS_CLASSES = ["seizure", "lpd", "gpd", "lrda", "grda", "other"]
+HMS_VOTE_COLS = [f"{c}_vote" for c in HMS_CLASSES]
+HMS_CONSENSUS = ["Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other"]  # expert_consensus values
+HMS_FS = 200.0  # Hz
+HMS_TRAIN_DTYPES = {
+    "eeg_id": "int64",
+    "eeg_sub_id": "int64",
+    "eeg_label_offset_seconds": "float64",
+    "spectrogram_id": "int64",
+    "spectrogram_sub_id": "int64",
+    "spectrogram_label_offset_seconds": "float64",
+    "label_id": "int64",
+    "patient_id": "int64",
+    "expert_consensus": "str",
+    **{c: "int64" for c in HMS_VOTE_COLS},
+}
+HMS_TEST_DTYPES = {"spectrogram_id": "int64", "eeg_id": "int64", "patient_id": "int64"}
+HMS_EEG_WINDOW_S = 50.0
 
 SPEC_COLUMNS = [f"{r}_{f}" for r in SPEC_REGIONS for f in SPEC_FREQS]  # real names: LL_0.59 … LL_4.1 … RP_19.92
 
 CLASSES = HMS_CLASSES
 FS = HMS_FS
 
-
-class DataError(ValueError):
-    """Raw data is malformed; the message names the file and the column or row."""
 
 
 def _check_columns(df: pd.DataFrame, dtypes: dict[str, str], path: Path) -> pd.DataFrame:
@@ -123,12 +136,6 @@ def sample_table(df: pd.DataFrame, split: str = "train") -> pd.DataFrame:
         out["n_votes"] = 0
     return out
 
-
-def select_samples(table: pd.DataFrame, strategy: str = "all", min_votes: int = 10) -> pd.DataFrame:
-    """Training-row selection (all / per_eeg / min_votes); see `hbac.data.select_samples`."""
-    from hbac.data import select_samples as _select
-
-    return _select(table, strategy, min_votes)
 
 
 # --------------------------------------------------------------------------- parquet readers
@@ -236,7 +243,6 @@ def adapter_table(cfg) -> pd.DataFrame:  # cfg: hbac.config.DataConfig
 
 def adapter_channels(cfg) -> list[str]:
     """Channel names of the cached signal (montage names)."""
-    from hbac.signals import montage_names
 
     return montage_names(cfg.eeg.montage)
 
@@ -253,7 +259,6 @@ def adapter_n_times(cfg, recording_id) -> tuple[int, float]:
 
 def adapter_read(cfg, recording_id) -> tuple[np.ndarray, float]:
     """Read one recording, montage applied, NOT yet filtered: ((C, T) float32 µV, fs)."""
-    from hbac.signals import apply_montage
 
     x = read_eeg(adapter_path(cfg, recording_id))
     return apply_montage(x, HMS_EEG_CHANNELS, cfg.eeg.montage), HMS_FS

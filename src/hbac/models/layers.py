@@ -6,8 +6,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from hbac.constants import SPEC_REGIONS
-from hbac.signals import flip_permutation
+from hbac.signals.montage import SPEC_REGIONS, flip_permutation
 
 
 class GeM(nn.Module):

@@ -24,11 +24,12 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.models import adapt_input_conv, load_state_dict
 
 from hbac.config import ModelConfig, to_dict
-from hbac.constants import BANANA_CHAINS
 from hbac.models.layers import FlipMixin, GeM, random_axis_mask
-from hbac.signals import EEGSpectrogram
+from hbac.signals.montage import BANANA_CHAINS
+from hbac.signals.spectrogram import EEGSpectrogram
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ def tile_grid(x: torch.Tensor, n_cols: int) -> torch.Tensor:
 
 def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a local state dict (.pth/.pt/.bin/.safetensors; unwraps `state_dict`/`model` and our checkpoints)."""
-    from timm.models import load_state_dict
 
     sd = load_state_dict(str(path), use_ema=True, device="cpu")
     if any(k.startswith("backbone.") for k in sd):  # an hbac checkpoint: keep only its backbone
@@ -82,7 +82,6 @@ def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int) -> None:
     """Load local weights into a headless timm backbone: classifier keys dropped, first conv adapted to `in_chans`."""
-    from timm.models import adapt_input_conv
 
     if path is None:
         raise ValueError("model.pretrained is true but model.pretrained_path is not set (weights are never downloaded)")

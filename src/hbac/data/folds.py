@@ -30,7 +30,10 @@ from hbac.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
 
+
 FOLD_COLUMNS = ["sample_id", "recording_id", "group", "fold"]
+
+
 SCHEMES = ("group", "time")
 
 

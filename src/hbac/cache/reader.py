@@ -1,4 +1,4 @@
-"""Read an on-disk cache built by `hbac.prepare` (format: docs/internals.md, "Cache").
+"""Read an on-disk cache (format: docs/internals.md, "Cache").
 
 `Cache` memory-maps `eeg.npy` / `spec.npy` lazily and pickles without them, so a DataLoader
 worker reopens the maps in its own process instead of receiving copies of the arrays.
@@ -12,19 +12,12 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT, SPEC_STEPS
 from hbac.config import DataConfig
-from hbac.constants import SPEC_STEP_S, SPEC_WINDOW_S
+from hbac.errors import CacheError
 from hbac.io import read_json
 
 log = logging.getLogger(__name__)
-
-CACHE_FORMAT = 1  # bump when the on-disk layout changes; older caches are rebuilt
-SPEC_STEPS = int(round(SPEC_WINDOW_S / SPEC_STEP_S))  # 300 rows of a Kaggle spectrogram window
-PREPARE_HINT = "python -m hbac prepare CONFIG"
-
-
-class CacheError(FileNotFoundError):
-    """A cache is absent, incomplete or out of date; the message says which command builds it."""
 
 
 class Cache:
@@ -142,23 +135,3 @@ def cache_status(cfg: DataConfig) -> str:
     except (OSError, ValueError):
         return "incomplete"
     return "ok" if m.get("hash") == cfg.hash() and m.get("format") == CACHE_FORMAT else "stale"
-
-
-def open_cache(cfg: DataConfig, build: bool = True, progress: bool = True) -> Cache:
-    """The cache for `cfg`: reused when its hash matches, else built with `hbac.prepare.prepare` (if `build`)."""
-    status = cache_status(cfg)
-    if status == "ok":
-        return Cache(cfg.cache_dir())
-    if not build:
-        why = {
-            "missing": "does not exist",
-            "incomplete": "is incomplete (no meta.json)",
-            "stale": "was built with other parameters or an older format (hash differs)",
-        }[status]
-        raise CacheError(
-            f"cache '{cfg.name}' at {cfg.cache_dir()} {why}; build it with `{PREPARE_HINT}` "
-            f"(data_dir {cfg.data_dir}, cache_root {cfg.cache_root})"
-        )
-    from hbac.prepare import prepare
-
-    return Cache(prepare(cfg, progress=progress))

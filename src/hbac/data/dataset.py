@@ -1,4 +1,4 @@
-"""Torch datasets over a cache, training-row selection, augmentations, samplers.
+"""The torch Dataset over a cache: one item per sample-table row.
 
 Datasets read caches only (memory-mapped arrays); `__getitem__` never opens a raw file.
 """
@@ -9,54 +9,14 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset
 
+from hbac.cache.format import SPEC_STEPS
 from hbac.config import AugmentConfig
-from hbac.constants import SPEC_REGIONS
-from hbac.signals import flip_permutation, kaggle_spec_image
-
-SPEC_STEPS = 300  # 10-minute Kaggle spectrogram window in 2 s steps
-
-
-def vote_columns(table: pd.DataFrame) -> list[str]:
-    """The `<class>_vote` target columns of a table, in table order."""
-    cols = [c for c in table.columns if c.endswith("_vote")]
-    if not cols:
-        raise KeyError("table has no '<class>_vote' target columns")
-    return cols
-
-
-def select_samples(table: pd.DataFrame, strategy: str = "all", min_votes: int = 10) -> pd.DataFrame:
-    """Training-row selection over any sample table.
-
-    `all`: every row; `min_votes`: rows with n_votes ≥ min_votes; `per_eeg`: one row per
-    recording, its votes summed over all its sub-windows (as the top HMS solutions did),
-    placed at the recording's middle sub-window (by start time); `sample_id` becomes the
-    recording id.
-    """
-    if strategy == "all":
-        return table.reset_index(drop=True)
-    if strategy == "min_votes":
-        return table[table.n_votes >= min_votes].reset_index(drop=True)
-    if strategy != "per_eeg":
-        raise ValueError(f"unknown selection strategy {strategy!r} (all, per_eeg, min_votes)")
-    vcols = vote_columns(table)
-    t = table.reset_index(drop=True)
-    counts = t[vcols].to_numpy(dtype=np.float64) * t["n_votes"].to_numpy(dtype=np.float64)[:, None]
-    codes, uniq = pd.factorize(t["recording_id"], sort=False)
-    sums = np.zeros((len(uniq), len(vcols)))
-    np.add.at(sums, codes, counts)
-    # middle sub-window of each recording, by start time
-    order = np.lexsort((t["start_s"].to_numpy(), codes))
-    sizes = np.bincount(codes, minlength=len(uniq))
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    mid_rows = order[first + sizes // 2]
-    rep = t.iloc[mid_rows].copy()
-    tot = sums.sum(axis=1)
-    rep[vcols] = sums / np.where(tot > 0, tot, 1)[:, None]
-    rep["n_votes"] = tot.round().astype(np.int64)
-    rep["sample_id"] = rep["recording_id"]
-    return rep.reset_index(drop=True)
+from hbac.data.augment import mask_spec
+from hbac.data.selection import vote_columns
+from hbac.datasets.kaggle_spec import kaggle_spec_image
+from hbac.signals.montage import SPEC_REGIONS, flip_permutation
 
 
 class WindowDataset(Dataset):
@@ -127,7 +87,7 @@ class WindowDataset(Dataset):
         if self.use_kaggle_spec:
             spec = self._spec(i)
             if aug is not None:
-                spec = _mask_spec(spec, aug)
+                spec = mask_spec(spec, aug)
             item["kaggle_spec"] = spec
         if aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip:
             item["eeg"] = item["eeg"][self.eeg_perm]
@@ -138,43 +98,3 @@ class WindowDataset(Dataset):
         out["weight"] = torch.tensor(self.weights[i])
         out["index"] = torch.tensor(i, dtype=torch.int64)
         return out
-
-
-def _mask_spec(spec: np.ndarray, aug: AugmentConfig) -> np.ndarray:
-    """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to 0."""
-    spec = spec.copy()
-    _, f, t = spec.shape
-    if aug.time_mask > 0 and np.random.rand() < aug.time_mask:
-        w = np.random.randint(1, max(2, t // 8))
-        s = np.random.randint(0, t - w)
-        spec[:, :, s : s + w] = 0.0
-    if aug.freq_mask > 0 and np.random.rand() < aug.freq_mask:
-        w = np.random.randint(1, max(2, f // 8))
-        s = np.random.randint(0, f - w)
-        spec[:, s : s + w, :] = 0.0
-    return spec
-
-
-def mixup(batch: dict[str, torch.Tensor], alpha: float, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
-    """Mix every tensor input and the soft targets of a batch with a shuffled copy of itself."""
-    lam = float(np.random.beta(alpha, alpha))
-    perm = torch.randperm(batch["target"].shape[0], generator=generator)
-    out = dict(batch)
-    for k in ("eeg", "kaggle_spec", "target"):
-        if k in batch:
-            out[k] = lam * batch[k] + (1 - lam) * batch[k][perm]
-    out["weight"] = lam * batch["weight"] + (1 - lam) * batch["weight"][perm]
-    return out
-
-
-def balanced_sampler(table: pd.DataFrame, generator: torch.Generator) -> WeightedRandomSampler:
-    """Sampler drawing every class (argmax of the soft target) equally often."""
-    y = table[vote_columns(table)].to_numpy().argmax(axis=1)
-    counts = np.bincount(y, minlength=y.max() + 1).astype(np.float64)
-    w = 1.0 / counts[y]
-    return WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), num_samples=len(y), replacement=True, generator=generator)
-
-
-def worker_init(worker_id: int) -> None:
-    """Seed numpy in DataLoader workers from torch's per-worker seed (augmentations use numpy)."""
-    np.random.seed(torch.initial_seed() % 2**32)

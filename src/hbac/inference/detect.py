@@ -25,15 +25,35 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
+from hbac.data.dataset import WindowDataset
+from hbac.datasets.chbmit import read_any_edf, resolve_montage
+from hbac.datasets.edf import read_edf
+from hbac.engine.loop import predict_loader
+from hbac.engine.outputs import load_checkpoint
+from hbac.engine.runtime import device_auto
+from hbac.errors import DataError
+from hbac.features.baseline import predict_features
+from hbac.inference.predict import member_folds, resolve_members
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json, read_json
+from hbac.leaderboard import build_leaderboard
+from hbac.models import build_model
+from hbac.signals.filters import preprocess
+from hbac.signals.montage import montage_pairs
+from hbac.tasks.events import detect_events, events_to_frame
 
 log = logging.getLogger(__name__)
 
+
 DEFAULT_THRESHOLD = 0.5
+
+
 # channels drawn under the timeline (temporal chains of both sides), when the montage has them
 PLOT_CHANNELS = ("FP1-F7", "F7-T7", "T7-P7", "FP2-F8", "F8-T8", "T8-P8")
+
+
 PLOT_MAX_POINTS = 8000  # per trace; longer signals are drawn as a min/max envelope
 
 
@@ -65,16 +85,12 @@ class RecordingCache:
         return np.ascontiguousarray(self.eeg[r : r + n].T)
 
 
-# --------------------------------------------------------------------------- which model
-
-
 def _is_ensemble(entry_dir: Path) -> bool:
     return (entry_dir / "weights.json").exists()
 
 
 def best_chbmit_entry(outputs: Path) -> str:
     """Name of the best complete CHB-MIT experiment or ensemble on the leaderboard of `outputs`."""
-    from hbac.leaderboard import build_leaderboard
 
     lb = build_leaderboard(outputs)
     if len(lb):
@@ -92,7 +108,6 @@ def best_chbmit_entry(outputs: Path) -> str:
 
 def resolve_detector(outputs: Path, name: Optional[str] = None) -> tuple[str, dict[str, float]]:
     """(entry name, {member experiment: blend weight}) for an experiment, an ensemble, or the best CHB-MIT entry."""
-    from hbac.predict import resolve_members
 
     outputs = Path(outputs)
     name = name or best_chbmit_entry(outputs)
@@ -120,9 +135,6 @@ def default_threshold(entry_dir: Path) -> float:
     return DEFAULT_THRESHOLD
 
 
-# --------------------------------------------------------------------------- signal → windows
-
-
 def window_starts(duration_s: float, window_s: float, stride_s: float) -> np.ndarray:
     """Starts (n,) in seconds of the whole windows of `window_s` every `stride_s` in a recording."""
     if window_s <= 0 or stride_s <= 0:
@@ -139,9 +151,6 @@ def read_preprocessed(edf: Path, data: DataConfig, fs: float) -> tuple[np.ndarra
     The montage's channels are read at their native rate when they share one (then filtered
     and resampled as the cache builder does), otherwise resampled to `fs` on reading.
     """
-    from hbac.datasets.chbmit import read_any_edf, resolve_montage
-    from hbac.datasets.edf import read_edf
-    from hbac.signals import montage_pairs, preprocess
 
     e = data.eeg
     rec = read_edf(edf)
@@ -161,7 +170,6 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
     duration = n_times / fs
     starts = window_starts(duration, window_s, stride_s)
     if len(starts) == 0:
-        from hbac.datasets.hms import DataError
 
         raise DataError(f"{edf}: {duration:.1f} s of signal is shorter than one {window_s:g} s window")
     stem = Path(edf).stem
@@ -184,9 +192,6 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
                           list(classes), table, meta)
 
 
-# --------------------------------------------------------------------------- prediction
-
-
 def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
     cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
     if cfg.data.dataset != "chbmit" or "seizure" not in list(ckpt.get("classes", [])):
@@ -202,11 +207,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
     `memo` keeps preprocessed recordings by preprocessing parameters, so members that share
     them read the EDF once.
     """
-    from torch.utils.data import DataLoader
 
-    from hbac.data import WindowDataset
-    from hbac.models import build_model
-    from hbac.predict import device_auto, load_checkpoint, member_folds, predict_loader
 
     device = device or device_auto()
     paths = member_folds(exp_dir)
@@ -230,7 +231,6 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         if int(ckpt.get("n_times", n_win)) != n_win:
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
-            from hbac.features import predict_features
 
             p = predict_features(ckpt, cache, cache.samples, progress=progress)
         else:
@@ -247,9 +247,6 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         total = p if total is None else total + p
     assert cache is not None and total is not None
     return cache, total / len(paths)
-
-
-# --------------------------------------------------------------------------- figure
 
 
 def _envelope(x: np.ndarray, fs: float, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -307,9 +304,6 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     plt.close(fig)
 
 
-# --------------------------------------------------------------------------- entry point
-
-
 def detect(
     edf: Path,
     outputs: Path = Path("outputs"),
@@ -323,7 +317,6 @@ def detect(
     Returns {"name", "members", "threshold", "out_dir", "windows_csv", "events_csv", "timeline_png",
     "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
     """
-    from hbac.events import detect_events, events_to_frame
 
     edf = Path(edf)
     if not edf.is_file():
@@ -389,4 +382,3 @@ def detect(
     for s, e, p in events:
         log.info("   seizure event %.1f–%.1f s (peak probability %.2f)", s, e, p)
     return result
-

@@ -1,13 +1,4 @@
-"""Seizure-detection metrics: window level (AUROC, AUPRC, sensitivity …) and event level.
-
-Event scoring follows the epilepsy benchmarks' "any-overlap" method (SzCORE, Dan et al.
-2024): window probabilities are smoothed and thresholded into events, events closer
-than `merge_gap_s` are merged and events longer than `max_event_s` split; a true seizure
-[s, e] is detected when a predicted event overlaps [s − pre_s, e + post_s] (closed
-interval: touching counts); a predicted event overlapping no extended seizure is a false
-alarm. Sensitivity = detected seizures / seizures, precision = true predicted events /
-predicted events, FP/24h = false alarms per 24 h of recording.
-"""
+"""Seizure detection: window metrics, events from window probabilities, event scoring."""
 from __future__ import annotations
 
 import logging
@@ -18,9 +9,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-Event = tuple[float, float, float]  # (start_s, end_s, peak_prob)
 
-# --------------------------------------------------------------------------- window level
+Event = tuple[float, float, float]  # (start_s, end_s, peak_prob)
 
 
 def _nan_div(a: float, b: float) -> float:
@@ -94,9 +84,6 @@ def window_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5)
         "tn": tn,
         "fn": fn,
     }
-
-
-# --------------------------------------------------------------------------- events
 
 
 def smooth(prob: np.ndarray, k: int) -> np.ndarray:
@@ -237,9 +224,6 @@ def score_events(true_events: Sequence[Sequence[float]], pred_events: Sequence[S
                  pre_s: float = 30.0, post_s: float = 60.0) -> dict[str, float]:
     """Any-overlap event scoring of one recording (or pooled events): see the module docstring."""
     return event_metrics(event_counts(true_events, pred_events, pre_s, post_s), duration_s)
-
-
-# --------------------------------------------------------------------------- OOF tables
 
 
 def _coverage_s(starts: np.ndarray, window_s: float) -> float:

@@ -50,17 +50,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import butter, oaconvolve, sosfiltfilt
 from tqdm.auto import tqdm
 
-from hbac.constants import (
-    BANANA_CHAINS,
+from hbac.datasets.hms import (
     HMS_CLASSES,
     HMS_CONSENSUS,
-    HMS_EEG_CHANNELS,
     HMS_FS,
     HMS_VOTE_COLS,
-    SPEC_REGIONS,
+    SPEC_COLUMNS,
 )
-from hbac.datasets.hms import SPEC_COLUMNS
 from hbac.io import atomic_path, atomic_write_csv
+from hbac.signals.montage import BANANA_CHAINS, HMS_EEG_CHANNELS, SPEC_REGIONS
 
 log = logging.getLogger(__name__)
 
@@ -627,13 +625,3 @@ def _write_spec(path: Path, spec: np.ndarray, time_dtype: type) -> None:
     spec_t = np.ascontiguousarray(spec.T)
     cols.update({c: spec_t[i] for i, c in enumerate(SPEC_COLUMNS)})
     _write_parquet(path, cols)
-
-
-# ----------------------------------------------------------------------------- CHB-MIT hook
-
-
-def write_chbmit(out: Path, n_patients: int = 4, seed: int = 0, n_files: int = 3, file_s: float = 600.0) -> None:
-    """Write a synthetic CHB-MIT dataset: n_patients × n_files EDFs of file_s seconds (see `hbac.datasets.synthetic_chbmit`)."""
-    from hbac.datasets.synthetic_chbmit import write_chbmit as w
-
-    return w(out, n_patients=n_patients, seed=seed, n_files=n_files, file_s=file_s)

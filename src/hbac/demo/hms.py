@@ -6,23 +6,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hbac.cache.build import prepare
 from hbac.config import load_config, save_config
+from hbac.datasets.synthetic import write_hms
+from hbac.demo.chbmit import run_demo_chbmit
+from hbac.demo.common import banner, tiny_configs_dir
+from hbac.engine.experiment import train_experiment
+from hbac.ensemble import run_ensemble
+from hbac.inference.submit import make_submission
+from hbac.leaderboard import print_leaderboard
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_configs_dir() -> Path:
-    """The shipped tiny configs (`configs/tiny/` of the repository)."""
-    d = REPO_ROOT / "configs" / "tiny"
-    if not d.exists():
-        raise FileNotFoundError(f"tiny configs not found at {d}: run the demo from a clone of the repository (pip install -e .)")
-    return d
-
-
-def _banner(msg: str) -> None:
-    print(f"\n=== {msg}", flush=True)
 
 
 def _localise(cfg: Any, workdir: Path, data_dir: Path, tiny: bool) -> Any:
@@ -42,15 +36,8 @@ def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: 
     Returns the paths of the main outputs. Re-running reuses the data and caches.
     """
     if dataset == "chbmit":
-        from hbac.demo_chbmit import run_demo_chbmit
 
         return run_demo_chbmit(workdir, tiny=tiny, progress=progress)
-    from hbac.datasets.synthetic import write_hms
-    from hbac.ensemble import run_ensemble
-    from hbac.leaderboard import print_leaderboard
-    from hbac.predict import make_submission
-    from hbac.prepare import prepare
-    from hbac.train import train_experiment
 
     t0 = time.time()
     workdir = Path(workdir).resolve()
@@ -59,7 +46,7 @@ def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: 
     outputs = workdir / "outputs"
     n_eegs = 24 if tiny else 60
 
-    _banner(f"1/6 synthetic HMS data ({n_eegs} EEGs) → {data_dir}")
+    banner(f"1/6 synthetic HMS data ({n_eegs} EEGs) → {data_dir}")
     if (data_dir / "train.csv").exists():
         print("   already there, reusing")
     else:
@@ -72,25 +59,25 @@ def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: 
         save_config(cfg, cfg_dir / fname)
         exps.append((fname, cfg))
 
-    _banner("2/6 prepare the cache (memory-mapped arrays + index + meta.json)")
+    banner("2/6 prepare the cache (memory-mapped arrays + index + meta.json)")
     cache = prepare(exps[0][1].data, progress=progress)
     print(f"   cache: {cache}")
 
     for i, (fname, cfg) in enumerate(exps):
-        _banner(f"3/6 train {cfg.name} ({cfg.model.kind}, {cfg.folds.n_folds} folds)  [{i + 1}/{len(exps)}]")
+        banner(f"3/6 train {cfg.name} ({cfg.model.kind}, {cfg.folds.n_folds} folds)  [{i + 1}/{len(exps)}]")
         scores = train_experiment(cfg, progress=progress)
         print(f"   CV KL {scores['cv']:.4f} (n_votes >= 10: {scores['cv_min_votes']:.4f}) → {cfg.output_dir()}")
 
-    _banner("4/6 ensemble (non-negative weights fitted on OOF KL)")
+    banner("4/6 ensemble (non-negative weights fitted on OOF KL)")
     ens = load_config(src / "ensemble.yaml")
     ens.output_root = str(outputs)
     save_config(ens, cfg_dir / "ensemble.yaml")
     run_ensemble(ens)
 
-    _banner("5/6 local CV leaderboard")
+    banner("5/6 local CV leaderboard")
     print_leaderboard(outputs)
 
-    _banner("6/6 submission on the synthetic test set (python submit.py)")
+    banner("6/6 submission on the synthetic test set (python submit.py)")
     sub_path = workdir / "submission.csv"
     sub = make_submission(data_dir, outputs, ensemble=ens.name, out=sub_path, progress=progress)
     print(sub.head().to_string(index=False))
@@ -103,7 +90,7 @@ def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: 
         "leaderboard": outputs / "leaderboard.md",
         "submission": sub_path,
     }
-    _banner(f"done in {time.time() - t0:.0f} s")
+    banner(f"done in {time.time() - t0:.0f} s")
     for k, v in paths.items():
         print(f"   {k:>12}: {v}")
     print(

@@ -11,14 +11,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hbac.cache.build import prepare
 from hbac.config import load_config, save_config
-from hbac.demo import _banner, tiny_configs_dir
+from hbac.datasets.chbmit import parse_summary
+from hbac.datasets.synthetic import write_chbmit
+from hbac.demo.common import banner, tiny_configs_dir
+from hbac.engine.experiment import train_experiment
+from hbac.ensemble import run_ensemble
+from hbac.inference.detect import detect
+from hbac.leaderboard import print_leaderboard
 
 log = logging.getLogger(__name__)
 
+
 # synthetic data: (n_patients, n_files, file_s); n_patients bounds the number of group folds
 DATA_SIZES = {"normal": (4, 3, 300.0), "tiny": (4, 3, 240.0)}
+
+
 HELDOUT_SEED = 1000  # the held-out recording for `detect` is written with another seed: no model saw it
+
+
 MODELS = {"normal": ("chbmit_1d.yaml", "chbmit_2d.yaml"), "tiny": ("chbmit_1d.yaml",)}
 
 
@@ -33,7 +45,6 @@ def _localise(cfg: Any, workdir: Path, data_dir: Path, tiny: bool) -> Any:
 
 
 def _write_data(data_dir: Path, n_patients: int, n_files: int, file_s: float) -> None:
-    from hbac.datasets.synthetic import write_chbmit
 
     if (data_dir / "chb01" / "chb01-summary.txt").exists():
         print("   already there, reusing")
@@ -43,8 +54,6 @@ def _write_data(data_dir: Path, n_patients: int, n_files: int, file_s: float) ->
 
 def heldout_recording(workdir: Path, file_s: float = 300.0) -> tuple[Path, list[tuple[float, float]]]:
     """A synthetic EDF no demo model was trained on (another seed), and its true seizures [(start_s, end_s)]."""
-    from hbac.datasets.chbmit import parse_summary
-    from hbac.datasets.synthetic import write_chbmit
 
     root = workdir / "data" / "chbmit_heldout"
     summary = root / "chb01" / "chb01-summary.txt"
@@ -59,11 +68,6 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
 
     Returns the paths of the main outputs. Re-running reuses the data and caches.
     """
-    from hbac.detect import detect
-    from hbac.ensemble import run_ensemble
-    from hbac.leaderboard import print_leaderboard
-    from hbac.prepare import prepare
-    from hbac.train import train_experiment
 
     t0 = time.time()
     size = "tiny" if tiny else "normal"
@@ -73,7 +77,7 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
     outputs = workdir / "outputs"
     n_patients, n_files, file_s = DATA_SIZES[size]
 
-    _banner(f"1/6 synthetic CHB-MIT data ({n_patients} patients × {n_files} EDFs × {file_s:.0f} s) → {data_dir}")
+    banner(f"1/6 synthetic CHB-MIT data ({n_patients} patients × {n_files} EDFs × {file_s:.0f} s) → {data_dir}")
     _write_data(data_dir, n_patients, n_files, file_s)
 
     src = tiny_configs_dir()
@@ -83,12 +87,12 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
         save_config(cfg, cfg_dir / fname)
         exps.append(cfg)
 
-    _banner("2/6 prepare the cache (18-pair banana, 60 Hz notch, 0.5-40 Hz, 10 s windows every 5 s)")
+    banner("2/6 prepare the cache (18-pair banana, 60 Hz notch, 0.5-40 Hz, 10 s windows every 5 s)")
     cache = prepare(exps[0].data, progress=progress)
     print(f"   cache: {cache}")
 
     for i, cfg in enumerate(exps):
-        _banner(f"3/6 train {cfg.name} ({cfg.model.kind}, {cfg.train.loss} loss, {cfg.folds.n_folds} patient-grouped folds)"
+        banner(f"3/6 train {cfg.name} ({cfg.model.kind}, {cfg.train.loss} loss, {cfg.folds.n_folds} patient-grouped folds)"
                 f"  [{i + 1}/{len(exps)}]")
         scores = train_experiment(cfg, progress=progress)
         sz = scores.get("seizure", {})
@@ -98,7 +102,7 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
 
     ens_path = None
     if len(exps) >= 2:
-        _banner("4/6 ensemble (non-negative weights fitted on the OOF predictions)")
+        banner("4/6 ensemble (non-negative weights fitted on the OOF predictions)")
         ens = load_config(src / "chbmit_ensemble.yaml")
         ens.output_root = str(outputs)
         ens.members = [c.name for c in exps]
@@ -106,13 +110,13 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
         save_config(ens, ens_path)
         run_ensemble(ens)
     else:
-        _banner("4/6 ensemble: skipped (one model)")
+        banner("4/6 ensemble: skipped (one model)")
 
-    _banner("5/6 local CV leaderboard")
+    banner("5/6 local CV leaderboard")
     print_leaderboard(outputs)
 
     edf, truth = heldout_recording(workdir)
-    _banner(f"6/6 detect seizures in a held-out EDF ({edf.name}, another seed) with the best CHB-MIT entry")
+    banner(f"6/6 detect seizures in a held-out EDF ({edf.name}, another seed) with the best CHB-MIT entry")
     res = detect(edf, outputs=outputs, out_dir=workdir / "detect" / edf.stem, progress=progress)
     print(f"   model: {res['name']}, threshold {res['threshold']:.2f}, {res['n_windows']} windows over {res['duration_s']:.0f} s")
     print("   true seizures:     " + (", ".join(f"{s:.0f}–{e:.0f} s" for s, e in truth) or "none"))
@@ -129,7 +133,7 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
         "events": res["events_csv"],
         "timeline": res["timeline_png"],
     }
-    _banner(f"done in {time.time() - t0:.0f} s")
+    banner(f"done in {time.time() - t0:.0f} s")
     for k, v in paths.items():
         print(f"   {k:>12}: {v}")
     print(

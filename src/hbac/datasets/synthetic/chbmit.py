@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hbac.constants import CHBMIT_FS
+from hbac.datasets.chbmit import CHBMIT_FS
 from hbac.datasets.edf import write_edf
 from hbac.io import atomic_write_text
 

@@ -1,8 +1,4 @@
-"""The HMS competition metric (KL divergence) and OOF scoring.
-
-Seizure-detection metrics for CHB-MIT (AUC, event sensitivity, false alarms per hour) live in
-`hbac.events`.
-"""
+"""The HMS competition metric (KL divergence) and OOF scoring."""
 from __future__ import annotations
 
 import logging
@@ -15,7 +11,10 @@ from scipy.special import rel_entr
 
 log = logging.getLogger(__name__)
 
+
 KL_EPS = 1e-15  # the Kaggle metric's clip
+
+
 SUM_TOL = 1e-3  # predictions of a row must sum to 1 within this
 
 

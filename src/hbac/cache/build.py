@@ -33,22 +33,30 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hbac.cache import CACHE_FORMAT
+from hbac.cache.format import CACHE_FORMAT
 from hbac.config import DataConfig, to_dict
-from hbac.constants import CHBMIT_CLASSES, HMS_CLASSES, SPEC_WINDOW_S, SPEC_STEP_S
-from hbac.datasets.hms import DataError
+from hbac.datasets.chbmit import CHBMIT_CLASSES
+from hbac.datasets.hms import HMS_CLASSES, eeg_n_rows, read_spectrogram, spec_path
+from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
+from hbac.errors import DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
-from hbac.signals import preprocess  # imported before the workers fork, so they do not each import torch
+from hbac.signals.filters import (
+    preprocess,  # imported before the workers fork, so they do not each import torch
+)
 
 log = logging.getLogger(__name__)
 
+
 ADAPTERS = ("hms", "chbmit")
+
+
 PROTOCOL = ("adapter_table", "adapter_channels", "adapter_path", "adapter_read")
+
+
 SPEC_WIDTH = 400  # Kaggle spectrogram columns (4 regions × 100 frequencies)
+
+
 _EXAMPLES = 3  # missing files named in an error message
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def get_adapter(dataset: str) -> ModuleType:
@@ -121,11 +129,6 @@ def _classes(adapter: ModuleType, dataset: str) -> list[str]:
     cls = getattr(adapter, "CLASSES", None)
     return list(cls) if cls else list({"hms": HMS_CLASSES, "chbmit": CHBMIT_CLASSES}[dataset])
 
-
-# --------------------------------------------------------------------------- worker side
-# Each worker process holds the config and, lazily, one file descriptor per output array.
-# Signals are written with os.pwrite at their byte offset: nothing of the output stays mapped
-# in the worker, so its memory is one recording whatever the size of the cache.
 
 _W: dict[str, Any] = {}
 
@@ -220,7 +223,6 @@ def _size_one(task: tuple) -> tuple:
                 x, fs = adapter.adapter_read(cfg, key)
                 n = x.shape[1]
         return ("eeg", i, int(n), float(fs), None)
-    from hbac.datasets.hms import eeg_n_rows, spec_path
 
     return ("spec", i, eeg_n_rows(spec_path(cfg.data_dir, key, cfg.split)))
 
@@ -252,7 +254,6 @@ def _work_one(task: tuple) -> tuple:
             _pwrite(_fd("eeg.npy"), out, header + row0 * out.strides[0])
         return ("eeg", i, n_bad)
     _, i, sid, n_steps, row0, header, offsets = task
-    from hbac.datasets.hms import read_spectrogram, spec_path
 
     path = spec_path(cfg.data_dir, sid, cfg.split)
     with _naming(path, f"preparing spectrogram {sid!r}"):
@@ -317,9 +318,6 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         pool.shutdown(wait=True, cancel_futures=True)  # on error: queued work is dropped, running tasks end
 
 
-# --------------------------------------------------------------------------- parent side
-
-
 def _missing(cfg: DataConfig, adapter: ModuleType, table: pd.DataFrame, use_spec: bool) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Rows whose recording file / spectrogram file is absent: (rec_missing (n,), spec_missing (n,), example paths)."""
     rec_ids = pd.unique(table["recording_id"])
@@ -329,7 +327,6 @@ def _missing(cfg: DataConfig, adapter: ModuleType, table: pd.DataFrame, use_spec
     examples = [p for p, ok in zip(rec_paths, rec_ok) if not ok][:_EXAMPLES]
     spec_missing = np.zeros(len(table), dtype=bool)
     if use_spec:
-        from hbac.datasets.hms import spec_path
 
         sids = pd.unique(table["spectrogram_id"])
         spaths = [spec_path(cfg.data_dir, s, cfg.split) for s in sids]

@@ -1,0 +1,1 @@
+"""Data for training: folds, row selection, the torch Dataset, augmentations, samplers."""

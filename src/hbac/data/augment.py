@@ -1,0 +1,36 @@
+"""Augmentations: spectrogram masks and mixup."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from hbac.config import AugmentConfig
+
+
+def mask_spec(spec: np.ndarray, aug: AugmentConfig) -> np.ndarray:
+    """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to 0."""
+    spec = spec.copy()
+    _, f, t = spec.shape
+    if aug.time_mask > 0 and np.random.rand() < aug.time_mask:
+        w = np.random.randint(1, max(2, t // 8))
+        s = np.random.randint(0, t - w)
+        spec[:, :, s : s + w] = 0.0
+    if aug.freq_mask > 0 and np.random.rand() < aug.freq_mask:
+        w = np.random.randint(1, max(2, f // 8))
+        s = np.random.randint(0, f - w)
+        spec[:, s : s + w, :] = 0.0
+    return spec
+
+
+def mixup(batch: dict[str, torch.Tensor], alpha: float, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:
+    """Mix every tensor input and the soft targets of a batch with a shuffled copy of itself."""
+    lam = float(np.random.beta(alpha, alpha))
+    perm = torch.randperm(batch["target"].shape[0], generator=generator)
+    out = dict(batch)
+    for k in ("eeg", "kaggle_spec", "target"):
+        if k in batch:
+            out[k] = lam * batch[k] + (1 - lam) * batch[k][perm]
+    out["weight"] = lam * batch["weight"] + (1 - lam) * batch["weight"][perm]
+    return out

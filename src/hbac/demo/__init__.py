@@ -1,0 +1,1 @@
+"""`python -m hbac demo`: the whole pipeline on synthetic data."""

@@ -1,0 +1,122 @@
+"""An experiment's files: checkpoints, per-fold OOF, learning curves, the merged oof.csv and scores.json."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hbac.config import ExperimentConfig
+from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
+from hbac.tasks.events import seizure_scores
+from hbac.tasks.kl import score_oof
+
+log = logging.getLogger(__name__)
+
+
+ID_COLS = ["sample_id", "recording_id", "group", "start_s", "duration_s", "eeg_id", "label_id"]
+
+
+def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def oof_frame(va: pd.DataFrame, probs: np.ndarray, classes: list[str], fold: int) -> pd.DataFrame:
+    """OOF table: id columns, fold, n_votes, `<class>_vote` targets, `<class>_pred` probabilities."""
+    ids = [c for c in ID_COLS + ["seizure_overlap", "rec_start_s"] if c in va.columns]
+    oof = va[ids].copy()
+    oof["fold"] = fold
+    oof["n_votes"] = va["n_votes"].to_numpy()
+    for i, c in enumerate(classes):
+        oof[f"{c}_vote"] = va[f"{c}_vote"].to_numpy()
+    for i, c in enumerate(classes):
+        oof[f"{c}_pred"] = probs[:, i]
+    return oof
+
+
+def plot_history(hist: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Learning curve: train loss and validation KL (all rows, n_votes ≥ 10) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(hist.epoch, hist.train_loss, "o-", label="train loss")
+    ax.plot(hist.epoch, hist.val_kl, "s-", label="val KL")
+    if hist.val_kl_min_votes.notna().any():
+        ax.plot(hist.epoch, hist.val_kl_min_votes, "^--", label="val KL (n_votes ≥ 10)")
+    for s in hist.stage.unique()[1:]:
+        ax.axvline(hist.epoch[hist.stage == s].min() - 0.5, color="grey", ls=":", label=f"{s} starts")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("KL divergence")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Concatenate fold{k}/oof.csv into oof.csv and write scores.json (missing folds listed)."""
+
+    out = cfg.output_dir()
+    parts, missing, fold_info = [], [], {}
+    for k in range(cfg.folds.n_folds):
+        p = out / f"fold{k}" / "oof.csv"
+        if p.exists():
+            parts.append(pd.read_csv(p))
+            fj = out / f"fold{k}" / "fold.json"
+            if fj.exists():
+
+                fold_info[k] = json.loads(fj.read_text())
+        else:
+            missing.append(k)
+    if not parts:
+        return {"cv": None, "missing_folds": missing}
+    oof = pd.concat(parts, ignore_index=True)
+    atomic_write_csv(out / "oof.csv", oof)
+    s = score_oof(oof)
+    scores: dict[str, Any] = {
+        "task": cfg.data.dataset,
+        "metric": "kl",
+        "cv": s["kl"],
+        "cv_min_votes": s["kl_min_votes"],
+        "n_rows": s["n_rows"],
+        "folds": {
+            str(k): {"kl": s.get(f"fold{k}_kl"), "kl_min_votes": s.get(f"fold{k}_kl_min_votes"), **fold_info.get(k, {})}
+            for k in range(cfg.folds.n_folds)
+            if k not in missing
+        },
+        "missing_folds": missing,
+        "model": cfg.model.kind,
+        "backbone": cfg.model.backbone if cfg.model.kind in ("2d", "multimodal") else cfg.model.kind,
+        "inputs": cfg.model.inputs if cfg.model.kind in ("2d", "multimodal") else ["eeg"],
+        "n_params": max((v.get("n_params", 0) for v in fold_info.values()), default=0),
+        "train_time_s": float(sum(v.get("train_time_s", 0.0) for v in fold_info.values())),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if cfg.data.dataset == "chbmit":
+
+        scores["seizure"] = seizure_scores(oof, find_best=True)  # best_threshold: the default of `detect`
+    atomic_write_json(out / "scores.json", scores)
+    if missing:
+        log.warning("%s: folds %s not trained yet; CV covers %d rows", cfg.name, missing, len(oof))
+    log.info("%s: CV KL %.4f (n_votes >= 10: %.4f) over %d rows", cfg.name, scores["cv"], scores["cv_min_votes"], len(oof))
+    return scores
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint saved by the trainer; a missing file is an error that names it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location=map_location, weights_only=False)

@@ -1,0 +1,18 @@
+"""Every error the package raises on bad input; each message names the key, file or row."""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, missing or of the wrong type; the message names the key."""
+
+
+class DataError(ValueError):
+    """Raw data is malformed; the message names the file and the column or row."""
+
+
+class CacheError(FileNotFoundError):
+    """A cache is absent, incomplete or out of date; the message says which command builds it."""
+
+
+class AlignmentError(ValueError):
+    """Members' OOF files do not cover the same rows, folds, classes or targets."""

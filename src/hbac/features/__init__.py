@@ -1,0 +1,1 @@
+"""Classic EEG features and the scikit-learn baseline."""

@@ -1,0 +1,1 @@
+"""Inference: fold-averaged prediction, `submit.py`, seizure `detect`."""

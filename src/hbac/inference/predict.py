@@ -1,0 +1,117 @@
+"""Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from hbac.cache import open_cache
+from hbac.config import ExperimentConfig, from_dict, load_config
+from hbac.data.dataset import WindowDataset
+from hbac.engine.loop import predict_loader
+from hbac.engine.outputs import load_checkpoint
+from hbac.engine.runtime import device_auto
+from hbac.features.baseline import predict_features
+from hbac.io import read_json
+from hbac.leaderboard import build_leaderboard
+from hbac.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: Optional[str] = None) -> dict[str, float]:
+    """{experiment name: blend weight} for an ensemble, one experiment, or the best HMS entry."""
+
+    if ensemble and experiment:
+        raise ValueError("give --ensemble or --experiment, not both")
+    if experiment:
+        return {experiment: 1.0}
+    if not ensemble:
+
+        lb = build_leaderboard(outputs)
+        lb = lb[(lb["task"] == "hms")] if len(lb) else lb
+        if "missing_folds" in lb:
+            lb = lb[lb["missing_folds"].fillna("").astype(str) == ""]
+        if not len(lb):
+            raise FileNotFoundError(f"no complete HMS experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
+        best = lb.iloc[0]
+        log.info("using the best HMS entry on the leaderboard: %s (CV %.4f)", best["name"], best["cv"])
+        if best["kind"] != "ensemble":
+            return {str(best["name"]): 1.0}
+        ensemble = str(best["name"])
+    wpath = outputs / ensemble / "weights.json"
+    if not wpath.exists():
+        raise FileNotFoundError(f"ensemble weights not found: {wpath} (run `python -m hbac ensemble CONFIG`)")
+    w = read_json(wpath)["weights"]
+    return {k: float(v) for k, v in w.items() if float(v) > 0}
+
+
+def member_folds(exp_dir: Path) -> list[Path]:
+    """Every fold's best.pt of an experiment; a missing one is an error that names it."""
+
+    cfg_path = exp_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"experiment config not found: {cfg_path}")
+    cfg = load_config(cfg_path)
+    paths = [exp_dir / f"fold{k}" / "best.pt" for k in range(cfg.folds.n_folds)]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"model weights not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return paths
+
+
+def predict_experiment(
+    exp_dir: Path, data_dir: Path, split: str, cache_root: Path, batch_size: int = 32, device: Optional[torch.device] = None, progress: bool = True
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Average of every fold's predictions on a split, preprocessed exactly as the checkpoints say.
+
+    Returns (the test cache's sample table, probabilities (N, K)).
+    """
+
+
+    device = device or device_auto()
+    paths = member_folds(exp_dir)
+    total: Optional[np.ndarray] = None
+    cache = None
+    for path in paths:
+        ckpt = load_checkpoint(path, map_location="cpu")
+        cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
+        if cache is None:
+            dcfg = dataclasses.replace(
+                cfg.data, split=split, data_dir=str(data_dir), cache_root=str(cache_root), allow_missing=True, skip_unreadable=True,
+                name=f"{cfg.data.name}_{split}",
+            )
+            cache = open_cache(dcfg)
+            if len(cache.samples) == 0:
+                return cache.samples, np.zeros((0, len(ckpt["classes"])))
+        if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
+
+            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            total = p if total is None else total + p
+            continue
+        model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
+        model.load_state_dict(ckpt["model"])
+        model.to(device)
+        use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
+        ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec)
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+        p = predict_loader(model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
+        total = p if total is None else total + p
+    assert cache is not None and total is not None
+    return cache.samples, total / len(paths)
+
+
+def class_prior(exp_dir: Path, classes: list[str]) -> np.ndarray:
+    """Mean training target of an experiment (from its OOF file), the fallback prediction."""
+    p = exp_dir / "oof.csv"
+    if p.exists():
+        oof = pd.read_csv(p, usecols=[f"{c}_vote" for c in classes])
+        prior = oof.mean().to_numpy(dtype=np.float64)
+        return prior / prior.sum()
+    return np.full(len(classes), 1.0 / len(classes))

@@ -1,0 +1,89 @@
+"""Offline inference on test.csv → submission.csv (`python submit.py`)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from hbac.datasets.hms import (
+    HMS_CLASSES,
+    HMS_VOTE_COLS,
+    find_kaggle_dir,
+    read_test_csv,
+)
+from hbac.inference.predict import class_prior, predict_experiment, resolve_members
+from hbac.io import atomic_write_csv
+
+log = logging.getLogger(__name__)
+
+
+def make_submission(
+    data_dir: Optional[Path] = None,
+    outputs: Path = Path("outputs"),
+    ensemble: Optional[str] = None,
+    experiment: Optional[str] = None,
+    out: Path = Path("submission.csv"),
+    batch_size: int = 32,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Offline inference on `test.csv` → `submission.csv` (columns of sample_submission.csv,
+    one row per test eeg_id in test.csv order, rows summing to 1)."""
+
+
+    data_dir = Path(data_dir) if data_dir else (find_kaggle_dir() or Path("inputs/hms"))
+    test = read_test_csv(data_dir / "test.csv")
+    ss_path = data_dir / "sample_submission.csv"
+    columns = list(pd.read_csv(ss_path, nrows=0).columns) if ss_path.exists() else ["eeg_id"] + HMS_VOTE_COLS
+    members = resolve_members(Path(outputs), ensemble, experiment)
+    wsum = sum(members.values())
+    log.info("submission from %s on %d test rows in %s", ", ".join(f"{m} (w={w / wsum:.3f})" for m, w in members.items()), len(test), data_dir)
+    blend = np.zeros((len(test), len(HMS_CLASSES)))
+    with tempfile.TemporaryDirectory(prefix="hbac_submit_") as tmp:
+        for name, w in members.items():
+            exp_dir = Path(outputs) / name
+            samples, probs = predict_experiment(exp_dir, data_dir, "test", Path(tmp), batch_size=batch_size, progress=progress)
+            prior = class_prior(exp_dir, HMS_CLASSES)
+            full = np.tile(prior, (len(test), 1))
+            pos = pd.Series(np.arange(len(samples)), index=samples["eeg_id"].to_numpy())
+            idx = pos.reindex(test["eeg_id"].to_numpy()).to_numpy()
+            ok = ~np.isnan(idx)
+            full[ok] = probs[idx[ok].astype(int)]
+            if (~ok).any():
+                bad = test.loc[~ok, "eeg_id"].tolist()
+                log.warning("%s: %d test EEG(s) could not be read, predicting the class prior for them: %s", name, len(bad), bad[:5])
+            blend += (w / wsum) * full
+    blend = blend / blend.sum(axis=1, keepdims=True)
+    sub = pd.DataFrame({"eeg_id": test["eeg_id"].to_numpy()})
+    for i, c in enumerate(HMS_VOTE_COLS):
+        sub[c] = blend[:, i]
+    sub = sub[[c for c in columns if c in sub.columns]]
+    atomic_write_csv(out, sub)
+    log.info("wrote %s (%d rows)", out, len(sub))
+    return sub
+
+
+def submit_main(argv: Optional[list[str]] = None) -> int:
+    """`python submit.py`: argument parsing for make_submission."""
+
+    p = argparse.ArgumentParser(prog="python submit.py", description="Offline inference on test.csv → submission.csv.")
+    p.add_argument("--data-dir", default=None, help="competition folder (default: the Kaggle input folder when present, else inputs/hms)")
+    p.add_argument("--outputs", default="outputs", help="folder of trained experiments (default: outputs)")
+    p.add_argument("--ensemble", default=None, help="ensemble to use (default: the best HMS entry on the leaderboard)")
+    p.add_argument("--experiment", default=None, help="use one experiment instead of an ensemble")
+    p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
+    p.add_argument("--batch-size", type=int, default=32)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"submission written to {a.out}")
+    return 0

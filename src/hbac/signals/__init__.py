@@ -1,0 +1,1 @@
+"""Signal processing: montages, filters, resampling (numpy), spectrograms (torch, in `spectrogram`)."""

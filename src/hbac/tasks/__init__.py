@@ -1,0 +1,1 @@
+"""Tasks: the classes, target and prediction columns, metrics and their direction of each problem."""

@@ -10,6 +10,14 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SYNTH_HMS_EEGS = 24  # small: the whole suite must stay fast on a 2-core CPU
 SYNTH_HMS_SEED = 0
 SYNTH_HMS_TEST = 4
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e/ (training runs, the demo, submit, detect) carries the `slow` marker."""
+    for item in items:
+        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import pytest
 from conftest import SYNTH_HMS_EEGS, SYNTH_HMS_SEED, SYNTH_HMS_TEST
 
 from hbac.datasets import synthetic
-from hbac.datasets.synthetic import hms as synthetic_hms
 from hbac.datasets.hms import (
     HMS_CLASSES,
     HMS_CONSENSUS,
@@ -26,6 +25,7 @@ from hbac.datasets.hms import (
     read_train_csv,
     spec_path,
 )
+from hbac.datasets.synthetic import hms as synthetic_hms
 from hbac.signals.montage import BANANA_CHAINS, HMS_EEG_CHANNELS
 
 FS = 200

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO_ROOT
 from scipy.signal import welch
 
 from hbac.config import load_config
@@ -18,7 +19,7 @@ from hbac.features import extract as FX
 from hbac.signals.montage import BANANA_CHAINS, flip_permutation
 from hbac.tasks.kl import kl_score
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 BANANA = [f"{a}-{b}" for chain in BANANA_CHAINS.values() for a, b in chain]  # the 16 cached channels
 FS = 200.0
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from hbac.datasets.edf import read_edf, write_edf
 from hbac.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 CLIPS = REPO.parent / "shared" / "data" / "chbmit" / "clips"
 CHB01_LABELS = [
     "FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",

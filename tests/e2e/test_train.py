@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from hbac.config import load_config
 from hbac.engine.experiment import train_experiment
 from hbac.tasks.kl import kl_score
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TINY = REPO / "configs" / "tiny"
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO_ROOT
 
 from hbac.datasets.hms import HMS_VOTE_COLS
 from hbac.inference.submit import make_submission
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def check_submission(sub: pd.DataFrame, data_dir: Path) -> None:

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from hbac.config import ExperimentConfig, load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 TINY = REPO / "configs" / "tiny"
 # synthetic data: 4 patients × 3 files × 240 s (≈ 34 MB of EDF, 564 windows, 7 seizures for seed 0)
 N_PATIENTS, N_FILES, FILE_S, SEED = 4, 3, 240.0, 0

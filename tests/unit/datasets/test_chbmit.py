@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from hbac.config import DataConfig, EEGParams, WindowParams
 from hbac.datasets import chbmit
@@ -15,7 +16,7 @@ from hbac.datasets.synthetic.chbmit import CHB01_CHANNELS, write_chbmit
 from hbac.errors import DataError
 from hbac.signals.montage import CHBMIT_BANANA
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 SHARED = REPO.parent / "shared" / "data" / "chbmit"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="shared CHB-MIT data not present")
 

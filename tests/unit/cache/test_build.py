@@ -253,7 +253,7 @@ def test_real_raw_window_is_the_montage_of_the_parquet(real_raw: Cache, real_hms
         df = pd.read_parquet(real_hms / "train_eegs" / f"{int(r.eeg_id)}.parquet")
         s = int(r.start_s * 200)
         x = df[HMS_EEG_CHANNELS].to_numpy(np.float32)[s : s + 10000].T
-        expect = apply_montage(fill_nan(x, "interp"), HMS_EEG_CHANNELS, "double_banana")
+        expect = fill_nan(apply_montage(x, HMS_EEG_CHANNELS, "double_banana"), "interp")
         np.testing.assert_allclose(real_raw.window(i), expect, rtol=1e-5, atol=1e-5)
 
 

@@ -463,7 +463,7 @@ def patient_recordings(data_dir: str | Path, patient: str) -> list[_FileInfo]:
         if rid in on_disk:
             try:
                 duration = read_edf(path).duration_s
-            except DataError as err:  # kept in the table: `adapter_missing_reason` reports it to prepare
+            except DataError as err:  # kept in the table: `CHBMITAdapter.missing_reason` reports it to prepare
                 problem = f"unreadable header ({err})"
         if duration is None:
             if e is None or e.duration_s is None:
@@ -493,7 +493,7 @@ def _rec_starts(files: list[_FileInfo]) -> np.ndarray:
 
 def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, window_s: float = 10.0,
                 stride_s: float = 5.0, label: str = "hard", hard_min_overlap: float = 0.5) -> pd.DataFrame:
-    """The CHB-MIT sample table: one row per window of every file (see `adapter_table`)."""
+    """The CHB-MIT sample table: one row per window of every file (see `CHBMITAdapter.table`)."""
     if window_s <= 0 or stride_s <= 0:
         raise ValueError(f"window_s and stride_s must be positive, got {window_s}, {stride_s}")
     if label not in ("soft", "hard"):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -10,14 +10,20 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hbac.datasets.kaggle_spec import SPEC_FREQS
+from hbac.datasets import register
+from hbac.datasets.base import DatasetAdapter, ExtraInput
+from hbac.datasets.kaggle_spec import SPEC_FREQS, SPEC_STEP_S, SPEC_WINDOW_S, kaggle_spec_image
 from hbac.errors import DataError
 from hbac.signals.montage import (
     HMS_EEG_CHANNELS,
     SPEC_REGIONS,
     apply_montage,
+    flip_permutation,
     montage_names,
 )
+
+if TYPE_CHECKING:
+    from hbac.config import DataConfig
 
 HMS_CLASSES = ["seizure", "lpd", "gpd", "lrda", "grda", "other"]
 HMS_VOTE_COLS = [f"{c}_vote" for c in HMS_CLASSES]
@@ -39,9 +45,6 @@ HMS_TEST_DTYPES = {"spectrogram_id": "int64", "eeg_id": "int64", "patient_id": "
 HMS_EEG_WINDOW_S = 50.0
 
 SPEC_COLUMNS = [f"{r}_{f}" for r in SPEC_REGIONS for f in SPEC_FREQS]  # real names: LL_0.59 … LL_4.1 … RP_19.92
-
-CLASSES = HMS_CLASSES
-FS = HMS_FS
 
 
 
@@ -219,42 +222,63 @@ def find_kaggle_dir(default: Optional[str] = None) -> Optional[Path]:
     return Path(default) if default else None
 
 
-# --------------------------------------------------------------------------- adapter protocol
-# Every adapter module (hms, chbmit) exposes the same four functions; `hbac.prepare` uses them.
+# --------------------------------------------------------------------------- adapter
 
 
-def adapter_table(cfg) -> pd.DataFrame:  # cfg: hbac.config.DataConfig
-    """All windows of the split as the common sample table.
-
-    `cfg.eeg_window_s` seconds per window, centred on the labelled 50 s window (whose middle
-    10 s the experts annotated), so a shorter window keeps the annotated part.
-    """
-    table = load_table(cfg.data_dir, cfg.split)
-    w = float(cfg.eeg_window_s)
-    if abs(w - HMS_EEG_WINDOW_S) > 1e-9:
-        table["start_s"] = table["start_s"] + (HMS_EEG_WINDOW_S - w) / 2
-        table["duration_s"] = w
-    return table
-
-
-def adapter_channels(cfg) -> list[str]:
-    """Channel names of the cached signal (montage names)."""
-
-    return montage_names(cfg.eeg.montage)
+KAGGLE_SPEC = ExtraInput(
+    name="kaggle_spec",
+    stem="spec",  # spec.npy, specs.csv, samples.spec_row
+    width=len(SPEC_COLUMNS),
+    window_rows=int(round(SPEC_WINDOW_S / SPEC_STEP_S)),
+    id_column="spectrogram_id",
+    offset_column="spec_offset_s",
+    path=lambda cfg, sid: spec_path(cfg.data_dir, int(sid), cfg.split),
+    n_rows=eeg_n_rows,
+    read=read_spectrogram,
+    enabled=lambda cfg: bool(cfg.kaggle_spec),
+    to_input=kaggle_spec_image,
+    flip=tuple(flip_permutation(SPEC_REGIONS)),
+)
 
 
-def adapter_path(cfg, recording_id) -> Path:
-    """The raw file a recording is read from (for missing-file checks and error messages)."""
-    return eeg_path(cfg.data_dir, int(recording_id), cfg.split)
+class HMSAdapter(DatasetAdapter):
+    """HMS: `train.csv`/`test.csv` + one parquet per EEG; the Kaggle spectrogram as an extra input."""
+
+    name = "hms"
+    task = "hms"
+    classes = HMS_CLASSES
+    fs = HMS_FS
+    extra_inputs = (KAGGLE_SPEC,)
+
+    def table(self, cfg: DataConfig) -> pd.DataFrame:
+        """All windows of the split as the common sample table.
+
+        `cfg.eeg_window_s` seconds per window, centred on the labelled 50 s window (whose middle
+        10 s the experts annotated), so a shorter window keeps the annotated part.
+        """
+        table = load_table(cfg.data_dir, cfg.split)
+        w = float(cfg.eeg_window_s)
+        if abs(w - HMS_EEG_WINDOW_S) > 1e-9:
+            table["start_s"] = table["start_s"] + (HMS_EEG_WINDOW_S - w) / 2
+            table["duration_s"] = w
+        return table
+
+    def channels(self, cfg: DataConfig) -> list[str]:
+        """Channel names of the cached signal (montage names)."""
+        return montage_names(cfg.eeg.montage)
+
+    def path(self, cfg: DataConfig, recording_id: Any) -> Path:
+        """`data_dir/<split>_eegs/<eeg_id>.parquet`."""
+        return eeg_path(cfg.data_dir, int(recording_id), cfg.split)
+
+    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
+        """(n_times, fs Hz) of a raw recording, from its parquet footer (no signal read)."""
+        return eeg_n_rows(self.path(cfg, recording_id)), HMS_FS
+
+    def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
+        """Read one recording, montage applied, NOT yet filtered: ((C, T) float32 µV, fs)."""
+        x = read_eeg(self.path(cfg, recording_id))
+        return apply_montage(x, HMS_EEG_CHANNELS, cfg.eeg.montage), HMS_FS
 
 
-def adapter_n_times(cfg, recording_id) -> tuple[int, float]:
-    """(n_times, fs Hz) of a raw recording, from its parquet footer (no signal read)."""
-    return eeg_n_rows(adapter_path(cfg, recording_id)), HMS_FS
-
-
-def adapter_read(cfg, recording_id) -> tuple[np.ndarray, float]:
-    """Read one recording, montage applied, NOT yet filtered: ((C, T) float32 µV, fs)."""
-
-    x = read_eeg(adapter_path(cfg, recording_id))
-    return apply_montage(x, HMS_EEG_CHANNELS, cfg.eeg.montage), HMS_FS
+ADAPTER = register(HMSAdapter())

@@ -16,7 +16,7 @@ from hbac.config import ExperimentConfig, from_dict, load_config
 from hbac.data.dataset import WindowDataset
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto
+from hbac.engine.runtime import configure_threads, device_auto
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
@@ -73,6 +73,7 @@ def predict_experiment(
 
     Returns (the test cache's sample table, probabilities (N, K)).
     """
+    configure_threads()
 
 
     device = device or device_auto()

@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from hbac.datasets import adapter_for
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_text
 
@@ -51,7 +52,7 @@ class DataConfig:
     """A cache: which raw data, which split, which preprocessing."""
 
     name: str
-    dataset: Literal["hms", "chbmit"] = "hms"
+    dataset: str = "hms"  # a registered adapter (hbac.datasets.registered()); checked on load
     data_dir: str = "inputs/hms"
     split: Literal["train", "test"] = "train"
     cache_root: str = "inputs/cache"
@@ -63,6 +64,14 @@ class DataConfig:
     allow_missing: bool = False
     skip_unreadable: bool = False  # skip (and count) recordings whose files cannot be read, e.g. at test time
     workers: int = 0  # 0 = all cores
+    plugins: list[str] = field(default_factory=list)  # adapter modules to import first: .py paths or dotted names
+
+    def __post_init__(self) -> None:
+        """Import `plugins`, then check `dataset` against the registry (ConfigError listing the registered ones)."""
+        try:
+            adapter_for(self)
+        except ConfigError as e:
+            raise ConfigError(f"dataset: {e}" if str(e).startswith("unknown dataset") else str(e)) from None
 
     def cache_dir(self) -> Path:
         return Path(self.cache_root) / self.name
@@ -70,7 +79,7 @@ class DataConfig:
     def hash_params(self) -> dict[str, Any]:
         """The parameters that change cache content (not where it lives or how fast it builds)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers"):
+        for k in ("name", "cache_root", "workers", "plugins"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
         return d
@@ -389,7 +398,10 @@ def _build(cls: type, d: dict[str, Any], path: str = "") -> Any:
             kwargs[name] = _coerce(d[name], hints[name], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{key}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:  # a cross-field check in __post_init__: prefix the key path
+        raise ConfigError(f"{path}.{e}" if path and not str(e).startswith("$") else str(e)) from None
 
 
 def from_dict(cls: type, d: dict[str, Any], source: str = "<dict>") -> Any:

@@ -258,7 +258,8 @@ class TrainConfig:
     ema: Optional[float] = None  # decay, e.g. 0.999
     seed: int = 42
     seeds: Optional[list[int]] = None  # several seeds per fold, averaged as one experiment (overrides seed)
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # DataLoader workers: null = what the machine has (0 on a CPU run); a number caps it
+    threads: Optional[int] = None  # torch CPU threads: null = HBAC_THREADS, OMP_NUM_THREADS, else physical cores
     loss: Literal["kl", "bce", "focal"] = "kl"
     weight_by_votes: bool = False
     class_weights: Optional[list[float]] = None

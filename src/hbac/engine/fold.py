@@ -26,7 +26,12 @@ from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history, save_checkpoint
+from hbac.engine.outputs import (
+    load_checkpoint,
+    oof_frame,
+    plot_history,
+    save_checkpoint,
+)
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.io import atomic_write_csv, atomic_write_json

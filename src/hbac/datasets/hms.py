@@ -11,7 +11,12 @@ import pyarrow.parquet as pq
 
 from hbac.datasets import register
 from hbac.datasets.base import DatasetAdapter, ExtraInput
-from hbac.datasets.kaggle_spec import SPEC_FREQS, SPEC_STEP_S, SPEC_WINDOW_S, kaggle_spec_image
+from hbac.datasets.kaggle_spec import (
+    SPEC_FREQS,
+    SPEC_STEP_S,
+    SPEC_WINDOW_S,
+    kaggle_spec_image,
+)
 from hbac.errors import DataError
 from hbac.signals.montage import (
     HMS_EEG_CHANNELS,
@@ -241,7 +246,9 @@ KAGGLE_SPEC = ExtraInput(
     read=read_spectrogram,
     enabled=lambda cfg: bool(cfg.kaggle_spec),
     to_input=kaggle_spec_image,
-    flip=tuple(flip_permutation(SPEC_REGIONS)),
+    flip=tuple(int(i) for i in flip_permutation(SPEC_REGIONS)),
+    label="spectrogram",
+    masks=True,
 )
 
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import WindowDataset, extra_keys
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
@@ -70,7 +70,6 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     device = device_auto()
     classes = list(cache.classes)
     vcols = vote_columns(va)
-    use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
     n_times = int(round(float(va["duration_s"].iloc[0]) * cache.fs))
 
     seed_everything(_fold_seed(cfg, fold, -1))
@@ -80,7 +79,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
     loss_fn = build_loss(cfg.train)
     stages = _stages(cfg, tr)
-    va_ds = WindowDataset(cache, va, use_kaggle_spec=use_spec)
+    va_ds = WindowDataset(cache, va, extras=extra_keys(model.input_keys))
     va_loader = make_loader(cfg, va_ds, train=False)
     va_targets = va[vcols].to_numpy(np.float64)
     hi_mask = va["n_votes"].to_numpy() >= 10
@@ -111,7 +110,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     for si in range(start_stage, len(stages)):
         st = stages[si]
         is_last_stage = si == len(stages) - 1
-        tr_ds = WindowDataset(cache, st.table, use_kaggle_spec=use_spec, augment=cfg.augment, weights=sample_weights(cfg, st.table))
+        tr_ds = WindowDataset(cache, st.table, extras=extra_keys(model.input_keys), augment=cfg.augment, weights=sample_weights(cfg, st.table))
         gen = torch.Generator()
         tr_loader = make_loader(cfg, tr_ds, train=True, gen=gen)
         steps = len(tr_loader) if cfg.train.max_steps_per_epoch is None else min(len(tr_loader), cfg.train.max_steps_per_epoch)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from hbac.cache import open_cache
 from hbac.config import ExperimentConfig, from_dict, load_config
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import WindowDataset, extra_keys
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import device_auto
@@ -98,8 +98,7 @@ def predict_experiment(
         model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
         model.load_state_dict(ckpt["model"])
         model.to(device)
-        use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-        ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec)
+        ds = WindowDataset(cache, cache.samples, extras=extra_keys(model.input_keys))
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
         p = predict_loader(model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
         total = p if total is None else total + p

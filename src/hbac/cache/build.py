@@ -39,7 +39,7 @@ from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for
 from hbac.errors import DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
 from hbac.signals.filters import (
-    preprocess,  # imported before the workers fork, so they do not each import torch
+    preprocess,
 )
 
 log = logging.getLogger(__name__)
@@ -271,9 +271,18 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
             bar.update(len(results))
 
 
+def _pool_context() -> mp.context.BaseContext:
+    """forkserver (preloading this module) where available, else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
 @contextlib.contextmanager
 def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
-    """A process pool (fork where available) set up with `_init_worker`; None = in-process."""
+    """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
     if n <= 1:
         _init_worker(cfg, str(tmp), limit_threads=False)
         try:
@@ -282,8 +291,10 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         finally:
             _close_worker()
         return
-    # fork: workers inherit the imported modules (torch via hbac.signals) instead of importing them again
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+    # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
+    # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
+    # torch), so each worker starts in milliseconds with nothing but what prepare needs.
+    ctx = _pool_context()
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True))
     try:
         yield pool

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from hbac.cache.format import CACHE_FORMAT
 from hbac.config import DataConfig, to_dict
-from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for
+from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for, adapter_modules
 from hbac.errors import DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
 from hbac.signals.filters import (
@@ -272,10 +272,10 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
 
 
 def _pool_context() -> mp.context.BaseContext:
-    """forkserver (preloading this module) where available, else spawn."""
+    """forkserver (preloading this module and the registered adapters' modules) where available, else spawn."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
+        ctx.set_forkserver_preload([__name__, *adapter_modules()])  # a name it cannot import is skipped
         return ctx
     return mp.get_context("spawn")
 

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 
 _EXAMPLES = 3  # missing files named in an error message
+IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
 
 
 def resampled_length(n_times: int, fs_in: float, fs_out: Optional[float]) -> int:
@@ -350,6 +351,7 @@ class Plan:
     files: dict[str, _Files] = field(default_factory=dict)  # "eeg" and each extra's name
     fs: float = 0.0  # Hz of the cached EEG
     start: Optional[np.ndarray] = None  # (n_rows,) window start, samples from its recording's start
+    n_workers: int = 1
 
     def drop(self, bad: np.ndarray) -> None:
         """Remove the rows where `bad` (n_rows,) is True from the table and every row-aligned array."""
@@ -373,13 +375,14 @@ class Plan:
             msg += "; pass --allow-missing to skip them"
         self.drop(_mask(rows, msg, key, self.skipped, allowed))
 
-    @property
-    def n_workers(self) -> int:
-        n = self.cfg.workers or os.cpu_count() or 1
-        return max(1, min(n, sum(self.table[c].nunique() for c in self._id_columns())))
-
-    def _id_columns(self) -> list[str]:
-        return ["recording_id"] + [x.id_column for x in self.extras]
+    def count_workers(self) -> int:
+        """Processes for this build: `cfg.workers` (0 = all cores), at most one per file; few files on auto: in-process."""
+        n_files = sum(self.table[c].nunique() for c in ["recording_id"] + [x.id_column for x in self.extras])
+        # a pool costs a second or two to start: with workers on auto, a few files (a test set, a tiny
+        # demo) are read in-process; an explicit `workers: N` is obeyed
+        if not self.cfg.workers and n_files < IN_PROCESS_FILES:
+            return 1
+        return max(1, min(self.cfg.workers or os.cpu_count() or 1, n_files))
 
 
 def _reusable(cfg: DataConfig, out: Path, force: bool) -> bool:
@@ -438,6 +441,7 @@ def plan_rows(cfg: DataConfig) -> Plan:
         plan.table = table.loc[~bad]
     plan.files = {"eeg": _Files.of("eeg", plan.table["recording_id"])}
     plan.files.update({x.name: _Files.of(x.name, plan.table[x.id_column]) for x in extras})
+    plan.n_workers = plan.count_workers()
     return plan
 
 

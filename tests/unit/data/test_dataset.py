@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from hbac.cache.reader import Cache
-from hbac.config import AugmentConfig
-from hbac.data.dataset import WindowDataset, extra_keys
+from hbac.config import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
+from hbac.data.dataset import WindowDataset, model_extras
 from hbac.datasets.kaggle_spec import kaggle_spec_image
 
 _spec = importlib.util.spec_from_file_location("_reader_fixture", Path(__file__).parents[1] / "cache" / "test_reader.py")
@@ -46,4 +46,13 @@ def test_hemisphere_flip_permutes_the_extra_by_its_declared_permutation(cache: C
 def test_an_extra_the_cache_lacks_is_a_named_error(cache: Cache) -> None:
     with pytest.raises(KeyError, match="model input 'eeg_image' needs a cache that holds it"):
         WindowDataset(cache, cache.samples, extras=["eeg_image"])
-    assert extra_keys(("eeg", "kaggle_spec")) == ["kaggle_spec"] and extra_keys(("eeg",)) == []
+
+
+def test_model_extras_are_the_declared_inputs_the_model_names() -> None:
+    def exp(dataset: str, kind: str, inputs: list[str]) -> ExperimentConfig:
+        return ExperimentConfig(name="e", data=DataConfig(name="c", dataset=dataset), model=ModelConfig(kind=kind, inputs=inputs))
+
+    assert model_extras(exp("hms", "2d", ["kaggle_spec", "eeg_spec"])) == ["kaggle_spec"]
+    assert model_extras(exp("hms", "2d", ["eeg_spec"])) == []
+    assert model_extras(exp("hms", "1d", ["kaggle_spec"])) == []  # model.inputs is read by 2D / multimodal models only
+    assert model_extras(exp("chbmit", "multimodal", ["kaggle_spec", "eeg_spec"])) == []  # CHB-MIT declares no extras

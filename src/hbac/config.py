@@ -204,6 +204,7 @@ class ModelConfig:
     drop_rate: float = 0.2
     gem_p: float = 3.0
     in_chans: int = 3
+    image_size: Optional[list[int]] = None  # 2d: [height, width] the assembled image is resized to (null = as assembled)
     features_model: Literal["logreg", "hgb"] = "hgb"  # kind == features
 
 

@@ -150,6 +150,9 @@ class Spec2DModel(FlipMixin, nn.Module):
                 raise ValueError(f"model.inputs: unknown input {name!r} (allowed: {', '.join(INPUTS_2D)})")
         self.input_keys = tuple(sorted({"kaggle_spec" if i == "kaggle_spec" else "eeg" for i in self.inputs}))
         self.in_chans = cfg.in_chans
+        if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) < 8):
+            raise ValueError(f"model.image_size: expected [height, width] of at least 8 pixels, got {cfg.image_size}")
+        self.image_size: Optional[tuple[int, int]] = tuple(cfg.image_size) if cfg.image_size is not None else None  # type: ignore[assignment]
         self.time_mask = 0.0
         self.freq_mask = 0.0
 
@@ -256,6 +259,8 @@ class Spec2DModel(FlipMixin, nn.Module):
                 for p in parts
             ]
         img = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        if self.image_size is not None and tuple(img.shape[-2:]) != self.image_size:
+            img = F.interpolate(img[:, None], size=self.image_size, mode="bilinear", align_corners=False)[:, 0]
         return img[:, None].expand(-1, self.in_chans, -1, -1)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -16,3 +16,11 @@ class CacheError(FileNotFoundError):
 
 class AlignmentError(ValueError):
     """Members' OOF files do not cover the same rows, folds, classes or targets."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read (truncated, corrupt, not a checkpoint); the message names the file."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing an output; the message names the file or folder being written."""

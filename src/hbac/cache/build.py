@@ -34,12 +34,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hbac.cache.format import CACHE_FORMAT
-from hbac.config import DataConfig, to_dict
+from hbac.config import DataConfig, check_band_vs_rate, to_dict
 from hbac.datasets.chbmit import CHBMIT_CLASSES
 from hbac.datasets.hms import HMS_CLASSES, eeg_n_rows, read_spectrogram, spec_path
 from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
 from hbac.errors import DataError
-from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
+from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, disk_full_error, is_disk_full, read_json
 from hbac.signals.filters import (
     preprocess,  # imported before the workers fork, so they do not each import torch
 )
@@ -186,6 +186,10 @@ def _naming(path: Path, what: str) -> Iterator[None]:
         if str(path) in str(e):
             raise
         raise DataError(f"{path}: {e}") from e
+    except OSError as e:
+        if is_disk_full(e, _W.get("tmp", ".")):  # the cache being written filled the disk: not this input's fault
+            raise disk_full_error(e, _W["cfg"].cache_dir() if "cfg" in _W else "the cache") from e
+        raise DataError(f"{path}: {what} failed: {type(e).__name__}: {e}") from e
     except Exception as e:  # any failure on one file is reported with that file's name
         raise DataError(f"{path}: {what} failed: {type(e).__name__}: {e}") from e
 
@@ -458,6 +462,8 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
             rates = ", ".join(f"{f:g}" for f in used_fs)
             raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({rates} Hz): set eeg.fs to resample them to one")
         fs = float(cfg.eeg.fs or (used_fs[0] if len(used_fs) else native_fs or 0.0))
+        if cfg.eeg.bandpass and len(used_fs):  # the band-pass runs at the native rate, before any resampling
+            check_band_vs_rate(cfg.eeg.bandpass, float(used_fs.min()), "eeg.bandpass", f"recordings in {cfg.data_dir} are sampled at {used_fs.min():g} Hz")
         lens_all = np.array(  # fs 0: a recording already dropped above (never sized)
             [resampled_length(n, f, cfg.eeg.fs) if f > 0 else 0 for n, f in zip(n_native, fs_native)], dtype=np.int64
         )

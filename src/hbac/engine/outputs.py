@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pandas as pd
 import torch
 
 from hbac.config import ExperimentConfig
+from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
 from hbac.tasks.events import seizure_scores
 from hbac.tasks.kl import score_oof
@@ -115,8 +118,15 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint saved by the trainer; a missing file is an error that names it."""
+    """Read a checkpoint saved by the trainer; a missing, truncated or corrupt file is a one-line error that names it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError, AttributeError, ImportError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "empty or truncated file"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first}); re-train or re-download it") from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(ckpt).__name__}, expected a dict)")
+    return ckpt

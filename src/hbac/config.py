@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import yaml
 
+from hbac.datasets import adapter_for
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_text
 
@@ -60,7 +61,7 @@ class DataConfig:
     """A cache: which raw data, which split, which preprocessing."""
 
     name: str
-    dataset: Literal["hms", "chbmit"] = "hms"
+    dataset: str = "hms"  # a registered adapter (hbac.datasets.registered()); checked on load
     data_dir: str = "inputs/hms"
     split: Literal["train", "test"] = "train"
     cache_root: str = "inputs/cache"
@@ -72,6 +73,14 @@ class DataConfig:
     allow_missing: bool = False
     skip_unreadable: bool = False  # skip (and count) recordings whose files cannot be read, e.g. at test time
     workers: int = bounded(0, ge=0)  # 0 = all cores
+    plugins: list[str] = field(default_factory=list)  # adapter modules to import first: .py paths or dotted names
+
+    def __post_init__(self) -> None:
+        """Import `plugins`, then check `dataset` against the registry (ConfigError listing the registered ones)."""
+        try:
+            adapter_for(self)
+        except ConfigError as e:
+            raise ConfigError(f"dataset: {e}" if str(e).startswith("unknown dataset") else str(e)) from None
 
     def cache_dir(self) -> Path:
         return Path(self.cache_root) / self.name
@@ -79,7 +88,7 @@ class DataConfig:
     def hash_params(self) -> dict[str, Any]:
         """The parameters that change cache content (not where it lives or how fast it builds)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers"):
+        for k in ("name", "cache_root", "workers", "plugins"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
         return d
@@ -177,7 +186,8 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     ema: Optional[float] = bounded(None, gt=0, lt=1)  # decay, e.g. 0.999
     seed: int = 42
-    num_workers: int = bounded(0, ge=0)
+    num_workers: Optional[int] = bounded(None, ge=0)  # DataLoader workers: null = what the machine has (0 on a CPU run); a number caps it
+    threads: Optional[int] = bounded(None, ge=1)  # torch CPU threads: null = HBAC_THREADS, OMP_NUM_THREADS, else physical cores
     loss: Literal["kl", "bce", "focal"] = "kl"
     weight_by_votes: bool = False
     class_weights: Optional[list[float]] = bounded(None, ge=0)
@@ -436,7 +446,10 @@ def _build(cls: type, d: dict[str, Any], path: str = "") -> Any:
             _check_bounds(kwargs[name], f.metadata.get("bounds", {}), key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{key}'")
-    obj = cls(**kwargs)
+    try:
+        obj = cls(**kwargs)
+    except ConfigError as e:  # a cross-field check in __post_init__: prefix the key path
+        raise ConfigError(f"{path}.{e}" if path and not str(e).startswith("$") else str(e)) from None
     for check in CHECKS.get(cls, ()):
         check(obj, f"{path}." if path else "")
     return obj

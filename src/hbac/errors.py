@@ -19,7 +19,11 @@ class AlignmentError(ValueError):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file cannot be read (truncated, corrupt, not a checkpoint); the message names the file."""
+    """A checkpoint file is corrupt or not a trusted checkpoint (holds more than tensors and plain values); names the file."""
+
+
+class ExperimentMixError(ValueError):
+    """An experiment folder holds folds trained with different configs; names the folder and the folds."""
 
 
 class DiskFullError(OSError):

@@ -1,9 +1,8 @@
 """Build an on-disk cache from raw files (format: docs/internals.md, "Cache").
 
-`prepare(cfg)` is generic over the adapter protocol (`hbac.datasets.<dataset>`):
-`adapter_table`, `adapter_channels`, `adapter_path`, `adapter_read` and, optionally,
-`adapter_n_times(cfg, rid) -> (n_times, fs)` (or `n_times` at the module's `FS`) to size a
-recording from its footer/header without reading the signal.
+`prepare(cfg)` is generic over the adapter protocol (`hbac.datasets.DatasetAdapter`, looked
+up in the registry by `cfg.dataset`): `table`, `channels`, `path`, `read`, `n_times` (to size a
+recording from its footer/header without reading the signal) and `missing_reason`.
 
 Pipeline: sample table → missing-file check → sizes (in parallel, from footers) → window
 bounds check → `eeg.npy` / `spec.npy` allocated on disk → every recording read, preprocessed
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import importlib
 import logging
 import multiprocessing as mp
 import os
@@ -26,7 +24,6 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -35,39 +32,23 @@ from tqdm.auto import tqdm
 
 from hbac.cache.format import CACHE_FORMAT
 from hbac.config import DataConfig, check_band_vs_rate, to_dict
-from hbac.datasets.chbmit import CHBMIT_CLASSES
-from hbac.datasets.hms import HMS_CLASSES, eeg_n_rows, read_spectrogram, spec_path
+from hbac.datasets import DatasetAdapter, adapter_for
+from hbac.datasets.hms import eeg_n_rows, read_spectrogram, spec_path
 from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
 from hbac.errors import DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, disk_full_error, is_disk_full, read_json
 from hbac.signals.filters import (
-    preprocess,  # imported before the workers fork, so they do not each import torch
+    preprocess,
 )
 
 log = logging.getLogger(__name__)
-
-
-ADAPTERS = ("hms", "chbmit")
-
-
-PROTOCOL = ("adapter_table", "adapter_channels", "adapter_path", "adapter_read")
 
 
 SPEC_WIDTH = 400  # Kaggle spectrogram columns (4 regions × 100 frequencies)
 
 
 _EXAMPLES = 3  # missing files named in an error message
-
-
-def get_adapter(dataset: str) -> ModuleType:
-    """The adapter module `hbac.datasets.<dataset>` (imported lazily), checked for the protocol."""
-    if dataset not in ADAPTERS:
-        raise ValueError(f"unknown dataset {dataset!r} (known: {', '.join(ADAPTERS)})")
-    mod = importlib.import_module(f"hbac.datasets.{dataset}")
-    missing = [f for f in PROTOCOL if not hasattr(mod, f)]
-    if missing:
-        raise AttributeError(f"adapter hbac.datasets.{dataset} lacks {missing} (adapter protocol: {', '.join(PROTOCOL)})")
-    return mod
+IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
 
 
 def resampled_length(n_times: int, fs_in: float, fs_out: Optional[float]) -> int:
@@ -125,11 +106,6 @@ def _existing(paths: Sequence[Path]) -> np.ndarray:
     return out
 
 
-def _classes(adapter: ModuleType, dataset: str) -> list[str]:
-    cls = getattr(adapter, "CLASSES", None)
-    return list(cls) if cls else list({"hms": HMS_CLASSES, "chbmit": CHBMIT_CLASSES}[dataset])
-
-
 _W: dict[str, Any] = {}
 
 
@@ -149,7 +125,7 @@ def _one_blas_thread() -> Iterator[None]:
 def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool) -> None:
     """Pool initializer: remember the config and the output folder; one BLAS thread per process."""
     _W.clear()
-    _W.update(cfg=cfg, tmp=Path(tmp), adapter=get_adapter(cfg.dataset), fds={})
+    _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter_for(cfg), fds={})
     if limit_threads:
         ctx = _one_blas_thread()
         ctx.__enter__()  # for the life of the worker process
@@ -213,19 +189,12 @@ def _size_one(task: tuple) -> tuple:
     kind, i, key = task
     cfg, adapter = _W["cfg"], _W["adapter"]
     if kind == "eeg":
-        path = Path(adapter.adapter_path(cfg, key))
+        path = Path(adapter.path(cfg, key))
         with _naming(path, f"sizing recording {key!r}"):
-            why = getattr(adapter, "adapter_missing_reason", None)
-            reason = why(cfg, key) if why is not None else None
+            reason = adapter.missing_reason(cfg, key)
             if reason is not None:  # unusable (e.g. a montage channel absent): treated like a missing file
                 return ("eeg", i, 0, 0.0, str(reason))
-            n_times = getattr(adapter, "adapter_n_times", None)
-            if n_times is not None:
-                r = n_times(cfg, key)
-                n, fs = r if isinstance(r, tuple) else (r, float(adapter.FS))
-            else:  # no cheap header: read the recording once to learn its length
-                x, fs = adapter.adapter_read(cfg, key)
-                n = x.shape[1]
+            n, fs = adapter.n_times(cfg, key)  # the default reads the recording once
         return ("eeg", i, int(n), float(fs), None)
 
     return ("spec", i, eeg_n_rows(spec_path(cfg.data_dir, key, cfg.split)))
@@ -240,9 +209,9 @@ def _work_one(task: tuple) -> tuple:
     cfg, adapter = _W["cfg"], _W["adapter"]
     if task[0] == "eeg":
         _, i, rid, fs_in, n_out, row0, header, n_chans, dtype = task
-        path = Path(adapter.adapter_path(cfg, rid))
+        path = Path(adapter.path(cfg, rid))
         with _naming(path, f"preparing recording {rid!r}"):
-            x, fs = adapter.adapter_read(cfg, rid)
+            x, fs = adapter.read(cfg, rid)
             if abs(float(fs) - fs_in) > 1e-6:
                 raise DataError(f"{path}: sampling rate {fs} Hz, but its header said {fs_in} Hz")
             if x.shape[0] != n_chans:
@@ -302,9 +271,18 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
             bar.update(len(results))
 
 
+def _pool_context() -> mp.context.BaseContext:
+    """forkserver (preloading this module) where available, else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
 @contextlib.contextmanager
 def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
-    """A process pool (fork where available) set up with `_init_worker`; None = in-process."""
+    """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
     if n <= 1:
         _init_worker(cfg, str(tmp), limit_threads=False)
         try:
@@ -313,8 +291,10 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         finally:
             _close_worker()
         return
-    # fork: workers inherit the imported modules (torch via hbac.signals) instead of importing them again
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+    # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
+    # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
+    # torch), so each worker starts in milliseconds with nothing but what prepare needs.
+    ctx = _pool_context()
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True))
     try:
         yield pool
@@ -322,10 +302,10 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         pool.shutdown(wait=True, cancel_futures=True)  # on error: queued work is dropped, running tasks end
 
 
-def _missing(cfg: DataConfig, adapter: ModuleType, table: pd.DataFrame, use_spec: bool) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def _missing(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, use_spec: bool) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Rows whose recording file / spectrogram file is absent: (rec_missing (n,), spec_missing (n,), example paths)."""
     rec_ids = pd.unique(table["recording_id"])
-    rec_paths = [Path(adapter.adapter_path(cfg, r)) for r in rec_ids]
+    rec_paths = [Path(adapter.path(cfg, r)) for r in rec_ids]
     rec_ok = _existing(rec_paths)
     rec_missing = ~rec_ok[pd.Index(rec_ids).get_indexer(table["recording_id"])]
     examples = [p for p, ok in zip(rec_paths, rec_ok) if not ok][:_EXAMPLES]
@@ -388,9 +368,9 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
         log.warning("%s has no meta.json (an interrupted or failed build): rebuilding", out)
 
     t_start = time.perf_counter()
-    adapter = get_adapter(cfg.dataset)
-    table = adapter.adapter_table(cfg).reset_index(drop=True)
-    channels = list(adapter.adapter_channels(cfg))
+    adapter = adapter_for(cfg)
+    table = adapter.table(cfg).reset_index(drop=True)
+    channels = list(adapter.channels(cfg))
     use_spec = bool(cfg.kaggle_spec and cfg.dataset == "hms" and "spectrogram_id" in table.columns)
     n_rows = len(table)
     skipped: dict[str, int] = {}
@@ -412,9 +392,12 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
         table = table.loc[~bad]
 
     n_workers = cfg.workers or os.cpu_count() or 1
-    n_workers = max(1, min(n_workers, table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)))
+    n_files = table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)
+    # a pool costs a second or two to start: with workers on auto, a few files (a test set, a tiny
+    # demo) are read in-process; an explicit `workers: N` is obeyed
+    n_workers = 1 if (not cfg.workers and n_files < IN_PROCESS_FILES) else max(1, min(n_workers, n_files))
     dtype = np.dtype(cfg.eeg.dtype)
-    native_fs = getattr(adapter, "FS", None)
+    native_fs = adapter.fs
 
     with atomic_dir(out) as tmp, _workers(cfg, tmp, n_workers) as pool:
         _chmod_like_umask(tmp)  # mkdtemp makes it 0700; the cache is an ordinary folder
@@ -473,7 +456,7 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
         if past.any():
             j = int(np.argmax(past))
             row = {c: table[c].iloc[j] for c in ("recording_id", "sample_id", "start_s", "duration_s")}  # keeps dtypes
-            path = adapter.adapter_path(cfg, row["recording_id"])
+            path = adapter.path(cfg, row["recording_id"])
             t0, end = float(row["start_s"]), float(row["start_s"]) + float(row["duration_s"])
             n_rec = int(lens_all[rec_pos[j]])
             msg = (
@@ -582,7 +565,7 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
             "format": CACHE_FORMAT,
             "dataset": cfg.dataset,
             "split": cfg.split,
-            "classes": _classes(adapter, cfg.dataset),
+            "classes": list(adapter.classes),
             "fs": fs,
             "channels": channels,
             "dtype": dtype.name,

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig
 from hbac.data.dataset import WindowDataset
 from hbac.data.samplers import balanced_sampler, worker_init
-from hbac.engine.runtime import amp_dtype, to_device
+from hbac.engine.runtime import amp_dtype, device_auto, resolve_num_workers, to_device
 from hbac.models import hemisphere_flip
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def predict_loader(
 
 
 def make_loader(cfg: ExperimentConfig, ds: WindowDataset, train: bool, gen: Optional[torch.Generator] = None) -> DataLoader:
+    """Training (shuffled or balanced) or evaluation loader; workers per `resolve_num_workers`."""
+    workers = resolve_num_workers(cfg.train.num_workers, device_auto())
     sampler = None
     if train and cfg.train.sampler == "balanced":
         sampler = balanced_sampler(ds.table, gen)
@@ -61,9 +63,10 @@ def make_loader(cfg: ExperimentConfig, ds: WindowDataset, train: bool, gen: Opti
         shuffle=train and sampler is None,
         sampler=sampler,
         drop_last=train and len(ds) > cfg.train.batch_size,
-        num_workers=cfg.train.num_workers,
+        num_workers=workers,
         worker_init_fn=worker_init,
         generator=gen,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        prefetch_factor=4 if workers else None,
     )

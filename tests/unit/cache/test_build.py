@@ -72,13 +72,13 @@ def test_resampled_length_matches_signals_resample() -> None:
 def test_synthetic_windows_are_the_preprocessed_recording(synth_src: Path, tmp_path: Path) -> None:
     cfg = cfg_for(synth_src, tmp_path)
     cache = Cache(prepare(cfg, progress=False))
-    table = hms.adapter_table(cfg)
+    table = hms.ADAPTER.table(cfg)
     assert len(cache) == len(table) and cache.meta["n_samples"] == len(table)
     assert cache.meta["hash"] == cfg.hash() and cache.meta["skipped"] == {}
     assert cache.eeg.shape == tuple(cache.meta["eeg_shape"]) and cache.eeg.dtype == np.float32
     # one recording, preprocessed independently, against every window cut from it
     rid = cache.samples.recording_id.iloc[0]
-    x, fs = hms.adapter_read(cfg, rid)
+    x, fs = hms.ADAPTER.read(cfg, rid)
     e = cfg.eeg
     y = preprocess(x, fs, nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, fs_out=e.fs)
     rows = np.nonzero(cache.samples.recording_id.to_numpy() == rid)[0]
@@ -123,7 +123,7 @@ def test_reused_when_unchanged_rebuilt_when_a_param_changes(synth_src: Path, tmp
 def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: Path, damage: str) -> None:
     # garbage: fails while sizing (footer); missing_column: footer fine, fails in a worker while reading
     cfg = cfg_for(synth, tmp_path / "cache", name="broken", workers=2)  # the error crosses a process boundary
-    rid = hms.adapter_table(cfg).recording_id.iloc[-1]
+    rid = hms.ADAPTER.table(cfg).recording_id.iloc[-1]
     bad = hms.eeg_path(synth, rid)
     if damage == "garbage":
         bad.write_bytes(b"not a parquet file" * 100)
@@ -135,11 +135,11 @@ def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: 
     assert str(bad) in str(ei.value)
     no_leftovers(tmp_path / "cache", "broken")
     # skip_unreadable builds the cache without that recording's rows, and counts them
-    n_bad = int((hms.adapter_table(cfg).recording_id == rid).sum())
+    n_bad = int((hms.ADAPTER.table(cfg).recording_id == rid).sum())
     cache = Cache(prepare(dataclasses.replace(cfg, skip_unreadable=True), progress=False))
     assert cache.meta["skipped"] == {"unreadable": n_bad}
     assert rid not in set(cache.samples.recording_id) and rid not in set(cache.recordings.recording_id)
-    assert len(cache) == len(hms.adapter_table(cfg)) - n_bad
+    assert len(cache) == len(hms.ADAPTER.table(cfg)) - n_bad
 
 
 def test_interrupted_build_is_never_trusted(synth_src: Path, tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_interrupted_build_is_never_trusted(synth_src: Path, tmp_path: Path) -> 
 
 def test_missing_files_are_counted(synth: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = cfg_for(synth, tmp_path / "cache")
-    table = hms.adapter_table(cfg)
+    table = hms.ADAPTER.table(cfg)
     rid, sid = table.recording_id.iloc[0], table.spectrogram_id.iloc[-1]
     hms.eeg_path(synth, rid).unlink()
     hms.spec_path(synth, sid).unlink()
@@ -253,7 +253,7 @@ def test_real_raw_window_is_the_montage_of_the_parquet(real_raw: Cache, real_hms
         df = pd.read_parquet(real_hms / "train_eegs" / f"{int(r.eeg_id)}.parquet")
         s = int(r.start_s * 200)
         x = df[HMS_EEG_CHANNELS].to_numpy(np.float32)[s : s + 10000].T
-        expect = apply_montage(fill_nan(x, "interp"), HMS_EEG_CHANNELS, "double_banana")
+        expect = fill_nan(apply_montage(x, HMS_EEG_CHANNELS, "double_banana"), "interp")
         np.testing.assert_allclose(real_raw.window(i), expect, rtol=1e-5, atol=1e-5)
 
 

@@ -301,12 +301,16 @@ def test_empty_csv_names_the_file(tmp_path: Path, reader) -> None:
         reader(p)
 
 
+CKPT_MSG = r"(unreadable|not a trusted) checkpoint"
+
+
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
 def test_corrupt_checkpoint_names_the_file(tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture) -> None:
     p = tmp_path / "best.pt"
     p.write_bytes(content)
-    with pytest.raises(CheckpointError, match=rf"{p}: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=CKPT_MSG) as e:
         load_checkpoint(p)
+    assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
 
 
 def test_truncated_real_checkpoint_names_the_file(tmp_path: Path) -> None:
@@ -315,8 +319,9 @@ def test_truncated_real_checkpoint_names_the_file(tmp_path: Path) -> None:
     data = p.read_bytes()
     assert load_checkpoint(p)["epoch"] == 1
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=rf"{p}: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=CKPT_MSG) as e:
         load_checkpoint(p)
+    assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
 
 
 def _enospc(*args, **kwargs):

@@ -1,8 +1,8 @@
-"""DataLoaders and the batched inference loop (with hemisphere-flip TTA)."""
+"""DataLoaders and the batched inference loop (TTA: window offsets and the hemisphere flip)."""
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,13 +28,39 @@ def predict_loader(
     tta_flip: bool = False,
     progress: bool = True,
     desc: str = "predict",
+    offsets_s: Sequence[float] = (0.0,),
 ) -> np.ndarray:
     """Softmax probabilities (N, K) float64 for every item of `loader` (in order).
 
-    With `tta_flip` the prediction is the mean of the original and hemisphere-flipped inputs.
+    Test-time augmentation: the mean over every window offset in `offsets_s` (seconds the EEG
+    window is shifted from its centre, through the dataset's `set_view`) and, with `tta_flip`,
+    over the original and hemisphere-flipped inputs.
     """
 
     model.eval()
+    offsets = [float(o) for o in offsets_s] or [0.0]
+    ds = loader.dataset
+    if any(o != 0.0 for o in offsets) and not hasattr(ds, "set_view"):
+        raise ValueError(f"tta.offsets_s {offsets}: {type(ds).__name__} cannot shift its windows (no set_view)")
+    total: Optional[np.ndarray] = None
+    try:
+        for off in offsets:
+            if hasattr(ds, "set_view"):
+                ds.set_view(off)
+            label = desc if len(offsets) == 1 else f"{desc} offset {off:+g} s"
+            p = _predict_pass(model, loader, device, channels, amp, tta_flip, progress, label)
+            total = p if total is None else total + p
+    finally:
+        if hasattr(ds, "set_view"):
+            ds.set_view(0.0)
+    assert total is not None
+    return total / len(offsets)
+
+
+def _predict_pass(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, channels: list[str], amp: str, tta_flip: bool, progress: bool, desc: str
+) -> np.ndarray:
+    """One pass over `loader`: (N, K) float64 probabilities, averaged over the hemisphere flip when `tta_flip`."""
     dt = amp_dtype(amp, device)
     out = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from hbac.cache import open_cache
 from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto
@@ -114,10 +114,12 @@ def predict_experiment(
         model.load_state_dict(ckpt["model"])
         model.to(device)
         t = _tick(timings, "model_load", t)
-        use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-        ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec)
+        ds = experiment_dataset(cfg, cache, cache.samples)
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-        p = predict_loader(model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
+        p = predict_loader(
+            model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+            offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}",
+        )
         total = p if total is None else total + p
         t = _tick(timings, "forward", t)
     assert cache is not None and total is not None

@@ -348,6 +348,13 @@ def check_band_vs_rate(band: Sequence[float], fs: float, key: str, what: str) ->
             raise ConfigError(f"{key}: edge {edge:g} Hz is at or above the Nyquist frequency {fs / 2:g} Hz ({what})")
 
 
+def check_band_vs_native_rate(data: DataConfig, p: str) -> None:
+    """The band-pass runs at the recordings' native rate: its edges must be below the dataset's Nyquist frequency."""
+    fs = adapter_for(data).fs
+    if data.eeg.bandpass and fs:
+        check_band_vs_rate(data.eeg.bandpass, fs, f"{p}eeg.bandpass", f"dataset {data.dataset!r} is sampled at {fs:g} Hz")
+
+
 def check_spec(spec: SpecParams, p: str) -> None:
     """STFT window within the FFT size; mel band non-empty."""
     if spec.win_length is not None and spec.win_length > spec.n_fft:
@@ -417,7 +424,7 @@ CHECKS: dict[type, tuple[Callable[[Any, str], None], ...]] = {
     SpecParams: (check_spec,),
     OneDParams: (check_oned,),
     TrainConfig: (check_class_weights,),
-    DataConfig: (check_name,),
+    DataConfig: (check_name, check_band_vs_native_rate),
     ExperimentConfig: (check_name, check_model_inputs, check_spec_vs_rate, check_stage2),
     EnsembleConfig: (check_name, check_members),
 }

@@ -22,7 +22,8 @@ from hbac.datasets.base import TASKS, DatasetAdapter, ExtraInput, check_adapter
 from hbac.errors import ConfigError
 
 __all__ = [
-    "TASKS", "DatasetAdapter", "ExtraInput", "adapter_for", "get_adapter", "load_plugins", "register", "registered",
+    "TASKS", "DatasetAdapter", "ExtraInput", "adapter_for", "adapter_modules", "get_adapter", "load_plugins", "register",
+    "registered",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,11 @@ def get_adapter(name: str) -> DatasetAdapter:
             f"register your own adapter module with data.plugins or ${PLUGINS_ENV}{failed}"
         )
     return _REGISTRY[name]
+
+
+def adapter_modules() -> list[str]:
+    """Module names of the registered adapters (a forkserver preloads them so workers start fast)."""
+    return sorted({type(a).__module__ for a in _REGISTRY.values()})
 
 
 def adapter_for(cfg) -> DatasetAdapter:  # cfg: hbac.config.DataConfig

@@ -252,7 +252,9 @@ KAGGLE_SPEC = ExtraInput(
     read=read_spectrogram,
     enabled=lambda cfg: bool(cfg.kaggle_spec),
     to_input=kaggle_spec_image,
-    flip=tuple(flip_permutation(SPEC_REGIONS)),
+    flip=tuple(int(i) for i in flip_permutation(SPEC_REGIONS)),
+    label="spectrogram",
+    masks=True,
 )
 
 

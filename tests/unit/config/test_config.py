@@ -10,6 +10,7 @@ import torch
 import yaml
 from conftest import REPO_ROOT
 
+from hbac.cache.build import prepare
 from hbac.cli import main
 from hbac.config import (
     DataConfig,
@@ -21,6 +22,7 @@ from hbac.config import (
     to_dict,
     with_overrides,
 )
+from hbac.datasets import adapter_for
 from hbac.datasets.hms import read_test_csv, read_train_csv
 from hbac.engine.outputs import load_checkpoint
 from hbac.errors import CheckpointError, ConfigError, DataError, DiskFullError
@@ -140,6 +142,23 @@ def test_out_of_range_values_are_load_time_errors(tmp_path: Path, d: dict, messa
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, d))
     assert message in str(e.value), str(e.value)
+
+
+def test_band_above_the_native_nyquist_rate(tmp_path: Path) -> None:
+    """HMS is sampled at 200 Hz and filtered before resampling: a 150 Hz edge is a load-time error naming the key."""
+    with pytest.raises(ConfigError, match=r"data\.eeg\.bandpass: edge 150 Hz is at or above the Nyquist frequency 100 Hz \(dataset 'hms' is sampled at 200 Hz\)"):
+        load_config(write(tmp_path, exp(data={"name": "d", "eeg": {"bandpass": [0.5, 150]}})))
+
+
+def test_band_checked_against_the_files_rate(synth_hms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At prepare time the rate read from the files is the reference; the error is a config error, not a parquet file's."""
+    cfg = load_config(TINY / "data_hms.yaml", {"data_dir": str(synth_hms), "cache_root": str(tmp_path), "workers": 1})
+    # an adapter that does not declare its rate: only the files (200 Hz) can tell that 120 Hz is too high
+    monkeypatch.setattr(type(adapter_for(cfg)), "fs", None)
+    bad = with_overrides(cfg, {"eeg": {"bandpass": [0.5, 120.0]}})
+    with pytest.raises(ConfigError, match=r"eeg\.bandpass: edge 120 Hz is at or above the Nyquist frequency 100 Hz \(recordings in .* are sampled at 200 Hz\)"):
+        prepare(bad, progress=False)
+    assert not (tmp_path / cfg.name).exists()
 
 
 def test_data_config_checks_apply_alone(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_plugin_from_env_and_dotted_module(tmp_path: Path, monkeypatch: pytest.M
 def test_register_rejects_bad_adapters_and_name_clashes() -> None:
     class NoTask(DatasetAdapter):
         name, task, classes = "bad_task", "regression", ["a", "b"]
-        table = channels = path = read = lambda self, *a: None  # noqa: E731
+        table = channels = path = read = lambda self, *a: None
 
     with pytest.raises(TypeError, match="task"):
         register(NoTask())
@@ -109,7 +109,7 @@ def test_register_rejects_bad_adapters_and_name_clashes() -> None:
 
     class Clash(DatasetAdapter):
         name, task, classes = "hms", "hms", ["a", "b"]
-        table = channels = path = read = lambda self, *a: None  # noqa: E731
+        table = channels = path = read = lambda self, *a: None
 
     with pytest.raises(ValueError, match="already registered"):
         register(Clash())

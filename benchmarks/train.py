@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from hbac.cache import Cache, prepare
 from hbac.config import DataConfig, ExperimentConfig, from_dict, load_config, to_dict
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import WindowDataset, model_extras
 from hbac.datasets.synthetic import write_chbmit, write_hms
 from hbac.engine.losses import build_loss
 from hbac.engine.runtime import amp_dtype
@@ -117,8 +117,7 @@ def _cache_for(cfg: ExperimentConfig, root: Path):
 def loader_rate(cfg: ExperimentConfig, root: Path, n_items: int = 256) -> float:
     """Dataset items per CPU-second of the main process (slicing, CPU augmentations, collation)."""
     cache = _cache_for(cfg, root)
-    use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-    ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec, augment=cfg.augment)
+    ds = WindowDataset(cache, cache.samples, extras=model_extras(cfg), augment=cfg.augment)
     loader = DataLoader(ds, batch_size=16, shuffle=True, num_workers=0)
     done, t = 0, time.process_time()
     while done < n_items:

@@ -161,8 +161,8 @@ def read(p):  # every column, one thread per process (as prepare's workers read)
     pl.read_parquet(p)
 files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
 def run():
-    os.environ["POLARS_MAX_THREADS"] = "1"
-    with mp.get_context("forkserver").Pool(int(sys.argv[3])) as pool:
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
+    with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:  # fork is safe: this parent never runs polars
         for _ in pool.imap_unordered(read, files, chunksize=8):
             pass
 measure(run)
@@ -175,7 +175,7 @@ def read(p):  # the fastest plain pyarrow read (no dataset layer), as hbac.datas
     pq.ParquetFile(p).read(use_threads=False)
 files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
 def run():
-    with mp.get_context("forkserver").Pool(int(sys.argv[3])) as pool:
+    with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:
         for _ in pool.imap_unordered(read, files, chunksize=8):
             pass
 measure(run)

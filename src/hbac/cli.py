@@ -23,6 +23,10 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
     if a.dataset == "hms":
         synthetic.write_hms(Path(a.out), n_eegs=a.n_eegs or 60, seed=a.seed, n_test=a.n_test, low_vote_other=a.low_vote_other)
+    elif a.dataset == "bids":
+        synthetic.write_bids(Path(a.out), n_subjects=a.n_patients, n_runs=a.n_files, file_s=a.file_s, seed=a.seed)
+    elif a.dataset == "tusz":
+        synthetic.write_tusz(Path(a.out), n_subjects=a.n_patients, n_files=a.n_files, file_s=a.file_s, seed=a.seed)
     else:
         synthetic.write_chbmit(Path(a.out), n_patients=a.n_patients, seed=a.seed, n_files=a.n_files, file_s=a.file_s)
     print(f"synthetic {a.dataset} data written to {a.out}")
@@ -123,14 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("synth", help="write a synthetic dataset in the real layout")
-    s.add_argument("dataset", choices=["hms", "chbmit"])
+    s.add_argument("dataset", choices=["hms", "chbmit", "bids", "tusz"])
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n-eegs", type=int, default=None, help="HMS: number of train EEG recordings (default 60)")
     s.add_argument("--n-test", type=int, default=4, help="HMS: number of test EEGs (default 4)")
     s.add_argument("--low-vote-other", type=float, default=0.0, help="HMS: share of low-vote raters who say 'other' whatever they see (default 0)")
-    s.add_argument("--n-patients", type=int, default=4, help="CHB-MIT: number of cases (default 4)")
-    s.add_argument("--n-files", type=int, default=3, help="CHB-MIT: EDF files per case (default 3)")
-    s.add_argument("--file-s", type=float, default=600.0, help="CHB-MIT: seconds per EDF file (default 600)")
+    s.add_argument("--n-patients", type=int, default=4, help="CHB-MIT: number of cases; BIDS/TUSZ: subjects (default 4)")
+    s.add_argument("--n-files", type=int, default=3, help="CHB-MIT/BIDS/TUSZ: EDF files per case (default 3)")
+    s.add_argument("--file-s", type=float, default=600.0, help="CHB-MIT/BIDS/TUSZ: seconds per EDF file (default 600)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_synth)
 

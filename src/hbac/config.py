@@ -26,7 +26,7 @@ from hbac.io import atomic_write_text
 class EEGParams:
     """How raw EEG becomes the cached signal (all of it is part of the cache hash)."""
 
-    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana"] = "double_banana"
+    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana", "tcp"] = "double_banana"
     nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
     bandpass: Optional[list[float]] = field(default_factory=lambda: [0.5, 20.0])  # Hz, null = off
     notch_hz: Optional[float] = None  # e.g. 60 for CHB-MIT, 50/60 for mains

@@ -9,7 +9,7 @@ was trained on (`window_s` every `stride_s`), and every window is predicted by e
 threshold (default: the entry's `best_threshold` in `scores.json`, else 0.5).
 
 Outputs in `out_dir` (default `<outputs>/detect/<edf stem>/`), written atomically:
-`windows.csv` (start_s, end_s, seizure_prob), `events.csv` (start_s, end_s, peak_prob),
+`windows.csv` (start_s, end_s, seizure_prob), `events.csv` (start_s, end_s, peak_prob), `events.tsv` (SzCORE),
 `timeline.png` (probability timeline above a few EEG channels) and `detect.json`
 (which model, threshold, recording length, events).
 """
@@ -30,6 +30,8 @@ from torch.utils.data import DataLoader
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
 from hbac.data.dataset import WindowDataset
 from hbac.datasets.chbmit import read_any_edf, resolve_montage
+from hbac.datasets import get_adapter
+from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
@@ -194,9 +196,9 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
 
 def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
     cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
-    if cfg.data.dataset != "chbmit" or "seizure" not in list(ckpt.get("classes", [])):
-        raise ValueError(f"{exp_dir.name}: not a CHB-MIT experiment (dataset {cfg.data.dataset!r}, classes "
-                         f"{ckpt.get('classes')}); detect needs a model trained on dataset: chbmit")
+    if get_adapter(cfg.data.dataset).task != "seizure" or "seizure" not in list(ckpt.get("classes", [])):
+        raise ValueError(f"{exp_dir.name}: not a seizure experiment (dataset {cfg.data.dataset!r}, classes "
+                         f"{ckpt.get('classes')}); detect needs a model trained on a seizure dataset (chbmit, bids, tusz)")
     return cfg
 
 
@@ -351,10 +353,11 @@ def detect(
     events = detect_events(prob, starts, window_s, threshold)
     duration = len(ref.eeg) / ref.fs
 
-    windows_csv, events_csv = out_dir / "windows.csv", out_dir / "events.csv"
+    windows_csv, events_csv, events_tsv = out_dir / "windows.csv", out_dir / "events.csv", out_dir / "events.tsv"
     timeline_png, summary_json = out_dir / "timeline.png", out_dir / "detect.json"
     atomic_write_csv(windows_csv, pd.DataFrame({"start_s": starts, "end_s": starts + window_s, "seizure_prob": prob}))
     atomic_write_csv(events_csv, events_to_frame(events))
+    write_events_tsv(events_tsv, events, duration, read_edf(edf).start)  # SzCORE format, scorable by its tools
     title = f"{edf.name}: {entry} ({'ensemble of ' + str(len(members)) if len(members) > 1 else 'experiment'}), " \
             f"{len(events)} event(s) at threshold {threshold:.2f}"
     plot_timeline(timeline_png, starts, window_s, prob, threshold, events, ref.eeg.T, ref.fs, ref.channels, title,
@@ -367,6 +370,7 @@ def detect(
         "out_dir": out_dir,
         "windows_csv": windows_csv,
         "events_csv": events_csv,
+        "events_tsv": events_tsv,
         "timeline_png": timeline_png,
         "summary_json": summary_json,
         "events": events,

@@ -2,14 +2,14 @@
 
 Determinism: every epoch reseeds python/numpy/torch from `seed + fold` and the epoch
 index, so a run resumed from `last.pt` sees the same batches and augmentations as an
-uninterrupted one and ends with the same weights (on a CPU).
+uninterrupted one and ends with the same weights (on a CPU). So `last.pt` holds no RNG
+state, only tensors and plain values: every checkpoint loads with `weights_only=True`.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -26,7 +26,7 @@ from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import oof_frame, plot_history, save_checkpoint
+from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history, save_checkpoint
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.io import atomic_write_csv, atomic_write_json
@@ -94,7 +94,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     ckpt_state: Optional[dict[str, Any]] = None
     last_path = out / "last.pt"
     if resume and last_path.exists():
-        ckpt_state = torch.load(last_path, map_location=device, weights_only=False)
+        ckpt_state = load_checkpoint(last_path, map_location=device)
         if ckpt_state.get("complete"):
             log.info("fold %d already complete (last.pt); nothing to resume", fold)
             return pd.read_csv(out / "oof.csv")
@@ -194,21 +194,20 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
                 "config": to_dict(cfg), "epoch": global_epoch + 1, "stage": st.name, "stage_index": si,
                 "epoch_in_stage": epoch, "score": val_kl, "best": best, "fold": fold, "history": history,
                 "n_params": n_params, "elapsed_s": time.time() - t0, "complete": False,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
             })
             atomic_write_csv(out / "history.csv", pd.DataFrame(history))
             global_epoch += 1
         ckpt_state = None
 
     # OOF with the best weights
-    best_ckpt = torch.load(out / "best.pt", map_location=device, weights_only=False)
+    best_ckpt = load_checkpoint(out / "best.pt", map_location=device)
     model.load_state_dict(best_ckpt["model"])
     probs = predict_loader(model, va_loader, device, list(cache.channels), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"fold {fold} oof")
     oof = oof_frame(va, probs, classes, fold)
     atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0
     atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params})
-    last = torch.load(last_path, map_location="cpu", weights_only=False)
+    last = load_checkpoint(last_path, map_location="cpu")
     last["complete"] = True
     save_checkpoint(last_path, last)
     plot_history(pd.DataFrame(history), out / "curve.png", title=f"{cfg.name} fold {fold}")

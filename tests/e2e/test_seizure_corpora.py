@@ -45,7 +45,9 @@ def test_prepare_train_detect(kind: str, tmp_path: Path) -> None:
     assert cache.samples.seizure_vote.sum() > 0
     train_experiment(cfg, folds=[0], progress=False)
     scores = json.loads((cfg.output_dir() / "scores.json").read_text())
-    assert (cfg.output_dir() / "fold0" / "best.pt").exists() and "seizure" in json.dumps(scores)
+    assert (cfg.output_dir() / "fold0" / "best.pt").exists() and "seizure" in scores
+    post = scores["postprocessing"]["params"]
+    assert 0 < post["threshold"] < 1 and post["smooth_windows"] in (1, 3, 5)
     res = detect(edfs[0], outputs=Path(cfg.output_root), name=cfg.name, out_dir=tmp_path / "det", progress=False)
     win = pd.read_csv(res["windows_csv"])
     assert len(win) == res["n_windows"] > 0 and win.seizure_prob.between(0, 1).all()
@@ -55,3 +57,15 @@ def test_prepare_train_detect(kind: str, tmp_path: Path) -> None:
     assert len(back) == len(res["events"])
     np.testing.assert_allclose(np.array(back).reshape(-1, 2), np.array([e[:2] for e in res["events"]]).reshape(-1, 2),
                                atol=0.01)
+    assert res["postprocessing"] == {**post, "max_event_s": 300.0, "merge_gap_s": 90.0}  # detect uses what CV chose
+    if kind == "bids":  # export the trained fold to ONNX; detect --onnx matches torch detect without torch models
+        from hbac.inference.export import export_onnx
+
+        rep = export_onnx(cfg.output_dir(), int8=True)
+        assert rep["fp32"]["max_abs_diff"] < 1e-4 and rep["fp32"]["size_bytes"] > 10_000
+        assert rep["int8"]["size_bytes"] < rep["fp32"]["size_bytes"] and rep["fp32"]["latency_ms_per_window"] > 0
+        onx = detect(edfs[0], outputs=Path(cfg.output_root), out_dir=tmp_path / "det_onnx", progress=False,
+                     onnx=cfg.output_dir() / "export" / "model.onnx")
+        p_onnx = pd.read_csv(onx["windows_csv"]).seizure_prob.to_numpy()
+        assert np.abs(p_onnx - win.seizure_prob.to_numpy()).max() < 1e-4
+        assert onx["postprocessing"] == res["postprocessing"] and len(onx["events"]) == len(res["events"])

@@ -38,7 +38,7 @@ from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
 from hbac.errors import DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
 from hbac.signals.filters import (
-    preprocess,  # imported before the workers fork, so they do not each import torch
+    preprocess,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ SPEC_WIDTH = 400  # Kaggle spectrogram columns (4 regions × 100 frequencies)
 
 
 _EXAMPLES = 3  # missing files named in an error message
+IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
 
 
 def resampled_length(n_times: int, fs_in: float, fs_out: Optional[float]) -> int:
@@ -266,9 +267,18 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
             bar.update(len(results))
 
 
+def _pool_context() -> mp.context.BaseContext:
+    """forkserver (preloading this module) where available, else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
 @contextlib.contextmanager
 def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
-    """A process pool (fork where available) set up with `_init_worker`; None = in-process."""
+    """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
     if n <= 1:
         _init_worker(cfg, str(tmp), limit_threads=False)
         try:
@@ -277,8 +287,10 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         finally:
             _close_worker()
         return
-    # fork: workers inherit the imported modules (torch via hbac.signals) instead of importing them again
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+    # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
+    # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
+    # torch), so each worker starts in milliseconds with nothing but what prepare needs.
+    ctx = _pool_context()
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True))
     try:
         yield pool
@@ -376,7 +388,10 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
         table = table.loc[~bad]
 
     n_workers = cfg.workers or os.cpu_count() or 1
-    n_workers = max(1, min(n_workers, table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)))
+    n_files = table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)
+    # a pool costs a second or two to start: with workers on auto, a few files (a test set, a tiny
+    # demo) are read in-process; an explicit `workers: N` is obeyed
+    n_workers = 1 if (not cfg.workers and n_files < IN_PROCESS_FILES) else max(1, min(n_workers, n_files))
     dtype = np.dtype(cfg.eeg.dtype)
     native_fs = adapter.fs
 

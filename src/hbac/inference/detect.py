@@ -37,7 +37,7 @@ from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto
+from hbac.engine.runtime import configure_threads, device_auto
 from hbac.errors import DataError
 from hbac.features.baseline import predict_features
 from hbac.inference.export import OnnxDetector
@@ -393,6 +393,7 @@ def detect(
     "postprocessing", "out_dir", "windows_csv", "events_csv", "events_tsv", "timeline_png",
     "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
     """
+    configure_threads()
     edf = Path(edf)
     if not edf.is_file():
         raise FileNotFoundError(f"EDF file not found: {edf}")

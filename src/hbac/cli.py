@@ -148,6 +148,15 @@ def cmd_stream(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(a: argparse.Namespace) -> int:
+    from hbac.engine.tune import tune
+
+    r = tune(a.config, trials=a.trials, storage=a.storage, progress=not a.quiet)
+    print(f"study {r['study']}: {r['n_trials']} trial(s), {r['n_pruned']} pruned; first {r['first_value']}, "
+          f"best {r['best_value']} (trial {r['best_trial']}) with {r['best_params']}")
+    return 0
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from hbac.inference.export import export_onnx
 
@@ -228,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float, default=None, help="event threshold (default: the experiment's)")
     s.add_argument("--onnx", default=None, help="score windows with an exported model.onnx (onnxruntime, no torch model)")
     s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("tune", help="Optuna search over an experiment config (search space in a tune YAML)")
+    s.add_argument("config", help="tune file (YAML): experiment, folds, space, … (see hbac.engine.tune)")
+    s.add_argument("--trials", type=int, required=True, help="total trials of the study (re-running resumes it)")
+    s.add_argument("--storage", default=None, help="Optuna RDB URL or .journal file (default: SQLite in the study folder)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("stream", help="replay an EDF as a live feed: online alarms, detection latency, CPU cost")
     s.add_argument("edf", help="EDF recording")

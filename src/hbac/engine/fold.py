@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -65,8 +65,13 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
     return stages
 
 
-def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True) -> pd.DataFrame:
-    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF."""
+def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+               on_epoch: Optional[Callable[[int, float], None]] = None) -> pd.DataFrame:
+    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF.
+
+    `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
+    prunes from it by raising); the checkpoint and history of that epoch are already written.
+    """
 
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
@@ -202,6 +207,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
             })
             atomic_write_csv(out / "history.csv", pd.DataFrame(history))
             global_epoch += 1
+            if on_epoch is not None:
+                on_epoch(global_epoch, val_kl)
         ckpt_state = None
 
     # OOF with the best weights

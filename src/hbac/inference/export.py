@@ -11,12 +11,15 @@ random windows), the file size and the CPU latency per window (onnxruntime, one 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.shape_inference import quant_pre_process
 import torch
 import torch.nn as nn
 
@@ -141,11 +144,11 @@ def export_onnx(exp_dir: Path, out_dir: Optional[Path] = None, int8: bool = Fals
     with torch.no_grad():
         report["torch_latency_ms_per_window"] = latency_ms(lambda a: model(torch.from_numpy(a)), x[:1])
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic  # only needed for --int8
-
         qpath = out_dir / "model.int8.onnx"
-        with atomic_path(qpath) as tmp:
-            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+        with tempfile.TemporaryDirectory(dir=out_dir) as work, atomic_path(qpath) as tmp:
+            pre = Path(work) / "pre.onnx"
+            quant_pre_process(str(path), str(pre))  # folded constants → initializers, shapes inferred
+            quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8)
         report["int8"] = {**_check(model, qpath, x), "onnx": str(qpath)}
     atomic_write_json(out_dir / f"{ONNX_NAME}.json", meta)
     atomic_write_json(out_dir / "export.json", report)

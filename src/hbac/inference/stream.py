@@ -44,6 +44,7 @@ class OnlineDetector:
     history: list[float] = field(default_factory=list)
     run: int = 0
     last_positive_s: float = -np.inf
+    gap_s: float = np.inf
     alarms: list[float] = field(default_factory=list)
 
     def update(self, prob: float, t_end_s: float) -> bool:
@@ -54,9 +55,10 @@ class OnlineDetector:
             self.run = 0
             return False
         self.run += 1
-        quiet = t_end_s - self.last_positive_s
+        if self.run == 1:  # a run starts: how long since the last positive window
+            self.gap_s = t_end_s - self.last_positive_s
         self.last_positive_s = t_end_s
-        if self.run == self.min_windows and (not self.alarms or quiet > self.refractory_s):
+        if self.run == self.min_windows and (not self.alarms or self.gap_s > self.refractory_s):
             self.alarms.append(t_end_s)
             return True
         return False

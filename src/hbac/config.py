@@ -408,6 +408,17 @@ def check_class_weights(train: TrainConfig, p: str) -> None:
         raise ConfigError(f"{p}class_weights: {cw} must hold at least one positive weight")
 
 
+def check_loss_vs_task(exp: ExperimentConfig, p: str) -> None:
+    """The loss's per-class weights must match the dataset's classes (6 for HMS, 2 for a seizure task)."""
+    cw = exp.train.class_weights
+    classes = list(adapter_for(exp.data).classes)
+    if cw is not None and len(cw) != len(classes):
+        raise ConfigError(
+            f"{p}train.class_weights: {len(cw)} values for the {len(classes)} classes of {p}data.dataset "
+            f"{exp.data.dataset!r} ({', '.join(classes)})"
+        )
+
+
 def check_members(ens: EnsembleConfig, p: str) -> None:
     """An ensemble has at least one member, each once, and is not its own member."""
     if not ens.members:
@@ -425,7 +436,7 @@ CHECKS: dict[type, tuple[Callable[[Any, str], None], ...]] = {
     OneDParams: (check_oned,),
     TrainConfig: (check_class_weights,),
     DataConfig: (check_name, check_band_vs_native_rate),
-    ExperimentConfig: (check_name, check_model_inputs, check_spec_vs_rate, check_stage2),
+    ExperimentConfig: (check_name, check_model_inputs, check_spec_vs_rate, check_stage2, check_loss_vs_task),
     EnsembleConfig: (check_name, check_members),
 }
 

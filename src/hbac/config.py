@@ -582,6 +582,8 @@ def check_experiment(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.seeds: needs distinct seeds, got {t.seeds}")
     if t.pseudo is not None and not 0.0 <= t.pseudo.weight <= 1.0:
         raise ConfigError(f"train.pseudo.weight: must be in [0, 1], got {t.pseudo.weight}")
+    if m.kind == "features" and (t.seeds or t.pseudo is not None):
+        raise ConfigError("train.seeds / train.pseudo: the features baseline (model.kind features) trains neither; use a torch model")
     if cfg.augment.albumentations:
         check_albumentations(cfg.augment.albumentations, "augment.albumentations")
 

@@ -12,7 +12,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+<<<<<<< HEAD
 from typing import Any, Callable, Optional
+=======
+from pathlib import Path
+from typing import Any, Optional
+>>>>>>> main
 
 import numpy as np
 import pandas as pd
@@ -22,6 +27,7 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
+from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
@@ -65,6 +71,7 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
     return stages
 
 
+<<<<<<< HEAD
 def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
                on_epoch: Optional[Callable[[int, float], None]] = None) -> pd.DataFrame:
     """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF.
@@ -72,10 +79,18 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
     prunes from it by raising); the checkpoint and history of that epoch are already written.
     """
+=======
+def train_fold(
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True, out_dir: Optional[Path] = None
+) -> pd.DataFrame:
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF."""
+>>>>>>> main
 
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
-    out = cfg.output_dir() / f"fold{fold}"
+    if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
+        tr = apply_pseudo_labels(cfg.train.pseudo, tr)
+    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
     classes = list(cache.classes)

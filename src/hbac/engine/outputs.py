@@ -44,6 +44,25 @@ def oof_frame(va: pd.DataFrame, probs: np.ndarray, classes: list[str], fold: int
     return oof
 
 
+def average_oofs(oofs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean of several OOF tables of the same rows (e.g. one per seed): `<class>_pred` averaged, the rest from the first."""
+    base = oofs[0].copy()
+    pcols = [c for c in base.columns if str(c).endswith("_pred")]
+    for o in oofs[1:]:
+        if len(o) != len(base) or (o["sample_id"].astype(str).to_numpy() != base["sample_id"].astype(str).to_numpy()).any():
+            raise ValueError("average_oofs: the OOF tables do not hold the same rows in the same order")
+    base[pcols] = sum(o[pcols].to_numpy() for o in oofs) / len(oofs)
+    return base
+
+
+def checkpoint_paths(exp_dir: Path, cfg: ExperimentConfig) -> list[Path]:
+    """Every best.pt an experiment's inference averages: fold{k}/best.pt, or fold{k}/seed{s}/best.pt with train.seeds."""
+    folds = [Path(exp_dir) / f"fold{k}" for k in range(cfg.folds.n_folds)]
+    if cfg.train.seeds:
+        return [f / f"seed{s}" / "best.pt" for f in folds for s in cfg.train.seeds]
+    return [f / "best.pt" for f in folds]
+
+
 def plot_history(hist: pd.DataFrame, path: Path, title: str = "") -> None:
     """Learning curve: train loss and validation KL (all rows, n_votes ≥ 10) per epoch."""
     import matplotlib

@@ -12,12 +12,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-<<<<<<< HEAD
-from typing import Any, Callable, Optional
-=======
 from pathlib import Path
-from typing import Any, Optional
->>>>>>> main
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -71,20 +67,15 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
     return stages
 
 
-<<<<<<< HEAD
-def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
-               on_epoch: Optional[Callable[[int, float], None]] = None) -> pd.DataFrame:
-    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF.
+def train_fold(
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+    out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> pd.DataFrame:
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF.
 
     `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
     prunes from it by raising); the checkpoint and history of that epoch are already written.
     """
-=======
-def train_fold(
-    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True, out_dir: Optional[Path] = None
-) -> pd.DataFrame:
-    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF."""
->>>>>>> main
 
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)

@@ -45,6 +45,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "hms"
 SECONDS_PER_ROW_WINDOW = 50.0
+DATA_CFG = str(ROOT / "configs" / "data" / "hms.yaml")  # prepare runs with the shipped HMS data config
 
 
 def source_dir(tmp: Path) -> tuple[Path, str]:
@@ -145,11 +146,11 @@ def measure(fn):
 RUN_PREPARE = PRELUDE + """
 import logging
 from hbac.cache import prepare
-from hbac.config import DataConfig, from_dict
-d = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
+from hbac.config import load_config
+over = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
 if len(sys.argv) > 4 and sys.argv[4] == "nofilter":  # I/O + montage only: how close to the raw read
-    d["eeg"] = {"bandpass": None}
-cfg = from_dict(DataConfig, d, "benchmark")
+    over["eeg"] = {"bandpass": None}
+cfg = load_config(sys.argv[6], overrides=over)  # the shipped HMS data config (configs/data/hms.yaml)
 progress = len(sys.argv) > 5 and sys.argv[5] == "progress"
 measure(lambda: prepare(cfg, force=True, progress=progress))
 """
@@ -243,9 +244,9 @@ def main() -> None:
             runs = [
                 ("raw read (polars)", RUN_RAW_POLARS, (str(data), "", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
-                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers))),
-                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1")),
-                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter")),
+                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "filter", "quiet", DATA_CFG)),
+                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "filter", "quiet", DATA_CFG)),
+                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter", "quiet", DATA_CFG)),
             ]
             if n == a.n or a.baseline_both:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
@@ -353,7 +354,7 @@ def full_scale(workers: int, workdir: Optional[str]) -> None:
         info = build_full(REAL, tmp / "hms")
         print(f"full scale: {info['rows']} rows, {info['eegs']} EEGs, {info['specs']} spectrograms, "
               f"{info['mb'] / 1e3:.1f} GB of parquet (symlinked); {workers} workers, {os.cpu_count()} cores", flush=True)
-        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "filter", "progress")
+        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "filter", "progress", DATA_CFG)
         gb = _du(tmp / "cache")
         print(f"prepare: {r['wall']:.0f} s wall ({r['wall'] / 60:.1f} min), {r['cpu']:.0f} CPU-s, "
               f"{(info['eegs'] + info['specs']) / r['wall']:.1f} files/s, peak RSS main {r['rss_main']:.0f} MB, "

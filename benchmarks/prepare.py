@@ -316,14 +316,15 @@ def build_full(src: Path, out: Path) -> dict:
     tiles = out / "tiles"
     for sub in ("train_eegs", "train_spectrograms", "tiles"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    groups = [g for _, g in train.groupby("eeg_id", sort=True)]
-    spec_ids = {s: i for i, s in enumerate(pd.unique(train.spectrogram_id))}
+    codes, eegs = pd.factorize(train.eeg_id, sort=True)
+    spec_code, _ = pd.factorize(train.spectrogram_id)
+    n_spec = int(spec_code.max()) + 1
     frames = []
-    for k in range(FULL_EEGS):
-        g = groups[k % len(groups)].copy()
-        copy = k // len(groups)
-        g["eeg_id"] = 100_000_000 + k
-        g["spectrogram_id"] = 200_000_000 + (g.spectrogram_id.map(spec_ids) + copy * len(spec_ids)) % FULL_SPECS
+    for copy in range(-(-FULL_EEGS // len(eegs))):  # whole copies of the real table, the last one partial
+        keep = codes < min(len(eegs), FULL_EEGS - copy * len(eegs))
+        g = train[keep].copy()
+        g["eeg_id"] = 100_000_000 + copy * len(eegs) + codes[keep]
+        g["spectrogram_id"] = 200_000_000 + (spec_code[keep] + copy * n_spec) % FULL_SPECS
         g["label_id"] = g["label_id"] + copy * 10_000_000_000
         g["patient_id"] = g["patient_id"] + copy * 100_000
         frames.append(g)

@@ -37,7 +37,7 @@ def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 class EEGParams:
     """How raw EEG becomes the cached signal (all of it is part of the cache hash)."""
 
-    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana"] = "double_banana"
+    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana", "tcp"] = "double_banana"
     nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
     bandpass: Optional[list[float]] = bounded(factory=lambda: [0.5, 20.0], ge=0)  # Hz [low, high], null = off; 0 = that edge off
     notch_hz: Optional[float] = bounded(None, gt=0)  # e.g. 60 for CHB-MIT, 50/60 for mains

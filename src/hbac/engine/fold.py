@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -68,9 +68,14 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
 
 
 def train_fold(
-    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True, out_dir: Optional[Path] = None
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+    out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> pd.DataFrame:
-    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF."""
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF.
+
+    `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
+    prunes from it by raising); the checkpoint and history of that epoch are already written.
+    """
 
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
@@ -208,6 +213,8 @@ def train_fold(
             })
             atomic_write_csv(out / "history.csv", pd.DataFrame(history))
             global_epoch += 1
+            if on_epoch is not None:
+                on_epoch(global_epoch, val_kl)
         ckpt_state = None
 
     # OOF with the best weights

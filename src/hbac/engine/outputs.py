@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 
 from hbac.config import ExperimentConfig
+from hbac.datasets import get_adapter
 from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
-from hbac.tasks.events import seizure_scores
+from hbac.tasks.events import seizure_scores, tune_postprocessing
 from hbac.tasks.kl import score_oof
 
 log = logging.getLogger(__name__)
@@ -126,9 +127,10 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         "train_time_s": float(sum(v.get("train_time_s", 0.0) for v in fold_info.values())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if cfg.data.dataset == "chbmit":
-
-        scores["seizure"] = seizure_scores(oof, find_best=True)  # best_threshold: the default of `detect`
+    if get_adapter(cfg.data.dataset).task == "seizure":
+        scores["seizure"] = seizure_scores(oof, find_best=True)
+        # post-processing chosen on the out-of-fold (validation) predictions: what `detect` uses
+        scores["postprocessing"] = tune_postprocessing(oof)
     atomic_write_json(out / "scores.json", scores)
     if missing:
         log.warning("%s: folds %s not trained yet; CV covers %d rows", cfg.name, missing, len(oof))

@@ -52,8 +52,11 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
     return {k: float(v) for k, v in w.items() if float(v) > 0}
 
 
-def member_folds(exp_dir: Path) -> list[Path]:
-    """Every fold's (and seed's) best.pt of an experiment; a missing one is an error that names it."""
+def member_folds(exp_dir: Path, partial: bool = False) -> list[Path]:
+    """Every fold's (and seed's) best.pt of an experiment; a missing one is an error that names it.
+
+    `partial`: use the checkpoints trained so far (a warning names the missing ones; none at all is an error).
+    """
 
     cfg_path = exp_dir / "config.yaml"
     if not cfg_path.exists():
@@ -61,6 +64,10 @@ def member_folds(exp_dir: Path) -> list[Path]:
     cfg = load_config(cfg_path)
     paths = checkpoint_paths(exp_dir, cfg)
     missing = [p for p in paths if not p.exists()]
+    if missing and partial and len(missing) < len(paths):
+        log.warning("%s: %d of %d folds trained; using those (missing: %s)", exp_dir.name, len(paths) - len(missing),
+                    len(paths), ", ".join(str(p.relative_to(exp_dir).parent) for p in missing))
+        return [p for p in paths if p.exists()]
     if missing:
         raise FileNotFoundError(f"model weights not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return paths

@@ -324,7 +324,12 @@ def build_full(src: Path, out: Path) -> dict:
         keep = codes < min(len(eegs), FULL_EEGS - copy * len(eegs))
         g = train[keep].copy()
         g["eeg_id"] = 100_000_000 + copy * len(eegs) + codes[keep]
-        g["spectrogram_id"] = 200_000_000 + (spec_code[keep] + copy * n_spec) % FULL_SPECS
+        # whole copies get new spectrogram ids; the partial last copy gets just enough new ones to make
+        # FULL_SPECS in all and reuses earlier ids for the rest (as real EEGs share spectrograms)
+        rank = pd.factorize(spec_code[keep])[0]
+        fresh = FULL_SPECS - copy * n_spec
+        new_id = np.where(rank < fresh, copy * n_spec + rank, (rank - fresh) % max(1, copy * n_spec))
+        g["spectrogram_id"] = 200_000_000 + new_id
         g["label_id"] = g["label_id"] + copy * 10_000_000_000
         g["patient_id"] = g["patient_id"] + copy * 100_000
         frames.append(g)

@@ -66,13 +66,14 @@ def _experiment_overrides(a: argparse.Namespace):
 
 def cmd_train(a: argparse.Namespace) -> int:
     from hbac.engine.experiment import train_experiment
+    from hbac.tasks import get_task
 
     cfg = _experiment_overrides(a)
     folds = [a.fold] if a.fold is not None else None
     result = train_experiment(cfg, folds=folds, resume=a.resume)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
-        print(f"CV KL: {result['cv']:.4f}   (n_votes >= 10: {result.get('cv_min_votes', float('nan')):.4f})")
+        print(f"CV {get_task(result['task']).headline(result)}")
     return 0
 
 
@@ -95,11 +96,11 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from hbac.tasks.kl import score_oof_file
+    from hbac.tasks.registry import score_oof_file
 
-    res = score_oof_file(Path(a.oof), min_votes=a.min_votes)
-    for k, v in res.items():
-        print(f"{k:>20}: {v:.5f}" if isinstance(v, float) else f"{k:>20}: {v}")
+    task, res = score_oof_file(Path(a.oof), min_votes=a.min_votes, threshold=a.threshold)
+    print(f"{'task':>20}: {task.name} ({task.label(task.metric)}, {task.better_word()})")
+    print("\n".join(task.report_lines(res)))
     return 0
 
 
@@ -162,9 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
     s.set_defaults(func=cmd_leaderboard)
 
-    s = sub.add_parser("score", help="score an OOF file (KL on all rows and on n_votes >= 10)")
+    s = sub.add_parser("score", help="score an OOF file by its task's metrics (HMS: KL on all rows and on n_votes >= 10; "
+                                     "seizure: event F1, AUROC, sensitivity, precision, FP/24h)")
     s.add_argument("oof", help="OOF CSV with <class>_vote and <class>_pred columns")
-    s.add_argument("--min-votes", type=int, default=10)
+    s.add_argument("--min-votes", type=int, default=10, help="HMS: the n_votes subset (default 10)")
+    s.add_argument("--threshold", type=float, default=None, help="seizure: event threshold (default: the event-F1-best)")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("demo", help="the whole pipeline on synthetic data (minutes on a CPU)")

@@ -42,6 +42,7 @@ from hbac.leaderboard import build_leaderboard
 from hbac.models import build_model
 from hbac.signals.filters import preprocess
 from hbac.signals.montage import montage_pairs
+from hbac.tasks import task_for
 from hbac.tasks.events import detect_events, events_to_frame
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,11 @@ def _is_ensemble(entry_dir: Path) -> bool:
 
 
 def best_chbmit_entry(outputs: Path) -> str:
-    """Name of the best complete CHB-MIT experiment or ensemble on the leaderboard of `outputs`."""
+    """Name of the best complete seizure-task experiment or ensemble on the leaderboard of `outputs` (by event F1)."""
 
     lb = build_leaderboard(outputs)
     if len(lb):
-        lb = lb[(lb["task"] == "chbmit") & lb["complete"].astype(bool) & np.isfinite(lb["cv"].to_numpy(np.float64))]
+        lb = lb[(lb["task"] == "seizure") & lb["complete"].astype(bool) & lb["rank"].notna()]
     if not len(lb):
         raise FileNotFoundError(
             f"no complete CHB-MIT experiment or ensemble under {outputs}; train one first, e.g. "
@@ -102,7 +103,7 @@ def best_chbmit_entry(outputs: Path) -> str:
             "or pass --outputs/--name"
         )
     best = lb.iloc[0]
-    log.info("using the best CHB-MIT entry on the leaderboard: %s (%s, CV KL %.4f)", best["name"], best["kind"], best["cv"])
+    log.info("using the best seizure entry on the leaderboard: %s (%s, CV %s %.4f)", best["name"], best["kind"], best["metric"], best["cv"])
     return str(best["name"])
 
 
@@ -124,12 +125,13 @@ def resolve_detector(outputs: Path, name: Optional[str] = None) -> tuple[str, di
 
 
 def default_threshold(entry_dir: Path) -> float:
-    """The entry's event threshold: `scores.json` → seizure → best_threshold if present, else 0.5."""
+    """The entry's event threshold: the seizure task's chosen `threshold` in `scores.json` (older files:
+    seizure → best_threshold), else 0.5."""
     path = Path(entry_dir) / "scores.json"
     if path.exists():
-        seizure = read_json(path).get("seizure")
-        if isinstance(seizure, dict):
-            t = seizure.get("best_threshold")
+        scores = read_json(path)
+        seizure = scores.get("seizure") if isinstance(scores.get("seizure"), dict) else {}
+        for t in (scores.get("threshold"), seizure.get("best_threshold")):
             if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0.0 < t < 1.0:
                 return float(t)
     return DEFAULT_THRESHOLD
@@ -194,9 +196,14 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
 
 def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
     cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
-    if cfg.data.dataset != "chbmit" or "seizure" not in list(ckpt.get("classes", [])):
-        raise ValueError(f"{exp_dir.name}: not a CHB-MIT experiment (dataset {cfg.data.dataset!r}, classes "
-                         f"{ckpt.get('classes')}); detect needs a model trained on dataset: chbmit")
+    classes = list(ckpt.get("classes", []))
+    try:
+        task = task_for(cfg, classes)
+    except ValueError as e:
+        raise ValueError(f"{exp_dir.name}: {e}; detect needs a seizure-task model") from None
+    if task.name != "seizure":
+        raise ValueError(f"{exp_dir.name}: not a seizure experiment (dataset {cfg.data.dataset!r}, task {task.name!r}, "
+                         f"classes {classes}); detect needs a model of the seizure task (e.g. dataset: chbmit)")
     return cfg
 
 

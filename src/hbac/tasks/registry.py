@@ -1,12 +1,16 @@
 """The task registry: `get_task(name)` and `task_for(dataset)` (which task a dataset's experiments have)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional, Sequence
+
+import pandas as pd
 
 import hbac.datasets as datasets
 from hbac.errors import ConfigError
 from hbac.tasks.base import Task
 from hbac.tasks.hms import HmsTask
+from hbac.tasks.kl import oof_classes
 from hbac.tasks.seizure import SeizureTask
 
 TASKS: dict[str, type[Task]] = {"hms": HmsTask, "seizure": SeizureTask}
@@ -62,3 +66,21 @@ def task_for(source: Any, classes: Optional[Sequence[str]] = None) -> Task:
     if classes is None:
         raise ConfigError(f"dataset {name!r}: cannot tell its task without its classes")
     return task_from_classes(classes)
+
+
+def score_oof_file(path: str | Path, **options: Any) -> tuple[Task, dict[str, Any]]:
+    """(task, its scores) of an OOF CSV; the task is the one of its classes, made with the `options` it takes
+    (hms: min_votes; seizure: threshold). Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"OOF file not found: {path}")
+    df = pd.read_csv(path)
+    try:
+        name = task_from_classes(oof_classes(df)).name
+        accepted = {"hms": ("min_votes",), "seizure": ("threshold",)}.get(name, ())
+        task = get_task(name, **{k: v for k, v in options.items() if k in accepted and v is not None})
+        return task, task.score_oof(df)
+    except KeyError as e:
+        raise KeyError(f"{path}: {e.args[0]}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

@@ -161,6 +161,12 @@ def test_seizure_fit_loss_is_binary_log_loss() -> None:
     assert task.fit_loss(t, better[task.pred_cols()].to_numpy()) < task.fit_loss(t, p)
 
 
+def test_headlines_speak_the_task() -> None:
+    sz = get_task("seizure").headline({"event_f1": 0.5, "auroc": 0.9, "fp_per_24h": None})
+    assert sz.startswith("event F1 0.5000, AUROC 0.9000") and "FP/24h n/a" in sz and "KL" not in sz and "nan" not in sz
+    assert get_task("hms").headline({"kl": 0.81234, "kl_min_votes": None}) == "KL 0.8123, KL (n_votes >= 10) n/a"
+
+
 def test_report_lines_name_the_seizure_metrics() -> None:
     task = get_task("seizure")
     text = "\n".join(task.report_lines(task.score_oof(seizure_oof(quality=0.8, false_alarm=True))))

@@ -6,14 +6,14 @@ ties by AUROC). The history names the task's metrics (`val_<metric>` columns).
 
 Determinism: every epoch reseeds python/numpy/torch from `seed + fold` and the epoch
 index, so a run resumed from `last.pt` sees the same batches and augmentations as an
-uninterrupted one and ends with the same weights (on a CPU).
+uninterrupted one and ends with the same weights (on a CPU). So `last.pt` holds no RNG
+state, only tensors and plain values: every checkpoint loads with `weights_only=True`.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import oof_frame, save_checkpoint, write_fold_files
+from hbac.engine.outputs import load_checkpoint, oof_frame, save_checkpoint, write_fold_files
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.models import build_model, count_parameters
@@ -80,7 +80,6 @@ class FoldRun:
     stages: list[Stage]
     n_times: int
     n_params: int
-    use_spec: bool
     progress: bool
     dt: Optional[torch.dtype]
     scaler: Any
@@ -101,6 +100,7 @@ class FoldRun:
 class Optim:
     """One stage's optimiser state."""
 
+    dataset: Any
     loader: Any
     gen: torch.Generator
     steps: int
@@ -130,19 +130,18 @@ def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool) -> FoldR
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
     task = task_for(cfg, list(cache.classes))
-    use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-    n_times = int(round(float(va["duration_s"].iloc[0]) * cache.fs))
+    n_times = model_n_times(cfg, float(va["duration_s"].iloc[0]), cache.fs)
 
     seed_everything(_fold_seed(cfg, fold, -1))
     model = build_model(cfg.model, n_classes=len(cache.classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
     if hasattr(model, "set_spec_augment"):  # masks on the in-model EEG spectrogram (training mode only)
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
-    va_loader = make_loader(cfg, WindowDataset(cache, va, use_kaggle_spec=use_spec), train=False)
+    va_loader = make_loader(cfg, experiment_dataset(cfg, cache, va), train=False)
     dt = amp_dtype(cfg.train.amp, device)
     run = FoldRun(
         cfg=cfg, fold=fold, out=out, device=device, cache=cache, task=task, va=va, va_loader=va_loader, model=model,
         loss_fn=build_loss(cfg.train), stages=_stages(cfg, tr), n_times=n_times, n_params=count_parameters(model),
-        use_spec=use_spec, progress=progress, dt=dt, scaler=torch.amp.GradScaler("cuda", enabled=dt == torch.float16),
+        progress=progress, dt=dt, scaler=torch.amp.GradScaler("cuda", enabled=dt == torch.float16),
     )
     log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s, task %s (best.pt by %s, %s)",
              fold, len(tr), len(va), f"{run.n_params:,}", device, f", amp {dt}" if dt else "", task.name,
@@ -159,7 +158,7 @@ def _resume_state(run: FoldRun, resume: bool) -> Optional[dict[str, Any]]:
     if not last_path.exists():
         log.info("fold %d: no last.pt, starting from scratch", run.fold)
         return None
-    ckpt_state = torch.load(last_path, map_location=run.device, weights_only=False)
+    ckpt_state = load_checkpoint(last_path, map_location=run.device)
     if ckpt_state.get("complete"):
         return ckpt_state
     run.model.load_state_dict(ckpt_state["model"])
@@ -182,14 +181,14 @@ def _as_scores(task: Task, best: Any) -> Optional[dict[str, Any]]:
 def _make_optim(run: FoldRun, st: Stage) -> Optim:
     """Loader, optimiser, per-step schedule and EMA of one stage."""
     cfg = run.cfg
-    tr_ds = WindowDataset(run.cache, st.table, use_kaggle_spec=run.use_spec, augment=cfg.augment, weights=sample_weights(cfg, st.table))
+    tr_ds = experiment_dataset(cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table))
     gen = torch.Generator()
     loader = make_loader(cfg, tr_ds, train=True, gen=gen)
     steps = len(loader) if cfg.train.max_steps_per_epoch is None else min(len(loader), cfg.train.max_steps_per_epoch)
     opt = torch.optim.AdamW(run.model.parameters(), lr=st.lr, weight_decay=cfg.train.weight_decay)
     sched = make_scheduler(opt, cfg.train.schedule, steps * st.epochs, cfg.train.warmup_frac, st.lr)
     ema = EMA(run.model, cfg.train.ema) if cfg.train.ema else None
-    return Optim(loader, gen, steps, opt, sched, ema)
+    return Optim(tr_ds, loader, gen, steps, opt, sched, ema)
 
 
 def _run_stage(run: FoldRun, si: int, ckpt_state: Optional[dict[str, Any]]) -> None:
@@ -210,6 +209,7 @@ def _run_stage(run: FoldRun, si: int, ckpt_state: Optional[dict[str, Any]]) -> N
     for epoch in range(e0, st.epochs):
         seed_everything(_fold_seed(run.cfg, run.fold, global_epoch))
         o.gen.manual_seed(_fold_seed(run.cfg, run.fold, global_epoch))
+        o.dataset.set_epoch(_fold_seed(run.cfg, run.fold, global_epoch))  # per_eeg random sub-windows of this epoch
         te = time.time()
         losses = _train_epoch(run, o, f"fold {run.fold} {st.name} epoch {epoch + 1}/{st.epochs}")
         eval_model = _with_weights(run.model, o.ema.shadow) if o.ema is not None else run.model
@@ -293,22 +293,22 @@ def _save_last(run: FoldRun, o: Optim, st: Stage, si: int, epoch_in_stage: int, 
         "scaler": run.scaler.state_dict(), "ema": o.ema.shadow if o.ema is not None else None,
         **_meta(run, st, epoch, scores), "stage_index": si, "epoch_in_stage": epoch_in_stage, "best": run.best,
         "history": run.history, "elapsed_s": time.time() - run.t0, "complete": False,
-        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
     })
 
 
 def _finish(run: FoldRun) -> pd.DataFrame:
     """OOF with the best weights (TTA as configured); write the fold's files; mark last.pt complete."""
     out, fold = run.out, run.fold
-    best_ckpt = torch.load(out / "best.pt", map_location=run.device, weights_only=False)
+    best_ckpt = load_checkpoint(out / "best.pt", map_location=run.device)
     run.model.load_state_dict(best_ckpt["model"])
     probs = predict_loader(run.model, run.va_loader, run.device, run.channels, run.cfg.train.amp,
-                           tta_flip=run.cfg.tta.hemisphere_flip, progress=run.progress, desc=f"fold {fold} oof")
+                           tta_flip=run.cfg.tta.hemisphere_flip, offsets_s=run.cfg.tta.offsets_s, progress=run.progress,
+                           desc=f"fold {fold} oof")
     oof = oof_frame(run.va, probs, run.classes, fold)
     elapsed = time.time() - run.t0
     info = {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": run.n_params}
     write_fold_files(out, run.task, run.history, oof, info, title=f"{run.cfg.name} fold {fold}")
-    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    last = load_checkpoint(out / "last.pt", map_location="cpu")
     last["complete"] = True
     save_checkpoint(out / "last.pt", last)
     log.info("fold %d done in %.0f s: best val %s (epoch %d)", fold, elapsed,

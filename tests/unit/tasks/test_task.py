@@ -65,10 +65,15 @@ def test_registry_names_and_unknown_task() -> None:
         get_task("tuh")
 
 
-def test_task_for_infers_from_classes_and_checks_them() -> None:
-    assert task_from_classes(["seizure", "background"]).name == "seizure"
+def test_task_for_asks_the_dataset_adapter_and_checks_classes() -> None:
+    assert task_for("chbmit").name == "seizure" and task_for("hms").name == "hms"
     assert task_for(DataConfig(name="x", dataset="chbmit"), classes=["background", "seizure"]).name == "seizure"
     assert task_for("hms", classes=HMS).name == "hms"
+    with pytest.raises(ValueError, match="do not match task 'hms'"):
+        task_for("hms", classes=["background", "seizure"])
+    with pytest.raises(ConfigError, match="unknown dataset 'tuh'"):
+        task_for("tuh")
+    assert task_from_classes(["seizure", "background"]).name == "seizure"
     with pytest.raises(ConfigError, match="no task has the classes"):
         task_from_classes(["a", "b", "c"])
 

@@ -110,7 +110,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     from hbac.tasks.registry import score_oof_file
 
     task, res = score_oof_file(Path(a.oof), min_votes=a.min_votes, threshold=a.threshold)
-    print(f"{'task':>20}: {task.name} ({task.label(task.metric)}, {task.better_word()})")
+    print(f"{'task':>20}: {task.title()}")
     print("\n".join(task.report_lines(res)))
     return 0
 

@@ -43,8 +43,9 @@ def oof_frame(va: pd.DataFrame, probs: np.ndarray, classes: list[str], fold: int
     return oof
 
 
-def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") -> None:
-    """Learning curve: train loss (left axis) and the task's validation metrics `val_<metric>` (right axis) per epoch."""
+def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") -> list[str]:
+    """Learning curve: train loss (left axis) and the task's validation metrics `val_<metric>` (right axis) per
+    epoch; returns the curves' legend labels, then the right axis label."""
     import matplotlib  # heavy, and only needed when a fold finishes
 
     matplotlib.use("Agg")
@@ -71,6 +72,7 @@ def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") ->
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+    return l1 + l2 + [ax2.get_ylabel()]
 
 
 def _curve_metrics(task: Task) -> list[str]:

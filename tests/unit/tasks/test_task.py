@@ -184,3 +184,52 @@ def test_json_safe() -> None:
     out = json_safe({"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": {"d": float("inf")}, "e": np.bool_(True)})
     assert out == {"a": 1.5, "b": [None, 3], "c": {"d": None}, "e": True}
     assert not any(isinstance(v, float) and math.isnan(v) for v in out["b"] if v is not None)
+
+
+# --------------------------------------------------------------------------- `python -m hbac score`
+
+
+def _printed(out: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
+def test_score_command_hms_prints_kl(tmp_path, capsys) -> None:
+    from hbac.cli import main
+
+    df = hms_oof()
+    df.to_csv(tmp_path / "oof.csv", index=False)
+    assert main(["score", str(tmp_path / "oof.csv")]) == 0
+    got = _printed(capsys.readouterr().out)
+    ref = kl_score_oof(df)
+    assert got["task"].startswith("hms (KL divergence, lower is better)")
+    assert float(got["kl"]) == pytest.approx(ref["kl"], abs=1e-5)
+    assert float(got["kl_min_votes"]) == pytest.approx(ref["kl_min_votes"], abs=1e-5)
+    assert float(got["fold2_kl"]) == pytest.approx(ref["fold2_kl"], abs=1e-5) and got["n_rows"] == str(len(df))
+    assert main(["score", str(tmp_path / "oof.csv"), "--min-votes", "100"]) == 0
+    assert _printed(capsys.readouterr().out)["kl_min_votes"] == "n/a"
+
+
+def test_score_command_seizure_prints_event_metrics(tmp_path, capsys) -> None:
+    from hbac.cli import main
+
+    seizure_oof(quality=0.8, false_alarm=True).to_csv(tmp_path / "oof.csv", index=False)
+    assert main(["score", str(tmp_path / "oof.csv")]) == 0
+    got = _printed(capsys.readouterr().out)
+    assert got["task"].startswith("seizure (event F1, higher is better)")
+    for k in ("event_f1", "auroc", "event_sensitivity", "event_precision", "fp_per_24h", "threshold", "fold0_event_f1"):
+        assert k in got, k
+    assert "kl" not in got and "kl_min_votes" not in got
+    assert main(["score", str(tmp_path / "oof.csv"), "--threshold", "0.9"]) == 0
+    assert float(_printed(capsys.readouterr().out)["threshold"]) == 0.9
+
+
+def test_score_command_errors_name_the_file(tmp_path, capsys) -> None:
+    from hbac.cli import main
+
+    assert main(["score", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    bad = hms_oof().drop(columns="lpd_pred")
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["score", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "lpd_pred" in err

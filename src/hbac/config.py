@@ -76,9 +76,10 @@ class DataConfig:
         return Path(self.cache_root) / self.name
 
     def hash_params(self) -> dict[str, Any]:
-        """The parameters that change cache content (not where it lives or how fast it builds)."""
+        """The parameters that change cache content (not where it lives, how fast it builds, or what the build was
+        allowed to skip: `allow_missing` / `skip_unreadable` are recorded in meta.json's `build` and `skipped`)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers", "plugins"):
+        for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
         return d

@@ -30,13 +30,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hbac.cache.format import CACHE_FORMAT
+from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT
 from hbac.config import DataConfig, to_dict
 from hbac.datasets import DatasetAdapter, adapter_for
 from hbac.datasets.hms import eeg_n_rows, read_spectrogram, spec_path
 from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
-from hbac.errors import DataError
+from hbac.cache.integrity import input_changes, input_fingerprint, verify_cache
+from hbac.cache.lock import cache_lock
+from hbac.errors import CacheError, DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
+from hbac.procs import die_with_parent, sigterm_as_interrupt, watch_parent
 from hbac.signals.filters import (
     preprocess,  # imported before the workers fork, so they do not each import torch
 )
@@ -121,8 +124,11 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool) -> None:
-    """Pool initializer: remember the config and the output folder; one BLAS thread per process."""
+def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Optional[int] = None) -> None:
+    """Pool initializer: die with the parent (kill -9 included); remember the config and the output folder; one BLAS thread."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # Linux: the kernel kills this worker when `prepare` dies
+        watch_parent(parent_pid)  # elsewhere (and as a backstop): a thread that notices within a second
     _W.clear()
     _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter_for(cfg), fds={})
     if limit_threads:
@@ -279,11 +285,15 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         return
     # fork: workers inherit the imported modules (torch via hbac.signals) instead of importing them again
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True))
+    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid()))
     try:
         yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on error: queued work is dropped, running tasks end
+    except BaseException:  # an error, Ctrl-C or SIGTERM: end the workers now rather than after their current file
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _missing(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, use_spec: bool) -> tuple[np.ndarray, np.ndarray, list[Path]]:
@@ -321,39 +331,65 @@ def _mask(bad: np.ndarray, msg: str, key: str, skipped: dict[str, int], allowed:
     return bad
 
 
-def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path:
+def prepare(cfg: DataConfig, force: bool = False, progress: bool = True, lock_timeout_s: Optional[float] = None) -> Path:
     """Build (or reuse) the cache `cfg.cache_dir()`; returns its path.
 
-    Reused when its `meta.json` hash equals `cfg.hash()` (unless `force`); rebuilt, with the
-    changed parameters logged, when it differs. Raises `DataError` naming the file on missing
-    files (unless `cfg.allow_missing`), windows past the end of a recording, unreadable files.
+    One build per cache at a time (`hbac.cache.lock`: a second one waits, then reuses the
+    result; `lock_timeout_s` makes it give up with a CacheError). Reused when its `meta.json`
+    hash equals `cfg.hash()`, its input fingerprint (sample table + signal files' sizes and
+    times) is unchanged and its files are whole (unless `force`); otherwise rebuilt, saying why.
+    SIGTERM unwinds like Ctrl-C (temp folder removed, workers ended). Raises `DataError` naming
+    the file on missing files (unless `cfg.allow_missing`), windows past the end of a
+    recording, unreadable files.
     """
     out = cfg.cache_dir()
-    _clean_stale(out)
-    h = cfg.hash()
-    meta_path = out / "meta.json"
-    if meta_path.exists():
-        try:
-            old = read_json(meta_path)
-        except (OSError, ValueError) as e:
-            log.warning("%s is unreadable (%s): rebuilding", meta_path, e)
-            old = {}
-        if old.get("hash") == h and old.get("format") == CACHE_FORMAT and not force:
-            log.info("reusing cache %s (hash %s)", out, h)
+    with sigterm_as_interrupt(), cache_lock(out, lock_timeout_s):
+        _clean_stale(out)  # under the lock: no other build's temp folder is live
+        adapter = adapter_for(cfg)
+        table = adapter.table(cfg).reset_index(drop=True)
+        inputs = input_fingerprint(cfg, adapter, table)
+        why = _rebuild_reason(cfg, out, inputs, force)
+        if why is None:
+            log.info("reusing cache %s (hash %s, inputs %s)", out, cfg.hash(), inputs["fingerprint"])
             return out
-        if force:
-            log.info("rebuilding cache %s (force)", out)
-        else:
-            log.info(
-                "parameters changed for cache %s (hash %s → %s): rebuilding; %s",
-                out, old.get("hash"), h, _param_changes(old.get("params", {}), cfg.hash_params()),
-            )
-    elif out.exists():
-        log.warning("%s has no meta.json (an interrupted or failed build): rebuilding", out)
+        log.log(logging.WARNING if why.startswith("input data changed") or "incomplete" in why else logging.INFO, "%s", why)
+        _build(cfg, adapter, table, inputs, progress)
+        problem = verify_cache(out)
+        if problem:
+            raise CacheError(f"cache {out} failed its check after the build: {problem}; run `{PREPARE_HINT}` again with --force")
+    return out
 
+
+def _rebuild_reason(cfg: DataConfig, out: Path, inputs: dict[str, Any], force: bool) -> Optional[str]:
+    """Why cache `out` must be (re)built for `cfg` with these inputs, or None to reuse it."""
+    meta_path = out / "meta.json"
+    if not meta_path.exists():
+        return f"{out} has no meta.json (an interrupted or failed build): rebuilding" if out.exists() else f"building cache {out}"
+    try:
+        old = read_json(meta_path)
+    except (OSError, ValueError) as e:
+        return f"{meta_path} is unreadable ({e}): rebuilding"
+    h = cfg.hash()
+    if force:
+        return f"rebuilding cache {out} (force)"
+    if old.get("hash") != h or old.get("format") != CACHE_FORMAT:
+        return (
+            f"parameters changed for cache {out} (hash {old.get('hash')} → {h}): rebuilding; "
+            f"{_param_changes(old.get('params', {}), cfg.hash_params())}"
+        )
+    old_inputs = old.get("inputs") or {}
+    if old_inputs.get("fingerprint") != inputs["fingerprint"]:
+        return f"input data changed since cache {out} was built ({input_changes(old_inputs, inputs)}): rebuilding"
+    problem = verify_cache(out, old)
+    if problem:
+        return f"cache {out} is incomplete ({problem}): rebuilding"
+    return None
+
+
+def _build(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, inputs: dict[str, Any], progress: bool) -> None:
+    """Build cache `cfg.cache_dir()` from the sample table (the caller holds the cache lock)."""
+    out = cfg.cache_dir()
     t_start = time.perf_counter()
-    adapter = adapter_for(cfg)
-    table = adapter.table(cfg).reset_index(drop=True)
     channels = list(adapter.channels(cfg))
     use_spec = bool(cfg.kaggle_spec and cfg.dataset == "hms" and "spectrogram_id" in table.columns)
     n_rows = len(table)
@@ -548,7 +584,7 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
             "fs": fs,
             "channels": channels,
             "dtype": dtype.name,
-            "hash": h,
+            "hash": cfg.hash(),
             "params": cfg.hash_params(),
             "config": to_dict(cfg),
             "n_samples": len(samples),
@@ -561,6 +597,8 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
             "build_s": round(elapsed, 3),
             "workers": n_workers,
             "skipped": skipped,
+            "inputs": inputs,
+            "build": {"allow_missing": cfg.allow_missing, "skip_unreadable": cfg.skip_unreadable},  # how, not what: not in the hash
         }
         atomic_write_json(tmp / "meta.json", meta)
 
@@ -570,4 +608,3 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
         out, len(samples), meta["n_recordings"], gb, meta["n_specs"], elapsed, meta["n_recordings"] / max(elapsed, 1e-9), n_workers,
         f"; skipped {skipped}" if skipped else "",
     )
-    return out

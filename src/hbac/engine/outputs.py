@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from hbac.config import ExperimentConfig
+from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
 from hbac.tasks.events import seizure_scores
@@ -106,6 +107,7 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         "n_params": max((v.get("n_params", 0) for v in fold_info.values()), default=0),
         "train_time_s": float(sum(v.get("train_time_s", 0.0) for v in fold_info.values())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": experiment_hash(cfg),
     }
     if cfg.data.dataset == "chbmit":
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Iterator, Optional
 
@@ -16,34 +17,48 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     """In a child process: have Linux send `sig` to it when its parent dies (prctl PR_SET_PDEATHSIG).
 
-    Exits at once if the parent is already gone (it died before the call). Returns False where
-    prctl is not available (not Linux): the parent-watch thread of `watch_parent` still applies.
+    Returns False where prctl is not available (not Linux); `watch_process` still applies there.
+    With a forkserver pool the parent is the server, which exits when its own parent does.
     """
-    ok = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            ok = libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-        except (OSError, AttributeError) as e:  # no libc symbol: fall back to the watch thread
-            log.debug("prctl unavailable: %s", e)
-    if os.getppid() != parent_pid:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError) as e:  # no libc symbol: the watch thread remains
+        log.debug("prctl unavailable: %s", e)
+        return False
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def watch_process(pid: int, interval_s: float = 0.5) -> threading.Thread:
+    """A daemon thread that ends this process (exit 1) once process `pid` or this process's parent is gone.
+
+    Exits at once when `pid` is already gone. A portable backstop to `die_with_parent`.
+    """
+    ppid = os.getppid()
+    if not _exists(pid):
         os._exit(1)
-    return ok
-
-
-def watch_parent(parent_pid: int, interval_s: float = 1.0) -> threading.Thread:
-    """A daemon thread that ends this process when its parent is gone (portable backstop to prctl)."""
 
     def run() -> None:
-        while not stop.wait(interval_s):
-            if os.getppid() != parent_pid:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != ppid or not _exists(pid):
                 os._exit(1)
 
-    stop = threading.Event()
-    t = threading.Thread(target=run, name="parent-watch", daemon=True)
+    t = threading.Thread(target=run, name=f"watch-{pid}", daemon=True)
     t.start()
     return t
 

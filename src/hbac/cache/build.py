@@ -39,9 +39,9 @@ from hbac.cache.integrity import input_changes, input_fingerprint, verify_cache
 from hbac.cache.lock import cache_lock
 from hbac.errors import CacheError, DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
-from hbac.procs import die_with_parent, sigterm_as_interrupt, watch_parent
+from hbac.procs import die_with_parent, sigterm_as_interrupt, watch_process
 from hbac.signals.filters import (
-    preprocess,  # imported before the workers fork, so they do not each import torch
+    preprocess,
 )
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,8 @@ def _one_blas_thread() -> Iterator[None]:
 def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Optional[int] = None) -> None:
     """Pool initializer: die with the parent (kill -9 included); remember the config and the output folder; one BLAS thread."""
     if parent_pid is not None:
-        die_with_parent(parent_pid)  # Linux: the kernel kills this worker when `prepare` dies
-        watch_parent(parent_pid)  # elsewhere (and as a backstop): a thread that notices within a second
+        die_with_parent()  # Linux: the kernel kills this worker when its parent (prepare, or the forkserver) dies
+        watch_process(parent_pid)  # and a thread that notices within a second that `prepare` is gone
     _W.clear()
     _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter_for(cfg), fds={})
     if limit_threads:
@@ -272,9 +272,18 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
             bar.update(len(results))
 
 
+def _pool_context() -> mp.context.BaseContext:
+    """forkserver (preloading this module) where available, else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return mp.get_context("spawn")
+
+
 @contextlib.contextmanager
 def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
-    """A process pool (fork where available) set up with `_init_worker`; None = in-process."""
+    """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
     if n <= 1:
         _init_worker(cfg, str(tmp), limit_threads=False)
         try:
@@ -283,8 +292,10 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         finally:
             _close_worker()
         return
-    # fork: workers inherit the imported modules (torch via hbac.signals) instead of importing them again
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+    # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
+    # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
+    # torch), so each worker starts in milliseconds with nothing but what prepare needs.
+    ctx = _pool_context()
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid()))
     try:
         yield pool

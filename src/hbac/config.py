@@ -34,6 +34,10 @@ class EEGParams:
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = None  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
+    # recordings with more than bad_channels_max dead (all-NaN or flat) channels: keep them with those
+    # channels zeroed, drop their rows, or stop with an error (hbac.cache.health); counted in meta.json either way
+    bad_channels: Literal["zero", "drop", "error"] = "zero"
+    bad_channels_max: int = 0
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Iterator, Optional
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_ENV = "HBAC_POOL_PARENT_PID"  # set by a process before it starts a forkserver pool
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> bool:

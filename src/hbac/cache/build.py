@@ -35,11 +35,13 @@ from hbac.config import DataConfig, to_dict
 from hbac.datasets import DatasetAdapter, adapter_for
 from hbac.datasets.hms import eeg_n_rows, read_spectrogram, spec_path
 from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
+from hbac.cache.health import HEALTH_COLUMNS, channel_health, describe, example_text, over_limit
+from hbac.cache.health import summary as health_summary
 from hbac.cache.integrity import input_changes, input_fingerprint, verify_cache
 from hbac.cache.lock import cache_lock
 from hbac.errors import CacheError, DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
-from hbac.procs import die_with_parent, sigterm_as_interrupt, watch_process
+from hbac.procs import PARENT_ENV, die_with_parent, sigterm_as_interrupt, watch_process
 from hbac.signals.filters import (
     preprocess,
 )
@@ -130,7 +132,8 @@ def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Opt
         die_with_parent()  # Linux: the kernel kills this worker when its parent (prepare, or the forkserver) dies
         watch_process(parent_pid)  # and a thread that notices within a second that `prepare` is gone
     _W.clear()
-    _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter_for(cfg), fds={})
+    adapter = adapter_for(cfg)
+    _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter, channels=list(adapter.channels(cfg)), fds={})
     if limit_threads:
         ctx = _one_blas_thread()
         ctx.__enter__()  # for the life of the worker process
@@ -218,6 +221,13 @@ def _work_one(task: tuple) -> tuple:
             if x.shape[0] != n_chans:
                 raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
             e = cfg.eeg
+            nan_ch, flat_ch, nan_frac = channel_health(x)
+            report = describe(nan_ch, flat_ch, _W["channels"]) if over_limit(nan_ch, flat_ch, e.bad_channels_max) else None
+            health = (len(nan_ch), len(flat_ch), nan_frac, report)
+            if report and e.bad_channels == "error":
+                raise DataError(f"{path}: {report}; eeg.bad_channels is 'error' (set it to 'zero' or 'drop' to go on)")
+            if report and e.bad_channels == "drop":
+                return ("eeg", i, 0, health, True)  # not written: its rows are left out
             y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
             del x
             if y.shape[1] != n_out:
@@ -226,7 +236,7 @@ def _work_one(task: tuple) -> tuple:
             del y
             n_bad = int(out.size - np.count_nonzero(np.isfinite(out)))
             _pwrite(_fd("eeg.npy"), out, header + row0 * out.strides[0])
-        return ("eeg", i, n_bad)
+        return ("eeg", i, n_bad, health, False)
     _, i, sid, n_steps, row0, header, offsets = task
 
     path = spec_path(cfg.data_dir, sid, cfg.split)
@@ -276,7 +286,8 @@ def _pool_context() -> mp.context.BaseContext:
     """forkserver (preloading this module) where available, else spawn."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
+        os.environ[PARENT_ENV] = str(os.getpid())  # the server checks it is still this process's child
+        ctx.set_forkserver_preload(["hbac._forkserver_guard", __name__])  # guard first: dies with us
         return ctx
     return mp.get_context("spawn")
 
@@ -544,12 +555,20 @@ def _build(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, inputs
         # ---- the heavy part: read → preprocess → write, in parallel
         n_nonfinite = 0
         failed_rec: dict[int, str] = {}
+        dropped_rec: dict[int, str] = {}  # too many dead channels, eeg.bad_channels 'drop'
+        health = np.zeros((len(rec_ids), len(HEALTH_COLUMNS)))
+        reports: dict[Any, str] = {}
         failed_spec: dict[int, str] = {}
         for r in _run(tasks, _work_task, pool, n_workers, f"prepare {cfg.name}", progress):
             if r[0] == "bad":
                 (failed_rec if r[1] == "eeg" else failed_spec)[r[2]] = r[3]
             elif r[0] == "eeg":
                 n_nonfinite += r[2]
+                health[r[1]] = r[3][:3]
+                if r[3][3]:
+                    reports[rec_ids[r[1]]] = r[3][3]
+                if r[4]:
+                    dropped_rec[r[1]] = f"{adapter.path(cfg, rec_ids[r[1]])}: {r[3][3]}"
             else:
                 rows = spec_groups[r[1]]
                 spec_row[rows] = spec_starts[r[1]] + r[2]
@@ -565,6 +584,16 @@ def _build(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, inputs
             keep_rows = ~_mask(bad, f"{int(bad.sum())} rows reference {len(failed_rec) + len(failed_spec)} unreadable file(s), e.g. {first}", "unreadable", skipped, True)
             keep_recs[list(failed_rec)] = False
             keep_specs[list(failed_spec)] = False
+        if reports:
+            log.warning(
+                "%d recording(s) with more than %d dead (all-NaN or flat) channel(s), eeg.bad_channels %r: %s",
+                len(reports), cfg.eeg.bad_channels_max, cfg.eeg.bad_channels, example_text(reports),
+            )
+        if dropped_rec:
+            bad = np.isin(rec_pos, list(dropped_rec))
+            msg = f"{int(bad.sum())} rows reference {len(dropped_rec)} recording(s) with dead channels, e.g. {next(iter(dropped_rec.values()))}"
+            keep_rows &= ~_mask(bad, msg, "dead_channels", skipped, True)
+            keep_recs[list(dropped_rec)] = False
         if use_spec:
             n_steps = int(round(SPEC_WINDOW_S / SPEC_STEP_S))
             spec_end = (spec_starts + spec_lens)[spec_pos] if len(spec_ids) else np.zeros(0, np.int64)
@@ -580,7 +609,10 @@ def _build(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, inputs
         samples["eeg_hi"] = starts[rp] + lens[rp]
         if "spectrogram_id" in samples.columns:
             samples["spec_row"] = spec_row[keep_rows]
-        recs = pd.DataFrame({"recording_id": rec_ids, "eeg_start": starts, "eeg_len": lens}).loc[keep_recs]
+        recs = pd.DataFrame({"recording_id": rec_ids, "eeg_start": starts, "eeg_len": lens})
+        for j, col in enumerate(HEALTH_COLUMNS):
+            recs[col] = health[:, j].astype(np.int64) if col.startswith("n_") else health[:, j]
+        recs = recs.loc[keep_recs]
         atomic_write_csv(tmp / "recordings.csv", recs)
         if use_spec:
             specs = pd.DataFrame({"spectrogram_id": spec_ids, "spec_start": spec_starts, "spec_len": spec_lens, "time0": time0})
@@ -608,6 +640,7 @@ def _build(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, inputs
             "build_s": round(elapsed, 3),
             "workers": n_workers,
             "skipped": skipped,
+            "channel_health": health_summary(health, reports, cfg.eeg.bad_channels, cfg.eeg.bad_channels_max),
             "inputs": inputs,
             "build": {"allow_missing": cfg.allow_missing, "skip_unreadable": cfg.skip_unreadable},  # how, not what: not in the hash
         }

@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -32,26 +32,53 @@ def table_digest(table: pd.DataFrame) -> str:
 
 
 def files_digest(paths: Iterable[Path]) -> tuple[str, int, int]:
-    """(sha256 over 'path size mtime_ns' lines, files, absent files); an absent file is 'path -1 -1'."""
+    """(sha256 over 'path size mtime_ns' lines, files, absent files); an absent file is 'path -1 -1'.
+
+    One directory listing per folder: absent files cost no failed stat, present ones one stat each.
+    """
     h = hashlib.sha256()
+    listings: dict[str, dict[str, os.DirEntry]] = {}
     n = n_missing = 0
     for p in paths:
-        try:
-            st = os.stat(p)
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        except FileNotFoundError:
-            h.update(f"{p}\t-1\t-1\n".encode())
-            n_missing += 1
+        parent, name = os.path.split(os.fspath(p))
+        if parent not in listings:
+            try:
+                with os.scandir(parent or ".") as it:
+                    listings[parent] = {e.name: e for e in it}
+            except (FileNotFoundError, NotADirectoryError):
+                listings[parent] = {}
+        entry = listings[parent].get(name)
+        st = entry.stat() if entry is not None else None
+        h.update((f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n" if st else f"{p}\t-1\t-1\n").encode())
+        n_missing += st is None
         n += 1
     return h.hexdigest(), n, n_missing
 
 
-def signal_files(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame) -> list[Path]:
+_SENTINEL = 987654321987  # an integer id no dataset uses, to learn an adapter's path pattern
+
+
+def _paths(path_of: Callable[[Any], Path], ids: np.ndarray) -> list[str]:
+    """`str(path_of(i))` for every id; for integer ids whose path is a fixed pattern around the id (HMS),
+    one string format per id instead of a pathlib call (10x faster on 10^4 files), checked on two ids."""
+    if len(ids) > 2 and np.issubdtype(np.asarray(ids).dtype, np.integer):
+        try:
+            template = str(path_of(_SENTINEL))
+        except (ValueError, TypeError, KeyError):  # the adapter cannot name a path for an unknown id
+            template = ""
+        if template.count(str(_SENTINEL)) == 1:
+            fmt = template.replace("{", "{{").replace("}", "}}").replace(str(_SENTINEL), "{}")
+            if all(fmt.format(int(i)) == str(path_of(i)) for i in (ids[0], ids[-1])):
+                return [fmt.format(int(i)) for i in ids]
+    return [str(path_of(i)) for i in ids]
+
+
+def signal_files(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame) -> list[str]:
     """Every raw signal file the table references: recordings, then each enabled extra input's files."""
-    paths = [Path(adapter.path(cfg, r)) for r in pd.unique(table["recording_id"])]
+    paths = _paths(lambda r: adapter.path(cfg, r), pd.unique(table["recording_id"]))
     for e in adapter.extras(cfg):
         if e.id_column in table.columns:
-            paths += [Path(e.path(cfg, i)) for i in pd.unique(table[e.id_column])]
+            paths += _paths(lambda i, e=e: e.path(cfg, i), pd.unique(table[e.id_column]))
     return paths
 
 

@@ -53,6 +53,7 @@ SPEC_WIDTH = 400  # Kaggle spectrogram columns (4 regions × 100 frequencies)
 
 
 _EXAMPLES = 3  # missing files named in an error message
+IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
 
 
 def resampled_length(n_times: int, fs_in: float, fs_out: Optional[float]) -> int:
@@ -434,7 +435,10 @@ def _build(cfg: DataConfig, adapter: DatasetAdapter, table: pd.DataFrame, inputs
         table = table.loc[~bad]
 
     n_workers = cfg.workers or os.cpu_count() or 1
-    n_workers = max(1, min(n_workers, table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)))
+    n_files = table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)
+    # a pool costs a second or two to start: with workers on auto, a few files (a test set, a tiny
+    # demo) are read in-process; an explicit `workers: N` is obeyed
+    n_workers = 1 if (not cfg.workers and n_files < IN_PROCESS_FILES) else max(1, min(n_workers, n_files))
     dtype = np.dtype(cfg.eeg.dtype)
     native_fs = adapter.fs
 

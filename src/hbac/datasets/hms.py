@@ -12,7 +12,12 @@ import pyarrow.parquet as pq
 
 from hbac.datasets import register
 from hbac.datasets.base import DatasetAdapter, ExtraInput
-from hbac.datasets.kaggle_spec import SPEC_FREQS, SPEC_STEP_S, SPEC_WINDOW_S, kaggle_spec_image
+from hbac.datasets.kaggle_spec import (
+    SPEC_FREQS,
+    SPEC_STEP_S,
+    SPEC_WINDOW_S,
+    kaggle_spec_image,
+)
 from hbac.errors import DataError
 from hbac.signals.montage import (
     HMS_EEG_CHANNELS,

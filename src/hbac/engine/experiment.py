@@ -12,6 +12,7 @@ from hbac.data.split import experiment_table
 from hbac.engine.fold import train_fold
 from hbac.engine.outputs import collect_oof
 from hbac.engine.provenance import check_experiment, config_changes, experiment_hash, folder_hash, trained_folds
+from hbac.engine.runtime import configure_threads
 from hbac.errors import ExperimentMixError
 from hbac.features.baseline import train_features_fold
 
@@ -27,6 +28,7 @@ def train_experiment(
     (ExperimentMixError) unless `overwrite`, which deletes the old folder first. A run that fails
     before any fold has written a checkpoint leaves no folder behind (if it made the folder).
     """
+    configure_threads(cfg.train.threads)
     out = cfg.output_dir()
     if overwrite and out.exists():
         _remove(out)

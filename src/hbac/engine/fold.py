@@ -21,12 +21,17 @@ from tqdm.auto import tqdm
 
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history, save_checkpoint
+from hbac.engine.outputs import (
+    load_checkpoint,
+    oof_frame,
+    plot_history,
+    save_checkpoint,
+)
 from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
@@ -71,8 +76,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     device = device_auto()
     classes = list(cache.classes)
     vcols = vote_columns(va)
-    use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-    n_times = int(round(float(va["duration_s"].iloc[0]) * cache.fs))
+    n_times = model_n_times(cfg, float(va["duration_s"].iloc[0]), cache.fs)
 
     seed_everything(_fold_seed(cfg, fold, -1))
     model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
@@ -81,7 +85,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
     loss_fn = build_loss(cfg.train)
     stages = _stages(cfg, tr)
-    va_ds = WindowDataset(cache, va, use_kaggle_spec=use_spec)
+    va_ds = experiment_dataset(cfg, cache, va)
     va_loader = make_loader(cfg, va_ds, train=False)
     va_targets = va[vcols].to_numpy(np.float64)
     hi_mask = va["n_votes"].to_numpy() >= 10
@@ -112,7 +116,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     for si in range(start_stage, len(stages)):
         st = stages[si]
         is_last_stage = si == len(stages) - 1
-        tr_ds = WindowDataset(cache, st.table, use_kaggle_spec=use_spec, augment=cfg.augment, weights=sample_weights(cfg, st.table))
+        tr_ds = experiment_dataset(cfg, cache, st.table, train=True, weights=sample_weights(cfg, st.table))
         gen = torch.Generator()
         tr_loader = make_loader(cfg, tr_ds, train=True, gen=gen)
         steps = len(tr_loader) if cfg.train.max_steps_per_epoch is None else min(len(tr_loader), cfg.train.max_steps_per_epoch)
@@ -133,6 +137,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
         for epoch in range(e0, st.epochs):
             seed_everything(_fold_seed(cfg, fold, global_epoch))
             gen.manual_seed(_fold_seed(cfg, fold, global_epoch))
+            tr_ds.set_epoch(_fold_seed(cfg, fold, global_epoch))  # per_eeg random sub-windows of this epoch
             model.train()
             losses = []
             te = time.time()
@@ -203,7 +208,10 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     # OOF with the best weights
     best_ckpt = load_checkpoint(out / "best.pt", map_location=device)
     model.load_state_dict(best_ckpt["model"])
-    probs = predict_loader(model, va_loader, device, list(cache.channels), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"fold {fold} oof")
+    probs = predict_loader(
+        model, va_loader, device, list(cache.channels), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+        offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"fold {fold} oof",
+    )
     oof = oof_frame(va, probs, classes, fold)
     atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0

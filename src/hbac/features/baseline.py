@@ -20,11 +20,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from hbac.config import ExperimentConfig, to_dict
-from hbac.errors import CheckpointError
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history
 from hbac.engine.provenance import experiment_hash
+from hbac.errors import CheckpointError
 from hbac.features.extract import (
     FEATURES_VERSION,
     _window_rows,

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from hbac.procs import Terminated  # stdlib-only module: keeps --help fast
 
@@ -32,45 +32,59 @@ def cmd_synth(a: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_args(s: argparse.ArgumentParser, what: str = "config (YAML)") -> None:
+    """The CONFIG positional and the repeatable `--set key.path=value` of every command that takes a config."""
+    s.add_argument("config", help=what)
+    s.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable; YAML value, validated like the file; applied after the "
+        "other flags), e.g. --set train.epochs=3 --set data.eeg.bandpass=[0.5,40] --set model.pretrained_path=null",
+    )
+
+
+def load_cli_config(
+    a: argparse.Namespace, expect: Sequence[str], overrides: Optional[dict] = None, data_overrides: Optional[dict] = None
+) -> Any:
+    """Load `a.config` with the command's flag overrides, then `a.sets` on top; validated once, never mutated after."""
+    from hbac.config import deep_update, load_config, parse_sets  # lazy: config pulls in numpy/pandas via hbac.io
+
+    merged = deep_update(overrides or {}, parse_sets(getattr(a, "sets", [])))
+    return load_config(a.config, merged, data_overrides=data_overrides, expect=expect)
+
+
+def _data_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """--data-dir / --cache-root / --allow-missing / --workers → overrides of the cache settings."""
+    d: dict[str, Any] = {}
+    if getattr(a, "data_dir", None):
+        d["data_dir"] = a.data_dir
+    if getattr(a, "cache_root", None):
+        d["cache_root"] = a.cache_root
+    if getattr(a, "allow_missing", False):
+        d["allow_missing"] = True
+    if getattr(a, "workers", None) is not None:
+        d["workers"] = a.workers
+    return d
+
+
+def _output_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """--outputs → the output_root override."""
+    return {"output_root": a.outputs} if getattr(a, "outputs", None) else {}
+
+
 def cmd_prepare(a: argparse.Namespace) -> int:
     from hbac.cache.build import prepare
-    from hbac.config import ExperimentConfig, load_config
+    from hbac.config import ExperimentConfig
 
-    cfg = load_config(a.config)
-    if isinstance(cfg, ExperimentConfig):
-        cfg = cfg.data
-    if a.data_dir:
-        cfg.data_dir = a.data_dir
-    if a.allow_missing:
-        cfg.allow_missing = True
-    if a.workers is not None:
-        cfg.workers = a.workers
-    if a.cache_root:
-        cfg.cache_root = a.cache_root
-    path = prepare(cfg, force=a.force)
+    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))
+    path = prepare(cfg.data if isinstance(cfg, ExperimentConfig) else cfg, force=a.force)
     print(f"cache ready: {path}")
     return 0
-
-
-def _experiment_overrides(a: argparse.Namespace):
-    from hbac.config import load_config
-
-    cfg = load_config(a.config)
-    if getattr(a, "data_dir", None):
-        cfg.data.data_dir = a.data_dir
-    if getattr(a, "outputs", None):
-        cfg.output_root = a.outputs
-    if getattr(a, "cache_root", None):
-        cfg.data.cache_root = a.cache_root
-    if getattr(a, "allow_missing", False):
-        cfg.data.allow_missing = True
-    return cfg
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from hbac.engine.experiment import train_experiment
 
-    cfg = _experiment_overrides(a)
+    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))
     folds = [a.fold] if a.fold is not None else None
     result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
     print(f"outputs: {cfg.output_dir()}")
@@ -80,13 +94,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
-    from hbac.config import load_config
     from hbac.ensemble import run_ensemble
 
-    cfg = load_config(a.config)
-    if a.outputs:
-        cfg.output_root = a.outputs
-    run_ensemble(cfg)
+    run_ensemble(load_cli_config(a, ("ensemble",), overrides=_output_flags(a)))
     return 0
 
 
@@ -138,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("prepare", help="build a cache from raw files")
-    s.add_argument("config", help="data or experiment config (YAML)")
+    add_config_args(s, "data or experiment config (YAML)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config's data_dir)")
     s.add_argument("--cache-root", help="where caches live (default from config: inputs/cache)")
     s.add_argument("--allow-missing", action="store_true", help="skip rows whose files are missing, and report how many")
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("train", help="train folds of an experiment; writes outputs/<experiment>/")
-    s.add_argument("config", help="experiment config (YAML)")
+    add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
     s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
@@ -158,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("ensemble", help="fit blend weights on OOF predictions, report CV")
-    s.add_argument("config", help="ensemble config (YAML)")
+    add_config_args(s, "ensemble config (YAML)")
     s.add_argument("--outputs", help="outputs folder (default from config)")
     s.set_defaults(func=cmd_ensemble)
 
@@ -192,7 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # ConfigError and DataError are ValueErrors
+    # ConfigError, DataError, CheckpointError are ValueErrors; CacheError, DiskFullError, PermissionError are OSErrors
+    except (ValueError, OSError, KeyError) as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -24,3 +24,7 @@ class CheckpointError(ValueError):
 
 class ExperimentMixError(ValueError):
     """An experiment folder holds folds trained with different configs; names the folder and the folds."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing an output; the message names the file or folder being written."""

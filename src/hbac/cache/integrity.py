@@ -145,7 +145,11 @@ def verify_cache(path: Path, meta: Optional[dict[str, Any]] = None) -> Optional[
         if not (path / name).is_file():
             return f"{path / name} is missing"
     arrays = {"eeg": meta.get("eeg_shape")}
-    arrays.update({k[: -len("_shape")]: v for k, v in meta.items() if k.endswith("_shape") and k != "eeg_shape" and v})
+    for x in (meta.get("extras") or {}).values():  # format 2: one <stem>.npy and <stem>s.csv per extra input
+        arrays[x["stem"]] = x.get("shape")
+        if not (path / f"{x['stem']}s.csv").is_file():
+            return f"{path / (x['stem'] + 's.csv')} is missing"
+    arrays.update({k[: -len("_shape")]: v for k, v in meta.items() if k.endswith("_shape") and k != "eeg_shape" and v})  # format 1
     for stem, shape in arrays.items():
         problem = _npy_problem(path / f"{stem}.npy", shape)
         if problem:

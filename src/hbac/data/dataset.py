@@ -1,6 +1,7 @@
 """The torch Dataset over a cache: one item per sample-table row.
 
 Datasets read caches only (memory-mapped arrays); `__getitem__` never opens a raw file.
+Windows are cut by the cache's slicers (`hbac.cache.reader.eeg_slice` / `extra_slice`).
 
 Which samples of the cached window an item holds:
 
@@ -12,37 +13,61 @@ Which samples of the cached window an item holds:
   one of its recording's labelled sub-windows, drawn again each epoch from `set_epoch(seed)` and
   the row index — deterministic, so a resumed run reads the same windows. The target stays the
   row's (the recording's aggregated votes).
+
+Extra inputs (e.g. the HMS `kaggle_spec`) are whatever the dataset's adapter declares
+(`hbac.datasets.ExtraInput`): their raw window from the cache, turned into the model's array by
+the declaration's `to_input`, masked / flipped as it says.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from hbac.cache.format import SPEC_STEPS
+from hbac.cache.reader import eeg_slice, extra_slice
 from hbac.config import AugmentConfig, ExperimentConfig
 from hbac.data.albument import apply_albumentations, build_albumentations
 from hbac.data.augment import mask_spec
 from hbac.data.selection import vote_columns
-from hbac.datasets.kaggle_spec import kaggle_spec_image
-from hbac.signals.montage import SPEC_REGIONS, flip_permutation
+from hbac.datasets import ExtraInput, adapter_for, get_adapter, load_plugins
+from hbac.signals.montage import flip_permutation
+
+
+@dataclass
+class _Extra:
+    """One extra input of a WindowDataset: per-row window start / file end, and its model-array transform."""
+
+    row: np.ndarray  # (n,) first cached row of each window, -1: none
+    hi: np.ndarray  # (n,) end row of each window's file
+    window_rows: int
+    to_input: Optional[Callable[[np.ndarray], np.ndarray]]  # picklable (module-level) for DataLoader workers
+    flip: Optional[np.ndarray]  # hemisphere flip permutation of the model array's axis 0
+    masks: bool  # a (C, F, T) spectrogram image: time/frequency masks and albumentations apply
+
+
+def _declared(meta: dict[str, Any], name: str) -> Optional[ExtraInput]:
+    """The declaration of extra input `name` by the adapter that built a cache (plugins imported first)."""
+    load_plugins((meta.get("config") or {}).get("plugins"))
+    return {e.name: e for e in get_adapter(meta["dataset"]).extra_inputs}.get(name)
 
 
 class WindowDataset(Dataset):
     """Windows of a cache, one per row of `table` (a subset of the cache's samples table).
 
-    Item: dict with `eeg` (C, T) float32, optionally `kaggle_spec` (4, 100, 300) float32,
-    `target` (K,) float32 soft labels, `weight` () float32, `index` () int64 (row in `table`).
+    Item: dict with `eeg` (C, T) float32, one array per name in `extras` (the declared model
+    array, e.g. `kaggle_spec` (4, 100, 300) float32), `target` (K,) float32 soft labels,
+    `weight` () float32, `index` () int64 (row in `table`).
     """
 
     def __init__(
         self,
         cache: Any,
         table: pd.DataFrame,
-        use_kaggle_spec: bool = False,
+        extras: Sequence[str] = (),
         augment: Optional[AugmentConfig] = None,
         weights: Optional[np.ndarray] = None,
         window_s: Optional[float] = None,
@@ -58,24 +83,15 @@ class WindowDataset(Dataset):
         self.eeg_row = self.table["eeg_row"].to_numpy(np.int64)
         self.eeg_lo = self.table["eeg_lo"].to_numpy(np.int64)
         self.eeg_hi = self.table["eeg_hi"].to_numpy(np.int64)
-        self.use_kaggle_spec = use_kaggle_spec
-        if use_kaggle_spec:
-            if "spec_row" not in self.table or cache.spec is None:
-                raise KeyError("model input 'kaggle_spec' needs a cache built with kaggle_spec: true (HMS)")
-            self.spec_row = self.table["spec_row"].to_numpy(np.int64)
-            # end of each row's spectrogram in the flat array: a window must not run into the next one
-            specs = cache.specs
-            ends = pd.Series((specs["spec_start"] + specs["spec_len"]).to_numpy(), index=specs["spectrogram_id"].to_numpy())
-            self.spec_end = ends.reindex(self.table["spectrogram_id"].to_numpy()).fillna(-1).to_numpy(np.int64)
+        self.extras = {name: self._extra(name, self.table) for name in extras}
         self.augment = augment
         self.albu = build_albumentations(augment.albumentations) if augment is not None else None
-        if self.albu is not None and not use_kaggle_spec:
+        if self.albu is not None and not any(x.masks for x in self.extras.values()):
             raise ValueError(
-                "augment.albumentations: acts on the Kaggle spectrogram image, which this model does not read "
-                "(model.inputs lacks kaggle_spec); mask in-model spectrograms with augment.time_mask / freq_mask"
+                "augment.albumentations: acts on a spectrogram image the dataset provides (e.g. kaggle_spec), which this "
+                "model does not read (model.inputs); mask in-model spectrograms with augment.time_mask / freq_mask"
             )
         self.eeg_perm = flip_permutation(list(cache.channels))
-        self.spec_perm = flip_permutation(SPEC_REGIONS)
         # the model's window: `window_s` centred in the cached one
         full = self.n_times
         if window_s is not None:
@@ -83,27 +99,30 @@ class WindowDataset(Dataset):
         self.crop_offset = (full - self.n_times) // 2
         self.view_shift = 0
         self.epoch_seed = 0
-        self.sub_eeg: Optional[list[np.ndarray]] = None
-        self.sub_spec: Optional[list[np.ndarray]] = None
+        self.sub: Optional[list[np.ndarray]] = None  # per row: candidate rows of cache.samples (empty: its own)
+        self.sub_extras: dict[str, _Extra] = {}
         if sub_windows:
             self._index_sub_windows()
 
+    def _extra(self, name: str, table: pd.DataFrame) -> _Extra:
+        """Where the rows of extra input `name` live for each row of `table`, and how they become the model's array."""
+        held = getattr(self.cache, "extras", None) or {}
+        if name not in held:
+            raise KeyError(f"model input {name!r} needs a cache that holds it; {self.cache.path} holds {sorted(held) or 'no extra inputs'}")
+        decl = _declared(self.cache.meta, name)
+        row, hi = self.cache.extra_bounds(name, table)
+        return _Extra(row, hi, int(held[name]["window_rows"]), decl.to_input if decl else None,
+                      np.asarray(decl.flip) if decl and decl.flip is not None else None, bool(decl and decl.masks))
+
     def _index_sub_windows(self) -> None:
-        """For each row, the eeg_row (and spec_row) of every labelled sub-window of its recording in the cache."""
+        """For each row, the rows of `cache.samples` that are labelled sub-windows of its recording."""
         samples = self.cache.samples
         rec = samples["recording_id"].astype(str).to_numpy()
         groups = pd.Series(np.arange(len(samples))).groupby(rec).indices
-        eeg_rows = samples["eeg_row"].to_numpy(np.int64)
-        spec_rows = samples["spec_row"].to_numpy(np.int64) if "spec_row" in samples else None
-        self.sub_eeg, self.sub_spec = [], []
-        for i, r in enumerate(self.table["recording_id"].astype(str).to_numpy()):
-            idx = groups.get(r)
-            if idx is None:  # not in the cache's samples: its own window only
-                self.sub_eeg.append(self.eeg_row[i : i + 1])
-                self.sub_spec.append(self.spec_row[i : i + 1] if self.use_kaggle_spec else np.zeros(1, np.int64))
-                continue
-            self.sub_eeg.append(eeg_rows[idx])
-            self.sub_spec.append(spec_rows[idx] if spec_rows is not None else np.zeros(len(idx), np.int64))
+        none = np.zeros(0, np.int64)
+        self.sub = [np.asarray(groups.get(r, none), np.int64) for r in self.table["recording_id"].astype(str).to_numpy()]
+        self.sub_eeg_rows = samples["eeg_row"].to_numpy(np.int64)
+        self.sub_extras = {name: self._extra(name, samples) for name in self.extras}
 
     def set_epoch(self, seed: int) -> None:
         """Seed of this epoch's sub-window draws (`sub_windows`); same seed → same windows."""
@@ -113,34 +132,16 @@ class WindowDataset(Dataset):
         """Shift (s) of every item's EEG window from its centre, for test-time augmentation; 0 = centred."""
         self.view_shift = int(round(shift_s * self.fs))
 
-    def _rows(self, i: int) -> tuple[int, int]:
-        """(eeg_row, spec_row) of the window item i reads: its own, or this epoch's draw among its sub-windows."""
-        if self.sub_eeg is None:
-            return int(self.eeg_row[i]), int(self.spec_row[i]) if self.use_kaggle_spec else -1
-        cand = self.sub_eeg[i]
-        j = int(np.random.default_rng([self.epoch_seed % 2**32, i]).integers(len(cand)))
-        return int(cand[j]), int(self.sub_spec[i][j]) if self.use_kaggle_spec else -1
+    def _rows(self, i: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """(eeg_row, {extra: (row, hi)}) of the window item i reads: its own, or this epoch's draw among its sub-windows."""
+        cand = self.sub[i] if self.sub is not None else None
+        if cand is None or len(cand) == 0:  # not in the cache's samples: its own window only
+            return int(self.eeg_row[i]), {k: (int(x.row[i]), int(x.hi[i])) for k, x in self.extras.items()}
+        j = int(cand[int(np.random.default_rng([self.epoch_seed % 2**32, i]).integers(len(cand)))])
+        return int(self.sub_eeg_rows[j]), {k: (int(x.row[j]), int(x.hi[j])) for k, x in self.sub_extras.items()}
 
     def __len__(self) -> int:
         return len(self.table)
-
-    def _eeg(self, i: int, row: int, shift: int) -> np.ndarray:
-        """(C, n) window starting `shift` samples after the centred crop of the window at `row`, clamped to the recording."""
-        n = int(self.n_times[i])
-        start = row + int(self.crop_offset[i]) + shift
-        start = int(np.clip(start, self.eeg_lo[i], max(self.eeg_lo[i], self.eeg_hi[i] - n)))
-        w = np.asarray(self.cache.eeg[start : start + n], dtype=np.float32)
-        if len(w) < n:  # recording shorter than the window: pad with zeros
-            w = np.concatenate([w, np.zeros((n - len(w), w.shape[1]), np.float32)])
-        return np.ascontiguousarray(w.T)
-
-    def _spec(self, i: int, r: int) -> np.ndarray:
-        raw = np.full((SPEC_STEPS, 400), np.nan, np.float32)
-        if r >= 0:
-            end = min(r + SPEC_STEPS, int(self.spec_end[i]))
-            chunk = np.asarray(self.cache.spec[r:end], dtype=np.float32)
-            raw[: len(chunk)] = chunk
-        return kaggle_spec_image(raw)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         aug = self.augment
@@ -148,19 +149,23 @@ class WindowDataset(Dataset):
         if aug is not None and aug.time_shift_s > 0:
             m = int(aug.time_shift_s * self.fs)
             shift += int(np.random.randint(-m, m + 1))
-        eeg_row, spec_row = self._rows(i)
-        item: dict[str, Any] = {"eeg": self._eeg(i, eeg_row, shift)}
-        if self.use_kaggle_spec:
-            spec = self._spec(i, spec_row)
-            if aug is not None:
-                spec = mask_spec(spec, aug)
-            if self.albu is not None:
-                spec = apply_albumentations(self.albu, spec, np.random.randint(2**31))
-            item["kaggle_spec"] = spec
+        eeg_row, extra_rows = self._rows(i)
+        n = int(self.n_times[i])
+        item: dict[str, Any] = {"eeg": eeg_slice(self.cache.eeg, eeg_row + int(self.crop_offset[i]), self.eeg_lo[i], self.eeg_hi[i], n, shift)}
+        for name, x in self.extras.items():
+            row, hi = extra_rows[name]
+            arr = extra_slice(self.cache.extra(name), row, hi, x.window_rows)
+            arr = x.to_input(arr) if x.to_input is not None else arr
+            if aug is not None and x.masks:
+                arr = mask_spec(arr, aug)
+                if self.albu is not None:
+                    arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
+            item[name] = arr
         if aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip:
             item["eeg"] = item["eeg"][self.eeg_perm]
-            if "kaggle_spec" in item:
-                item["kaggle_spec"] = item["kaggle_spec"][self.spec_perm]
+            for name, x in self.extras.items():
+                if x.flip is not None:
+                    item[name] = item[name][x.flip]
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
         out["target"] = torch.tensor(self.targets[i])
         out["weight"] = torch.tensor(self.weights[i])
@@ -168,9 +173,12 @@ class WindowDataset(Dataset):
         return out
 
 
-def uses_kaggle_spec(cfg: ExperimentConfig) -> bool:
-    """Whether the experiment's model reads the Kaggle spectrogram (so the Dataset must load it)."""
-    return cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
+def model_extras(cfg: ExperimentConfig) -> list[str]:
+    """The dataset's extra inputs the experiment's model reads: those its `model.inputs` name (2D and multimodal models)."""
+    if cfg.model.kind not in ("2d", "multimodal"):
+        return []
+    declared = {x.name for x in adapter_for(cfg.data).extra_inputs}
+    return [name for name in cfg.model.inputs if name in declared]
 
 
 def model_n_times(cfg: ExperimentConfig, duration_s: float, fs: float) -> int:
@@ -186,7 +194,7 @@ def experiment_dataset(
     return WindowDataset(
         cache,
         table,
-        use_kaggle_spec=uses_kaggle_spec(cfg),
+        extras=model_extras(cfg),
         augment=cfg.augment if train else None,
         weights=weights,
         window_s=cfg.model.window_s,

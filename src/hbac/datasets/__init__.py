@@ -22,7 +22,8 @@ from hbac.datasets.base import TASKS, DatasetAdapter, ExtraInput, check_adapter
 from hbac.errors import ConfigError
 
 __all__ = [
-    "TASKS", "DatasetAdapter", "ExtraInput", "adapter_for", "get_adapter", "load_plugins", "register", "registered",
+    "TASKS", "DatasetAdapter", "ExtraInput", "adapter_for", "adapter_modules", "get_adapter", "load_plugins", "register",
+    "registered",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,14 +91,16 @@ def _load_plugin(spec: str, where: str) -> ModuleType:
         sys.modules[name] = mod  # dataclasses and pickling look the module up by name
         try:
             mod_spec.loader.exec_module(mod)
-        except BaseException:
+        except Exception as e:  # any failure inside the user's module: one line naming it (-v shows the traceback)
             sys.modules.pop(name, None)
-            raise
+            raise ConfigError(f"{where}: importing adapter module {path} failed: {type(e).__name__}: {e}") from e
     else:
         try:
             mod = importlib.import_module(spec)
         except ModuleNotFoundError as e:
             raise ConfigError(f"{where}: cannot import adapter module {spec!r} ({e})") from e
+        except Exception as e:  # as above
+            raise ConfigError(f"{where}: importing adapter module {spec!r} failed: {type(e).__name__}: {e}") from e
     _LOADED[key] = mod
     return mod
 
@@ -119,6 +122,11 @@ def get_adapter(name: str) -> DatasetAdapter:
             f"register your own adapter module with data.plugins or ${PLUGINS_ENV}{failed}"
         )
     return _REGISTRY[name]
+
+
+def adapter_modules() -> list[str]:
+    """Module names of the registered adapters (a forkserver preloads them so workers start fast)."""
+    return sorted({type(a).__module__ for a in _REGISTRY.values()})
 
 
 def adapter_for(cfg) -> DatasetAdapter:  # cfg: hbac.config.DataConfig

@@ -42,6 +42,8 @@ class ExtraInput:
     enabled: Callable[["DataConfig"], bool] = lambda cfg: True  # cache it for this config?
     to_input: Optional[Callable[[np.ndarray], np.ndarray]] = None  # raw (window_rows, width) window → model array
     flip: Optional[Sequence[int]] = None  # hemisphere flip: permutation of the model array's axis 0
+    label: str = ""  # what one file is, in messages and `skipped` keys ("spectrogram" → missing_spectrogram); default: name
+    masks: bool = False  # time/frequency masks (augment.time_mask/freq_mask) apply: a (C, F, T) image
 
 
 class DatasetAdapter(ABC):
@@ -104,6 +106,10 @@ def check_adapter(adapter: Any) -> None:
     classes = list(getattr(adapter, "classes", None) or [])
     if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise TypeError(f"dataset {name!r}: `classes` must list at least two class names")
+    seen: set[str] = {"eeg"}
     for e in adapter.extra_inputs:
         if not isinstance(e, ExtraInput):
             raise TypeError(f"dataset {name!r}: extra input {e!r} is not an ExtraInput")
+        if e.name in seen or e.stem in seen or e.stem in ("recording", "sample"):
+            raise TypeError(f"dataset {name!r}: extra input name/stem {e.name!r}/{e.stem!r} clashes with another input or cache file")
+        seen |= {e.name, e.stem}

@@ -1,7 +1,6 @@
 """Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hbac.cache import open_cache
-from hbac.config import ExperimentConfig, from_dict, load_config
+from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
 from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
@@ -101,9 +100,11 @@ def predict_experiment(
         t = _tick(timings, "model_load", t)
         cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
         if cache is None:
-            dcfg = dataclasses.replace(
-                cfg.data, split=split, data_dir=str(data_dir), cache_root=str(cache_root), allow_missing=True, skip_unreadable=True,
-                name=f"{cfg.data.name}_{split}",
+            dcfg = with_overrides(  # the test-split cache: same preprocessing, another split and folder (re-validated)
+                cfg.data,
+                {"split": split, "data_dir": str(data_dir), "cache_root": str(cache_root), "allow_missing": True, "skip_unreadable": True,
+                 "name": f"{cfg.data.name}_{split}"},
+                f"{path} (config for the {split} split)",
             )
             cache = open_cache(dcfg)
             t = _tick(timings, "cache", t)

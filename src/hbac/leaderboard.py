@@ -109,10 +109,17 @@ def _row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
     notes = []
     if not math.isfinite(cv):
         notes.append("no cv in scores.json")
-    mixed = mixed_folds(folder) if scores.get("model") != "ensemble" else None
+    mixed, stale = None, False
+    if scores.get("model") != "ensemble":
+        try:
+            mixed = mixed_folds(folder)
+            stale = bool(scores.get("config_hash")) and folder_hash(folder) not in (None, scores["config_hash"])
+        except (OSError, ValueError) as e:  # an unreadable config.yaml: say so, keep the row
+            notes.append(f"config.yaml unreadable: {e}")
     if mixed:
         notes.append("mixed configs: " + mixed.split(": ", 1)[-1])
-    elif scores.get("config_hash") and folder_hash(folder) not in (None, scores["config_hash"]):
+    elif stale:
+        mixed = "stale scores.json"
         notes.append("mixed configs: scores.json is from another config than config.yaml (stale)")
     if missing:
         notes.append(f"incomplete: fold{'s' if len(missing) > 1 else ''} {','.join(str(m) for m in missing)} missing")

@@ -25,15 +25,33 @@ RUN_ONLY = {  # settings that do not change what a fold learns
 }
 
 
+def _defaults() -> dict[str, Any]:
+    """Every experiment setting at its default (names are placeholders)."""
+    return to_dict(from_dict(ExperimentConfig, {"name": "_", "data": {"name": "_"}}))
+
+
+def _drop_defaults(d: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """`d` without the leaves equal to their default: a setting added later (with a default) leaves old hashes alone."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and isinstance(default.get(k), dict):
+            sub = _drop_defaults(v, default[k])
+            if sub:
+                out[k] = sub
+        elif k not in default or default[k] != v:
+            out[k] = v
+    return out
+
+
 def experiment_hash(cfg: ExperimentConfig | dict[str, Any]) -> str:
-    """16-hex hash of an experiment config (a dataclass or its `to_dict`) without its run-only settings."""
+    """16-hex hash of an experiment config (a dataclass or its `to_dict`): its non-default settings, less run-only ones."""
     d = to_dict(cfg) if not isinstance(cfg, dict) else json.loads(json.dumps(cfg, default=str))
     for section, keys in RUN_ONLY.items():
         target = d if not section else d.get(section, {})
         for k in keys:
             if isinstance(target, dict):
                 target.pop(k, None)
-    return params_hash(d)
+    return params_hash(_drop_defaults(d, _defaults()))
 
 
 def _fold_hash(fold_dir: Path) -> Optional[str]:

@@ -37,7 +37,7 @@ def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 class EEGParams:
     """How raw EEG becomes the cached signal (all of it is part of the cache hash)."""
 
-    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana"] = "double_banana"
+    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana", "tcp"] = "double_banana"
     nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
     bandpass: Optional[list[float]] = bounded(factory=lambda: [0.5, 20.0], ge=0)  # Hz [low, high], null = off; 0 = that edge off
     notch_hz: Optional[float] = bounded(None, gt=0)  # e.g. 60 for CHB-MIT, 50/60 for mains
@@ -413,6 +413,17 @@ def check_class_weights(train: TrainConfig, p: str) -> None:
         raise ConfigError(f"{p}class_weights: {cw} must hold at least one positive weight")
 
 
+def check_loss_vs_task(exp: ExperimentConfig, p: str) -> None:
+    """The loss's per-class weights must match the dataset's classes (6 for HMS, 2 for a seizure task)."""
+    cw = exp.train.class_weights
+    classes = list(adapter_for(exp.data).classes)
+    if cw is not None and len(cw) != len(classes):
+        raise ConfigError(
+            f"{p}train.class_weights: {len(cw)} values for the {len(classes)} classes of {p}data.dataset "
+            f"{exp.data.dataset!r} ({', '.join(classes)})"
+        )
+
+
 def check_members(ens: EnsembleConfig, p: str) -> None:
     """An ensemble has at least one member, each once, and is not its own member."""
     if not ens.members:
@@ -430,7 +441,7 @@ CHECKS: dict[type, tuple[Callable[[Any, str], None], ...]] = {
     OneDParams: (check_oned,),
     TrainConfig: (check_class_weights,),
     DataConfig: (check_name, check_band_vs_native_rate),
-    ExperimentConfig: (check_name, check_model_inputs, check_spec_vs_rate, check_stage2),
+    ExperimentConfig: (check_name, check_model_inputs, check_spec_vs_rate, check_stage2, check_loss_vs_task),
     EnsembleConfig: (check_name, check_members),
 }
 
@@ -576,6 +587,8 @@ def check_experiment(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.seeds: needs distinct seeds, got {t.seeds}")
     if t.pseudo is not None and not 0.0 <= t.pseudo.weight <= 1.0:
         raise ConfigError(f"train.pseudo.weight: must be in [0, 1], got {t.pseudo.weight}")
+    if m.kind == "features" and (t.seeds or t.pseudo is not None):
+        raise ConfigError("train.seeds / train.pseudo: the features baseline (model.kind features) trains neither; use a torch model")
     if cfg.augment.albumentations:
         check_albumentations(cfg.augment.albumentations, "augment.albumentations")
 

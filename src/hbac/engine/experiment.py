@@ -10,6 +10,7 @@ from typing import Any, Optional
 from hbac.config import ExperimentConfig, load_config, save_config, to_dict
 from hbac.data.split import experiment_table
 from hbac.engine.fold import train_fold
+from hbac.engine.seeds import train_fold_seeds
 from hbac.engine.outputs import collect_oof
 from hbac.engine.provenance import check_experiment, config_changes, experiment_hash, folder_hash, trained_folds
 from hbac.engine.runtime import configure_threads
@@ -40,7 +41,7 @@ def train_experiment(
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("hbac").addHandler(handler)
     try:
-        fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold
+        fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold_seeds if cfg.train.seeds else train_fold
         todo = folds if folds is not None else list(range(cfg.folds.n_folds))
         for k in todo:
             if not 0 <= k < cfg.folds.n_folds:

@@ -51,6 +51,9 @@ def experiment_hash(cfg: ExperimentConfig | dict[str, Any]) -> str:
         for k in keys:
             if isinstance(target, dict):
                 target.pop(k, None)
+    train = d.get("train")
+    if isinstance(train, dict) and train.get("seeds"):  # `train.seeds` sets each run's seed: `train.seed` is per seed folder
+        train.pop("seed", None)
     return params_hash(_drop_defaults(d, _defaults()))
 
 
@@ -63,10 +66,10 @@ def _fold_hash(fold_dir: Path) -> Optional[str]:
 
 
 def trained_folds(exp_dir: Path) -> list[Path]:
-    """Fold folders of an experiment that hold any training result (best.pt, last.pt or fold.json)."""
+    """Fold folders of an experiment that hold any training result (best.pt, last.pt, fold.json, or a seed{s}/ checkpoint)."""
     return sorted(
         p for p in Path(exp_dir).glob("fold*")
-        if p.is_dir() and any((p / f).exists() for f in ("best.pt", "last.pt", "fold.json"))
+        if p.is_dir() and (any((p / f).exists() for f in ("best.pt", "last.pt", "fold.json")) or any(p.glob("seed*/*.pt")))
     )
 
 

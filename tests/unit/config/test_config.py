@@ -189,6 +189,13 @@ def test_spec_fmax_against_cached_rate(tmp_path: Path) -> None:
         load_config(write(tmp_path, d))
 
 
+def test_class_weights_match_the_task(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train\.class_weights: 2 values for the 6 classes of data\.dataset 'hms' \(seizure, lpd"):
+        load_config(write(tmp_path, exp(train={"loss": "focal", "class_weights": [1.0, 3.0]})))
+    d = exp(data={"name": "d", "dataset": "chbmit", "kaggle_spec": False}, model={"kind": "1d"}, train={"loss": "focal", "class_weights": [1.0, 3.0]})
+    assert load_config(write(tmp_path, d)).train.class_weights == [1.0, 3.0]
+
+
 def test_stage2_must_select_fewer_rows_than_stage1(tmp_path: Path) -> None:
     d = exp(selection={"strategy": "min_votes", "min_votes": 10}, train={"stage2": {"enabled": True, "min_votes": 10}})
     with pytest.raises(ConfigError, match=r"train\.stage2\.min_votes \(10\) <= selection\.min_votes \(10\)"):

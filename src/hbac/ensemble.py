@@ -17,7 +17,8 @@ from scipy.optimize import minimize
 
 from hbac.config import EnsembleConfig, config_kind, read_yaml, save_config
 from hbac.errors import AlignmentError
-from hbac.io import atomic_write_csv, atomic_write_json, read_json
+from hbac.engine.provenance import check_experiment
+from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, clean_stale_temps, read_json
 from hbac.engine.outputs import score_table, write_scores
 from hbac.tasks import Task, task_from_classes, task_names
 from hbac.tasks.base import fmt
@@ -58,6 +59,7 @@ def load_member_oof(outputs_root: Path, name: str) -> pd.DataFrame:
             f"{path} not found: member '{name}' has no OOF predictions yet; "
             f"train it first with `python -m hbac train CONFIG` (its config's name must be '{name}')"
         )
+    check_experiment(path.parent)  # all its folds from one config
     df = pd.read_csv(path)
     for col in ("sample_id", "fold", "n_votes"):
         if col not in df.columns:
@@ -358,15 +360,16 @@ def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
                                 "fit_loss": task.fit_loss(targets[rows], preds[n][rows])}
     scores.update(fit_on=cfg.fit_on, fit_objective=task.fit_label, fit_loss=fit_loss)
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    atomic_write_json(out / "weights.json", {
-        "members": list(cfg.members), "weights": weights, "fit_on": cfg.fit_on, "min_votes": cfg.min_votes,
-        "n_fit_rows": len(base) if mask is None else int(mask.sum()), "fit_objective": task.fit_label,
-        "fit_loss": fit_loss, "classes": classes,
-    })
-    atomic_write_csv(out / "oof.csv", oof)
-    scores = write_scores(out, scores)  # last: its presence marks a finished ensemble
+    clean_stale_temps(out)  # temp folders of killed earlier runs
+    with atomic_dir(out) as tmp:  # the folder's files as one unit: never new weights beside an old scores.json
+        save_config(cfg, tmp / "config.yaml")
+        atomic_write_json(tmp / "weights.json", {
+            "members": list(cfg.members), "weights": weights, "fit_on": cfg.fit_on, "min_votes": cfg.min_votes,
+            "n_fit_rows": len(base) if mask is None else int(mask.sum()), "fit_objective": task.fit_label,
+            "fit_loss": fit_loss, "classes": classes,
+        })
+        atomic_write_csv(tmp / "oof.csv", oof)
+        scores = write_scores(tmp, scores)
     print(_format_table(_table_rows(cfg, task, scores, mask is not None)))
     print(f"outputs: {out}  (weights.json, oof.csv, scores.json)")
     log.info("ensemble %s: CV %s, weights %s", cfg.name, task.headline(scores), {k: round(v, 3) for k, v in weights.items()})

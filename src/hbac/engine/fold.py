@@ -27,10 +27,12 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
+from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.outputs import load_checkpoint, oof_frame, save_checkpoint, write_fold_files
+from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.models import build_model, count_parameters
@@ -86,6 +88,7 @@ class FoldRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: Optional[dict[str, Any]] = None  # validation scores of the best final-stage epoch so far
     t0: float = 0.0
+    on_epoch: Optional[Callable[[int, float], None]] = None  # called with (epoch, primary metric) after each epoch
 
     @property
     def classes(self) -> list[str]:
@@ -109,9 +112,19 @@ class Optim:
     ema: Optional[EMA]
 
 
-def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True) -> pd.DataFrame:
-    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv, fold.json; return its OOF."""
-    run = _setup(cfg, fold, data, progress)
+def train_fold(
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+    out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> pd.DataFrame:
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv, fold.json in `out_dir` (default
+    fold{k}/); return its OOF.
+
+    `on_epoch(epoch, val_score)` is called after every epoch's validation with the task's primary metric (NaN when
+    undefined; its direction is `task_for(cfg).direction`); hyper-parameter search prunes from it by raising. The
+    checkpoint and history of that epoch are already written.
+    """
+    run = _setup(cfg, fold, data, progress, out_dir)
+    run.on_epoch = on_epoch
     ckpt_state = _resume_state(run, resume)
     if ckpt_state is not None and ckpt_state.get("complete"):
         log.info("fold %d already complete (last.pt); nothing to resume", fold)
@@ -122,11 +135,13 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     return _finish(run)
 
 
-def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool) -> FoldRun:
+def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out_dir: Optional[Path] = None) -> FoldRun:
     """Split the fold, build the model, the loss and the validation loader."""
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
-    out = cfg.output_dir() / f"fold{fold}"
+    if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
+        tr = apply_pseudo_labels(cfg.train.pseudo, tr)
+    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
     task = task_for(cfg, list(cache.classes))
@@ -230,6 +245,9 @@ def _run_stage(run: FoldRun, si: int, ckpt_state: Optional[dict[str, Any]]) -> N
         _save_last(run, o, st, si, epoch, global_epoch + 1, scores)
         write_fold_files(run.out, run.task, run.history)
         global_epoch += 1
+        if run.on_epoch is not None:
+            primary = scores.get(run.task.metric)
+            run.on_epoch(global_epoch, float("nan") if primary is None else float(primary))
 
 
 def _train_epoch(run: FoldRun, o: Optim, desc: str) -> list[float]:
@@ -283,7 +301,7 @@ def _meta(run: FoldRun, st: Stage, epoch: int, scores: dict[str, Any]) -> dict[s
 def _save_best(run: FoldRun, model: torch.nn.Module, st: Stage, epoch: int, scores: dict[str, Any]) -> None:
     save_checkpoint(run.out / "best.pt", {
         "model": model.state_dict(), **_meta(run, st, epoch, scores), "classes": run.classes,
-        "channels": run.channels, "fs": float(run.cache.fs), "n_times": run.n_times,
+        "channels": run.channels, "fs": float(run.cache.fs), "n_times": run.n_times, "config_hash": experiment_hash(run.cfg),
     })
 
 
@@ -306,7 +324,8 @@ def _finish(run: FoldRun) -> pd.DataFrame:
                            desc=f"fold {fold} oof")
     oof = oof_frame(run.va, probs, run.classes, fold)
     elapsed = time.time() - run.t0
-    info = {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": run.n_params}
+    info = {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed,
+            "n_params": run.n_params, "config_hash": experiment_hash(run.cfg)}
     write_fold_files(out, run.task, run.history, oof, info, title=f"{run.cfg.name} fold {fold}")
     last = load_checkpoint(out / "last.pt", map_location="cpu")
     last["complete"] = True

@@ -23,6 +23,7 @@ from hbac.config import ExperimentConfig, to_dict
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.outputs import load_checkpoint, oof_frame, write_fold_files
+from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
 from hbac.features.extract import (
     FEATURES_VERSION,
@@ -281,13 +282,14 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
         "kind": "features", "sklearn": dump_estimator(est), "config": to_dict(cfg), "epoch": 1, "stage": "stage1",
         "score": scores.get(task.metric), "metric": task.metric, "scores": scores,
         "fold": fold, "n_params": n_params, "classes": classes, "channels": channels, "fs": fs, "n_times": n_times,
-        "feature_names": names, "features_version": FEATURES_VERSION,
+        "feature_names": names, "features_version": FEATURES_VERSION, "config_hash": experiment_hash(cfg),
     }
     _save(out / "best.pt", ckpt)
     probs = _proba_tta(est, Xva, names, channels, len(classes), cfg.tta.hemisphere_flip)
     oof = oof_frame(va, probs, classes, fold)
     elapsed = time.time() - t0
-    info = {"fold": fold, "best_score": scores.get(task.metric), "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params}
+    info = {"fold": fold, "best_score": scores.get(task.metric), "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params,
+            "config_hash": experiment_hash(cfg)}
     write_fold_files(out, task, history, oof, info, title=f"{cfg.name} fold {fold}")
     _save(last_path, {**ckpt, "elapsed_s": elapsed, "history": history, "complete": True})
     log.info("fold %d done in %.0f s: train %s %.4f, val %s, %s fitted parameters", fold, elapsed, task.fit_label, train_loss,

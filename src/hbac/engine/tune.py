@@ -17,9 +17,9 @@ A tune file names a base experiment and a search space over dotted config keys:
 
 Each trial is the base experiment with the sampled values (validated like any config), named
 `<experiment>_t<trial>` under `<output_root>/tune/<study>/`. The objective is the mean over `folds`
-of the best validation score the trainer selects checkpoints by (`fold.json` → best_score, the
-KL divergence / log loss of the soft targets: lower is better, for HMS and seizure data alike);
-per-epoch validation scores are reported to Optuna for pruning. `--trials N` is the study's
+of the best validation score the trainer selects checkpoints by (`fold.json` → best_score: the
+task's primary metric, HMS KL minimised, seizure event F1 maximised: the study's direction is the
+task's); per-epoch validation scores are reported to Optuna for pruning. `--trials N` is the study's
 total: re-running resumes the study from its storage and runs only what is missing, and several
 processes (or machines, with an RDB URL) sharing one storage split the trials between them.
 Storage: an Optuna RDB URL (`sqlite:///study.db`, `postgresql://…`) or a `.journal` file path
@@ -41,6 +41,7 @@ from hbac.config import ExperimentConfig, load_config, read_yaml
 from hbac.engine.fold import train_fold
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_csv, atomic_write_json, read_json
+from hbac.tasks import task_for
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def storage_for(url: Optional[str], out: Path) -> Any:
     return JournalStorage(JournalFileBackend(str(url)))
 
 
-def _objective(tune: dict[str, Any], out: Path, progress: bool):
+def _objective(tune: dict[str, Any], out: Path, progress: bool, worst: float):
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, tune["space"])
         cfg: ExperimentConfig = load_config(tune["experiment"], overrides=_nested({**tune["set"], **params}))
@@ -134,10 +135,11 @@ def _objective(tune: dict[str, Any], out: Path, progress: bool):
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: {score:.4f}")
             train_fold(cfg, int(fold), progress=progress, on_epoch=report)
-            scores.append(float(read_json(cfg.output_dir() / f"fold{fold}" / "fold.json")["best_score"]))
+            best = read_json(cfg.output_dir() / f"fold{fold}" / "fold.json")["best_score"]
+            scores.append(worst if best is None else float(best))
         value = float(sum(scores) / len(scores))
         log.info("trial %d: %s → %.5f", trial.number, params, value)
-        return value if math.isfinite(value) else float("inf")
+        return value if math.isfinite(value) else worst
     return objective
 
 
@@ -150,14 +152,16 @@ def tune(path: str | Path, trials: int, storage: Optional[str] = None, progress:
                if t["sampler"] == "tpe" else optuna.samplers.RandomSampler(seed=t["seed"]))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if t["pruner"] == "median" \
         else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=t["study"], storage=storage_for(storage, out), sampler=sampler,
-                                pruner=pruner, direction="minimize", load_if_exists=True)
+    task = task_for(base)
+    study = optuna.create_study(study_name=t["study"], storage=storage_for(storage, out), sampler=sampler, pruner=pruner,
+                                direction="minimize" if task.direction == "min" else "maximize", load_if_exists=True)
     if t["start"] and not study.trials:
         study.enqueue_trial({k: v for k, v in t["start"].items() if k in t["space"]})
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     n_done = len([x for x in study.trials if x.state in done])
     if n_done < trials:
-        study.optimize(_objective(t, out, progress), n_trials=trials - n_done,
+        worst = math.inf if task.direction == "min" else -math.inf
+        study.optimize(_objective(t, out, progress, worst), n_trials=trials - n_done,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=done)], catch=(FloatingPointError,))
     table = study.trials_dataframe()
     atomic_write_csv(out / "trials.csv", table if isinstance(table, pd.DataFrame) else pd.DataFrame())

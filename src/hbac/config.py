@@ -37,7 +37,7 @@ def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 class EEGParams:
     """How raw EEG becomes the cached signal (all of it is part of the cache hash)."""
 
-    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana"] = "double_banana"
+    montage: Literal["double_banana", "double_banana_central", "raw", "chbmit_banana", "tcp"] = "double_banana"
     nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
     bandpass: Optional[list[float]] = bounded(factory=lambda: [0.5, 20.0], ge=0)  # Hz [low, high], null = off; 0 = that edge off
     notch_hz: Optional[float] = bounded(None, gt=0)  # e.g. 60 for CHB-MIT, 50/60 for mains
@@ -45,6 +45,10 @@ class EEGParams:
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = bounded(None, gt=0)  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
+    # recordings with more than bad_channels_max dead (all-NaN or flat) channels: keep them with those
+    # channels zeroed, drop their rows, or stop with an error (hbac.cache.health); counted in meta.json either way
+    bad_channels: Literal["zero", "drop", "error"] = "zero"
+    bad_channels_max: int = 0
 
 
 @dataclass
@@ -87,9 +91,10 @@ class DataConfig:
         return Path(self.cache_root) / self.name
 
     def hash_params(self) -> dict[str, Any]:
-        """The parameters that change cache content (not where it lives or how fast it builds)."""
+        """The parameters that change cache content (not where it lives, how fast it builds, or what the build was
+        allowed to skip: `allow_missing` / `skip_unreadable` are recorded in meta.json's `build` and `skipped`)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers", "plugins"):
+        for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
         return d
@@ -582,6 +587,8 @@ def check_experiment(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.seeds: needs distinct seeds, got {t.seeds}")
     if t.pseudo is not None and not 0.0 <= t.pseudo.weight <= 1.0:
         raise ConfigError(f"train.pseudo.weight: must be in [0, 1], got {t.pseudo.weight}")
+    if m.kind == "features" and (t.seeds or t.pseudo is not None):
+        raise ConfigError("train.seeds / train.pseudo: the features baseline (model.kind features) trains neither; use a torch model")
     if cfg.augment.albumentations:
         check_albumentations(cfg.augment.albumentations, "augment.albumentations")
 

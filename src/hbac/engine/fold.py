@@ -12,7 +12,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
+from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
@@ -32,6 +34,7 @@ from hbac.engine.outputs import (
     plot_history,
     save_checkpoint,
 )
+from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.io import atomic_write_csv, atomic_write_json
@@ -65,12 +68,21 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
     return stages
 
 
-def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True) -> pd.DataFrame:
-    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF."""
+def train_fold(
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+    out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> pd.DataFrame:
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF.
+
+    `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
+    prunes from it by raising); the checkpoint and history of that epoch are already written.
+    """
 
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
-    out = cfg.output_dir() / f"fold{fold}"
+    if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
+        tr = apply_pseudo_labels(cfg.train.pseudo, tr)
+    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
     classes = list(cache.classes)
@@ -187,7 +199,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
                 save_checkpoint(out / "best.pt", {
                     "model": eval_model.state_dict(), "config": to_dict(cfg), "epoch": global_epoch + 1,
                     "stage": st.name, "score": val_kl, "fold": fold, "n_params": n_params, "classes": classes,
-                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times,
+                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times, "config_hash": experiment_hash(cfg),
                 })
             log.info(
                 "fold %d %s epoch %d/%d: train loss %.4f, val KL %.4f (n_votes>=10: %.4f)%s",
@@ -202,6 +214,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
             })
             atomic_write_csv(out / "history.csv", pd.DataFrame(history))
             global_epoch += 1
+            if on_epoch is not None:
+                on_epoch(global_epoch, val_kl)
         ckpt_state = None
 
     # OOF with the best weights
@@ -214,7 +228,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     oof = oof_frame(va, probs, classes, fold)
     atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0
-    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params})
+    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params, "config_hash": experiment_hash(cfg)})
     last = load_checkpoint(last_path, map_location="cpu")
     last["complete"] = True
     save_checkpoint(last_path, last)

@@ -15,7 +15,8 @@ from hbac.cache import open_cache
 from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
 from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.outputs import checkpoint_paths, load_checkpoint
+from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
@@ -38,6 +39,8 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
         lb = lb[(lb["task"] == "hms")] if len(lb) else lb
         if "missing_folds" in lb:
             lb = lb[lb["missing_folds"].fillna("").astype(str) == ""]
+        if "note" in lb:
+            lb = lb[~lb["note"].fillna("").astype(str).str.contains("mixed configs")]
         if not len(lb):
             raise FileNotFoundError(f"no complete HMS experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
         best = lb.iloc[0]
@@ -52,17 +55,25 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
     return {k: float(v) for k, v in w.items() if float(v) > 0}
 
 
-def member_folds(exp_dir: Path) -> list[Path]:
-    """Every fold's best.pt of an experiment; a missing one is an error that names it."""
+def member_folds(exp_dir: Path, partial: bool = False) -> list[Path]:
+    """Every fold's (and seed's) best.pt of an experiment; a missing one is an error that names it.
+
+    `partial`: use the checkpoints trained so far (a warning names the missing ones; none at all is an error).
+    """
 
     cfg_path = exp_dir / "config.yaml"
     if not cfg_path.exists():
         raise FileNotFoundError(f"experiment config not found: {cfg_path}")
     cfg = load_config(cfg_path)
-    paths = [exp_dir / f"fold{k}" / "best.pt" for k in range(cfg.folds.n_folds)]
+    paths = checkpoint_paths(exp_dir, cfg)
     missing = [p for p in paths if not p.exists()]
+    if missing and partial and len(missing) < len(paths):
+        log.warning("%s: %d of %d folds trained; using those (missing: %s)", exp_dir.name, len(paths) - len(missing),
+                    len(paths), ", ".join(str(p.relative_to(exp_dir).parent) for p in missing))
+        return [p for p in paths if p.exists()]
     if missing:
         raise FileNotFoundError(f"model weights not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    check_experiment(exp_dir)  # every fold from the config in config.yaml
     return paths
 
 
@@ -86,11 +97,13 @@ def predict_experiment(
     configure_threads()
     device = device or device_auto()
     paths = member_folds(exp_dir)
+    want = folder_hash(exp_dir)
     total: Optional[np.ndarray] = None
     cache = None
     t = time.perf_counter()
     for path in paths:
         ckpt = load_checkpoint(path, map_location="cpu")
+        check_checkpoint(ckpt, path, want)
         t = _tick(timings, "model_load", t)
         cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
         if cache is None:

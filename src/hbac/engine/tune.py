@@ -37,7 +37,7 @@ import pandas as pd
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hbac.config import ExperimentConfig, load_config, read_yaml
+from hbac.config import ExperimentConfig, load_config, read_yaml, with_overrides
 from hbac.engine.fold import train_fold
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_csv, atomic_write_json, read_json
@@ -124,8 +124,7 @@ def _objective(tune: dict[str, Any], out: Path, progress: bool):
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, tune["space"])
         cfg: ExperimentConfig = load_config(tune["experiment"], overrides=_nested({**tune["set"], **params}))
-        cfg.name = f"{cfg.name}_t{trial.number}"
-        cfg.output_root = str(out)
+        cfg = with_overrides(cfg, {"name": f"{cfg.name}_t{trial.number}", "output_root": str(out)}, f"{tune['experiment']} (trial {trial.number})")
         scores = []
         for i, fold in enumerate(tune["folds"]):
             def report(epoch: int, score: float, i: int = i) -> None:

@@ -45,6 +45,9 @@ class EEGParams:
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = bounded(None, gt=0)  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
+    ica: bool = False  # ICA artifact removal (signals.ica: automatic EOG/EMG component rejection); costs time
+    ica_eog_corr: float = 0.6  # reject a component whose 0.1-3 Hz activity correlates this much with FP channels
+    ica_emg_ratio: float = 0.6  # reject a component with this share of its power above 20 Hz
 
 
 @dataclass
@@ -92,6 +95,9 @@ class DataConfig:
         for k in ("name", "cache_root", "workers", "plugins"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
+        if not self.eeg.ica:  # ICA off: its thresholds change nothing (and caches built before it stay valid)
+            for k in ("ica", "ica_eog_corr", "ica_emg_ratio"):
+                d["eeg"].pop(k, None)
         return d
 
     def hash(self) -> str:

@@ -218,7 +218,9 @@ def _work_eeg(task: tuple) -> tuple:
         if x.shape[0] != n_chans:
             raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
         e = cfg.eeg
-        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
+        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs,
+                       ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None,
+                       channels=adapter.channels(cfg) if e.ica else ())
         del x
         if y.shape[1] != n_out:
             raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, its header promised {n_out}")

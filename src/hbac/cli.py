@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hbac.procs import Terminated  # stdlib-only module: keeps --help fast
+
 log = logging.getLogger("hbac")
 
 
@@ -88,7 +90,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))
     folds = [a.fold] if a.fold is not None else None
-    result = train_experiment(cfg, folds=folds, resume=a.resume)
+    result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
         print(f"CV KL: {result['cv']:.4f}   (n_votes >= 10: {result.get('cv_min_votes', float('nan')):.4f})")
@@ -213,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
     s.add_argument("--cache-root", help="cache folder (overrides the config)")
     s.add_argument("--outputs", help="outputs folder (default: outputs)")
@@ -288,6 +291,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command turns it into hbac.procs.Terminated
+        if args.verbose:
+            raise
+        print(f"interrupted: {e or 'Ctrl-C'} (temp files removed; run the command again to continue)", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 def build_submit_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,10 @@ class EEGParams:
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = bounded(None, gt=0)  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
+    # recordings with more than bad_channels_max dead (all-NaN or flat) channels: keep them with those
+    # channels zeroed, drop their rows, or stop with an error (hbac.cache.health); counted in meta.json either way
+    bad_channels: Literal["zero", "drop", "error"] = "zero"
+    bad_channels_max: int = 0
     ica: bool = False  # ICA artifact removal (signals.ica: automatic EOG/EMG component rejection); costs time
     ica_eog_corr: float = 0.6  # reject a component whose 0.1-3 Hz activity correlates this much with FP channels
     ica_emg_ratio: float = 0.6  # reject a component with this share of its power above 20 Hz
@@ -90,9 +94,10 @@ class DataConfig:
         return Path(self.cache_root) / self.name
 
     def hash_params(self) -> dict[str, Any]:
-        """The parameters that change cache content (not where it lives or how fast it builds)."""
+        """The parameters that change cache content (not where it lives, how fast it builds, or what the build was
+        allowed to skip: `allow_missing` / `skip_unreadable` are recorded in meta.json's `build` and `skipped`)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers", "plugins"):
+        for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
         if not self.eeg.ica:  # ICA off: its thresholds change nothing (and caches built before it stay valid)

@@ -17,7 +17,8 @@ from scipy.optimize import minimize
 
 from hbac.config import EnsembleConfig, config_kind, read_yaml, save_config
 from hbac.errors import AlignmentError
-from hbac.io import atomic_write_csv, atomic_write_json, read_json
+from hbac.engine.provenance import check_experiment
+from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, clean_stale_temps, read_json
 from hbac.tasks.events import seizure_scores
 from hbac.tasks.kl import kl_score, score_oof
 from hbac.tasks.kl import oof_classes as _classes
@@ -57,6 +58,7 @@ def load_member_oof(outputs_root: Path, name: str) -> pd.DataFrame:
             f"{path} not found: member '{name}' has no OOF predictions yet; "
             f"train it first with `python -m hbac train CONFIG` (its config's name must be '{name}')"
         )
+    check_experiment(path.parent)  # all its folds from one config
     df = pd.read_csv(path)
     for col in ("sample_id", "fold", "n_votes"):
         if col not in df.columns:
@@ -396,14 +398,15 @@ def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
         except (KeyError, ValueError) as e:  # secondary metrics: report, keep the blend
             log.warning("%s: no seizure metrics: %s", cfg.name, e)
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    atomic_write_json(out / "weights.json", {
-        "members": list(cfg.members), "weights": weights, "fit_on": cfg.fit_on, "min_votes": cfg.min_votes,
-        "n_fit_rows": len(base) if mask is None else int(mask.sum()), "fit_kl": fit_kl, "classes": classes,
-    })
-    atomic_write_csv(out / "oof.csv", oof)
-    atomic_write_json(out / "scores.json", scores)  # last: its presence marks a finished ensemble
+    clean_stale_temps(out)  # temp folders of killed earlier runs
+    with atomic_dir(out) as tmp:  # the folder's files as one unit: never new weights beside an old scores.json
+        save_config(cfg, tmp / "config.yaml")
+        atomic_write_json(tmp / "weights.json", {
+            "members": list(cfg.members), "weights": weights, "fit_on": cfg.fit_on, "min_votes": cfg.min_votes,
+            "n_fit_rows": len(base) if mask is None else int(mask.sum()), "fit_kl": fit_kl, "classes": classes,
+        })
+        atomic_write_csv(tmp / "oof.csv", oof)
+        atomic_write_json(tmp / "scores.json", scores)
 
     fit_label = "fit KL" if mask is None else f"fit KL (>= {cfg.min_votes})"
     rows = [("member", "weight", "CV KL", "CV KL (>= 10 votes)", fit_label)]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from hbac.engine.provenance import folder_hash, mixed_folds
 from hbac.io import atomic_write_csv, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,18 @@ def _row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
     notes = []
     if not math.isfinite(cv):
         notes.append("no cv in scores.json")
+    mixed, stale = None, False
+    if scores.get("model") != "ensemble":
+        try:
+            mixed = mixed_folds(folder)
+            stale = bool(scores.get("config_hash")) and folder_hash(folder) not in (None, scores["config_hash"])
+        except (OSError, ValueError) as e:  # an unreadable config.yaml: say so, keep the row
+            notes.append(f"config.yaml unreadable: {e}")
+    if mixed:
+        notes.append("mixed configs: " + mixed.split(": ", 1)[-1])
+    elif stale:
+        mixed = "stale scores.json"
+        notes.append("mixed configs: scores.json is from another config than config.yaml (stale)")
     if missing:
         notes.append(f"incomplete: fold{'s' if len(missing) > 1 else ''} {','.join(str(m) for m in missing)} missing")
     row: dict[str, Any] = {
@@ -125,7 +138,7 @@ def _row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
         "n_params": int(_float(scores.get("n_params"))) if math.isfinite(_float(scores.get("n_params"))) else None,
         "train_time": human_time(scores.get("train_time_s")),
         "date": _date(scores.get("created")),
-        "complete": not missing,
+        "complete": not missing and not mixed,
         "note": "; ".join(notes),
     }
     seizure = scores.get("seizure")

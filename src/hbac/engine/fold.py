@@ -34,6 +34,7 @@ from hbac.engine.outputs import (
     plot_history,
     save_checkpoint,
 )
+from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.io import atomic_write_csv, atomic_write_json
@@ -198,7 +199,7 @@ def train_fold(
                 save_checkpoint(out / "best.pt", {
                     "model": eval_model.state_dict(), "config": to_dict(cfg), "epoch": global_epoch + 1,
                     "stage": st.name, "score": val_kl, "fold": fold, "n_params": n_params, "classes": classes,
-                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times,
+                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times, "config_hash": experiment_hash(cfg),
                 })
             log.info(
                 "fold %d %s epoch %d/%d: train loss %.4f, val KL %.4f (n_votes>=10: %.4f)%s",
@@ -227,7 +228,7 @@ def train_fold(
     oof = oof_frame(va, probs, classes, fold)
     atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0
-    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params})
+    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params, "config_hash": experiment_hash(cfg)})
     last = load_checkpoint(last_path, map_location="cpu")
     last["complete"] = True
     save_checkpoint(last_path, last)

@@ -15,6 +15,7 @@ import torch
 
 from hbac.config import ExperimentConfig
 from hbac.datasets import get_adapter
+from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
 from hbac.tasks.events import seizure_scores, tune_postprocessing
@@ -126,6 +127,7 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         "n_params": max((v.get("n_params", 0) for v in fold_info.values()), default=0),
         "train_time_s": float(sum(v.get("train_time_s", 0.0) for v in fold_info.values())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": experiment_hash(cfg),
     }
     if get_adapter(cfg.data.dataset).task == "seizure":
         scores["seizure"] = seizure_scores(oof, find_best=True)

@@ -23,6 +23,7 @@ from hbac.config import ExperimentConfig, to_dict
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history
+from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
 from hbac.features.extract import (
     FEATURES_VERSION,
@@ -281,7 +282,7 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
     ckpt: dict[str, Any] = {
         "kind": "features", "sklearn": dump_estimator(est), "config": to_dict(cfg), "epoch": 1, "stage": "stage1", "score": val_kl,
         "fold": fold, "n_params": n_params, "classes": classes, "channels": channels, "fs": fs, "n_times": n_times,
-        "feature_names": names, "features_version": FEATURES_VERSION,
+        "feature_names": names, "features_version": FEATURES_VERSION, "config_hash": experiment_hash(cfg),
     }
     _save(out / "best.pt", ckpt)
     atomic_write_csv(out / "history.csv", history)
@@ -289,7 +290,7 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
     oof = oof_frame(va, probs, classes, fold)
     atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0
-    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": val_kl, "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params})
+    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": val_kl, "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params, "config_hash": experiment_hash(cfg)})
     _save(last_path, {**ckpt, "elapsed_s": elapsed, "history": history.to_dict("records"), "complete": True})
     plot_history(history, out / "curve.png", title=f"{cfg.name} fold {fold}")
     log.info("fold %d done in %.0f s: train KL %.4f, val KL %.4f (n_votes>=10: %.4f), %s fitted parameters", fold, elapsed, train_kl, val_kl, val_kl_hi, f"{n_params:,}")

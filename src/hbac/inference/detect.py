@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.datasets.chbmit import read_any_edf, resolve_montage
 from hbac.datasets import get_adapter
 from hbac.datasets.bids import write_events_tsv
@@ -248,7 +248,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         cache = memo[key]
         if list(ckpt["channels"]) != cache.channels:
             raise ValueError(f"{path}: trained on channels {ckpt['channels']}, the montage gives {cache.channels}")
-        n_win = int(round(w.window_s * fs))
+        n_win = model_n_times(cfg, w.window_s, fs)  # model.window_s: a centred crop of the window
         if int(ckpt.get("n_times", n_win)) != n_win:
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
@@ -262,9 +262,9 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
                                 n_times=ckpt.get("n_times"))
             model.load_state_dict(ckpt["model"])
             model.to(device)
-            loader = DataLoader(WindowDataset(cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
+            loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
             p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
-                               progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
+                               offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
         total = p if total is None else total + p
     assert cache is not None and total is not None
     return cache, total / len(paths)

@@ -191,7 +191,7 @@ def test_fold_outputs_and_learning(trained):
     assert list(hist.columns) == ["epoch", "stage", "epoch_in_stage", "lr", "train_loss", "val_kl", "val_kl_min_votes", "time_s"]
     assert hist.val_kl.iloc[0] == pytest.approx(ck["score"])
     fj = json.loads((fold / "fold.json").read_text())
-    assert set(fj) == {"fold", "best_score", "best_epoch", "train_time_s", "n_params"}
+    assert set(fj) == {"fold", "best_score", "best_epoch", "train_time_s", "n_params", "config_hash"}
     assert (out / "features.npz").exists()
 
 

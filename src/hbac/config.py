@@ -49,6 +49,9 @@ class EEGParams:
     # channels zeroed, drop their rows, or stop with an error (hbac.cache.health); counted in meta.json either way
     bad_channels: Literal["zero", "drop", "error"] = "zero"
     bad_channels_max: int = 0
+    ica: bool = False  # ICA artifact removal (signals.ica: automatic EOG/EMG component rejection); costs time
+    ica_eog_corr: float = 0.6  # reject a component whose 0.1-3 Hz activity correlates this much with FP channels
+    ica_emg_ratio: float = 0.6  # reject a component with this share of its power above 20 Hz
 
 
 @dataclass
@@ -97,6 +100,9 @@ class DataConfig:
         for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
+        if not self.eeg.ica:  # ICA off: its thresholds change nothing (and caches built before it stay valid)
+            for k in ("ica", "ica_eog_corr", "ica_emg_ratio"):
+                d["eeg"].pop(k, None)
         return d
 
     def hash(self) -> str:

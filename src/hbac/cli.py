@@ -12,6 +12,10 @@ from hbac.procs import Terminated  # stdlib-only module: keeps --help fast
 
 log = logging.getLogger("hbac")
 
+# printed as one `error:` line (exit 2): ConfigError, DataError, CheckpointError are ValueErrors; CacheError,
+# DiskFullError, PermissionError, FileNotFoundError are OSErrors
+USER_ERRORS = (ValueError, OSError, KeyError)
+
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
@@ -76,20 +80,20 @@ def _output_flags(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))  # before the heavy imports: config errors come fast
     from hbac.cache.build import prepare
     from hbac.config import ExperimentConfig
 
-    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))
     path = prepare(cfg.data if isinstance(cfg, ExperimentConfig) else cfg, force=a.force)
     print(f"cache ready: {path}")
     return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
     from hbac.tasks import get_task
 
-    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))
     folds = [a.fold] if a.fold is not None else None
     result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
     print(f"outputs: {cfg.output_dir()}")
@@ -99,9 +103,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("ensemble",), overrides=_output_flags(a))
     from hbac.ensemble import run_ensemble
 
-    run_ensemble(load_cli_config(a, ("ensemble",), overrides=_output_flags(a)))
+    run_ensemble(cfg)
     return 0
 
 
@@ -287,8 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    # ConfigError, DataError, CheckpointError are ValueErrors; CacheError, DiskFullError, PermissionError are OSErrors
-    except (ValueError, OSError, KeyError) as e:
+    except USER_ERRORS as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -326,7 +330,7 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
 
         timings: dict[str, float] = {"imports": time.perf_counter() - t0}
         make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     total = time.perf_counter() - t0

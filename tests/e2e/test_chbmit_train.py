@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from hbac.config import ExperimentConfig, load_config
+from hbac.config import ExperimentConfig, load_config, with_overrides
 
 REPO = REPO_ROOT
 TINY = REPO / "configs" / "tiny"
@@ -33,12 +33,11 @@ def synth_chbmit(root: Path) -> Path:
 
 def tiny_chbmit_cfg(root: Path, config: str = "chbmit_1d.yaml", outputs: str = "outputs") -> ExperimentConfig:
     """The shipped tiny CHB-MIT experiment pointed at `root` (data, cache, outputs), with the test's folds/epochs."""
-    cfg = load_config(TINY / config)
-    cfg.data.data_dir = str(synth_chbmit(root))
-    cfg.data.cache_root = str(root / "cache")
-    cfg.output_root = str(root / outputs)
-    cfg.folds.n_folds = N_FOLDS
-    return cfg
+    return load_config(TINY / config, {
+        "data": {"data_dir": str(synth_chbmit(root)), "cache_root": str(root / "cache")},
+        "output_root": str(root / outputs),
+        "folds": {"n_folds": N_FOLDS},
+    })
 
 
 def trained_chbmit(root: Path) -> ExperimentConfig:
@@ -164,11 +163,9 @@ def test_time_ordered_folds_train_only_on_earlier_data(tmp_path_factory):
     from hbac.engine.experiment import train_experiment
 
     root = shared_root(tmp_path_factory)
-    cfg = tiny_chbmit_cfg(root, outputs="outputs_time")
-    cfg.name = "tiny_chbmit_1d_time"
-    cfg.folds.scheme = "time"
-    cfg.train.epochs = 1
-    cfg.train.max_steps_per_epoch = 2
+    cfg = with_overrides(tiny_chbmit_cfg(root, outputs="outputs_time"), {
+        "name": "tiny_chbmit_1d_time", "folds": {"scheme": "time"}, "train": {"epochs": 1, "max_steps_per_epoch": 2},
+    })
     cache, sel, folds = experiment_table(cfg)
     assert sorted(sel["fold"].unique()) == [-1, 0, 1]  # -1: the first block of each patient, training-only history
     for k in range(N_FOLDS):

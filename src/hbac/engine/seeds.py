@@ -7,14 +7,13 @@ the seeds' OOF predictions and inference averages every `fold{k}/seed{s}/best.pt
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from typing import Any
 
 import pandas as pd
 
-from hbac.config import ExperimentConfig
+from hbac.config import ExperimentConfig, with_overrides
 from hbac.engine.fold import train_fold
 from hbac.engine.outputs import average_oofs, write_json_strict
 from hbac.io import atomic_write_csv
@@ -29,7 +28,7 @@ def train_fold_seeds(cfg: ExperimentConfig, fold: int, resume: bool = False, dat
     fold_dir = cfg.output_dir() / f"fold{fold}"
     oofs, infos = [], {}
     for s in seeds:
-        cfg_s = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s))
+        cfg_s = with_overrides(cfg, {"train": {"seed": s}}, f"{cfg.name} (seed {s})")  # a derived config, re-validated
         log.info("fold %d: seed %d (%d of %d)", fold, s, len(oofs) + 1, len(seeds))
         oofs.append(train_fold(cfg_s, fold, resume=resume, data=data, progress=progress, out_dir=fold_dir / f"seed{s}"))
         infos[str(s)] = json.loads((fold_dir / f"seed{s}" / "fold.json").read_text())

@@ -181,7 +181,8 @@ def read_preprocessed(edf: Path, data: DataConfig, fs: float) -> tuple[np.ndarra
     native = bool(np.all(rates == rates[0]))
     x, fs_in, names = read_any_edf(edf, fs_out=None if native else fs, montage=e.montage)
     y = preprocess(x, float(fs_in), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv,
-                   standardize=e.standardize, fs_out=fs)
+                   standardize=e.standardize, fs_out=fs, ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None,
+                   channels=names)
     return y, names
 
 

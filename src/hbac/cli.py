@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hbac.procs import Terminated  # stdlib-only module: keeps --help fast
+
 log = logging.getLogger("hbac")
+
+# printed as one `error:` line (exit 2): ConfigError, DataError, CheckpointError are ValueErrors; CacheError,
+# DiskFullError, PermissionError, FileNotFoundError are OSErrors
+USER_ERRORS = (ValueError, OSError, KeyError)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -74,31 +80,33 @@ def _output_flags(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))  # before the heavy imports: config errors come fast
     from hbac.cache.build import prepare
     from hbac.config import ExperimentConfig
 
-    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))
     path = prepare(cfg.data if isinstance(cfg, ExperimentConfig) else cfg, force=a.force)
     print(f"cache ready: {path}")
     return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
+    from hbac.tasks import get_task
 
-    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))
     folds = [a.fold] if a.fold is not None else None
-    result = train_experiment(cfg, folds=folds, resume=a.resume)
+    result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
-        print(f"CV KL: {result['cv']:.4f}   (n_votes >= 10: {result.get('cv_min_votes', float('nan')):.4f})")
+        print(f"CV {get_task(result['task']).headline(result)}")
     return 0
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("ensemble",), overrides=_output_flags(a))
     from hbac.ensemble import run_ensemble
 
-    run_ensemble(load_cli_config(a, ("ensemble",), overrides=_output_flags(a)))
+    run_ensemble(cfg)
     return 0
 
 
@@ -110,11 +118,11 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from hbac.tasks.kl import score_oof_file
+    from hbac.tasks.registry import score_oof_file
 
-    res = score_oof_file(Path(a.oof), min_votes=a.min_votes)
-    for k, v in res.items():
-        print(f"{k:>20}: {v:.5f}" if isinstance(v, float) else f"{k:>20}: {v}")
+    task, res = score_oof_file(Path(a.oof), min_votes=a.min_votes, threshold=a.threshold)
+    print(f"{'task':>20}: {task.title()}")
+    print("\n".join(task.report_lines(res)))
     return 0
 
 
@@ -183,6 +191,58 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kaggle(a: argparse.Namespace) -> int:
+    import hbac.kaggle as kg  # lazy: pulls in the cache builder and the models (torch)
+
+    if a.kaggle_command == "download":
+        kg.download(a.competition, Path(a.to or f"inputs/{a.competition}"), force=a.force, dry_run=a.dry_run, keep_zip=a.keep_zip)
+    elif a.kaggle_command == "bundle":
+        kg.bundle(Path(a.outputs), a.experiments, Path(a.out), dataset_id=a.id, title=a.title, deps=not a.no_deps,
+                  dry_run=a.dry_run)
+    elif a.kaggle_command == "upload":
+        kg.upload(Path(a.bundle_dir), notes=a.notes, dry_run=a.dry_run)
+    elif a.kaggle_command == "push-notebook":
+        kg.push_notebook(a.name, dataset=a.dataset, kernel_id=a.id, competition=a.competition, notebooks=Path(a.notebooks),
+                         out=Path(a.out) if a.out else None, dry_run=a.dry_run)
+    else:
+        kg.status(a.competition, n=a.n, dry_run=a.dry_run)
+    return 0
+
+
+def _add_kaggle_parser(sub: Any) -> None:
+    """`kaggle download|bundle|upload|push-notebook|status`, each with --dry-run."""
+    k = sub.add_parser("kaggle", help="the Kaggle loop: download, bundle, upload, push-notebook, status (kaggle package)")
+    ks = k.add_subparsers(dest="kaggle_command", required=True, metavar="STEP")
+    s = ks.add_parser("download", help="fetch and unzip the competition data, then check its layout")
+    s.add_argument("competition", nargs="?", default="hms", help="'hms' or a competition slug (default hms)")
+    s.add_argument("--to", default=None, help="folder (default inputs/<competition>)")
+    s.add_argument("--force", action="store_true", help="download again even when complete")
+    s.add_argument("--keep-zip", action="store_true", help="keep the zip after unpacking it")
+    s = ks.add_parser("bundle", help="a folder ready to be a Kaggle dataset: wheels, checkpoints, configs, timm weights")
+    s.add_argument("--experiments", nargs="+", default=None, help="experiments/ensembles (default: the best HMS entry)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default="kaggle_bundle", help="bundle folder (default: kaggle_bundle)")
+    s.add_argument("--id", default=None, help="dataset USER/SLUG (default: $KAGGLE_USERNAME/hbac-bundle)")
+    s.add_argument("--title", default="hbac bundle", help="dataset title")
+    s.add_argument("--no-deps", action="store_true", help="only the hbac wheel (the image has every dependency)")
+    s = ks.add_parser("upload", help="create the bundle's dataset, or add a version")
+    s.add_argument("bundle_dir", help="folder written by `kaggle bundle`")
+    s.add_argument("--notes", default="new version", help="version notes")
+    s = ks.add_parser("push-notebook", help="write kernel-metadata.json (GPU on, internet off) and push a notebook")
+    s.add_argument("name", help="notebook name under notebooks/, e.g. hms_submit")
+    s.add_argument("--dataset", default=None, help="bundle dataset USER/SLUG (default: $KAGGLE_USERNAME/hbac-bundle)")
+    s.add_argument("--id", default=None, help="kernel USER/SLUG (default: $KAGGLE_USERNAME/<name>)")
+    s.add_argument("--competition", default="hms")
+    s.add_argument("--notebooks", default="notebooks", help="folder of the .ipynb files")
+    s.add_argument("--out", default=None, help="staging folder (default build/kaggle/<name>)")
+    s = ks.add_parser("status", help="the latest submissions and their scores")
+    s.add_argument("competition", nargs="?", default="hms")
+    s.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    for s in ks.choices.values():
+        s.add_argument("--dry-run", action="store_true", help="print what would be sent; no network")
+    k.set_defaults(func=cmd_kaggle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hbac", description="EEG classification pipeline (HMS HBAC, CHB-MIT).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -213,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
     s.add_argument("--cache-root", help="cache folder (overrides the config)")
     s.add_argument("--outputs", help="outputs folder (default: outputs)")
@@ -228,9 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
     s.set_defaults(func=cmd_leaderboard)
 
-    s = sub.add_parser("score", help="score an OOF file (KL on all rows and on n_votes >= 10)")
+    s = sub.add_parser("score", help="score an OOF file by its task's metrics (HMS: KL on all rows and on n_votes >= 10; "
+                                     "seizure: event F1, AUROC, sensitivity, precision, FP/24h)")
     s.add_argument("oof", help="OOF CSV with <class>_vote and <class>_pred columns")
-    s.add_argument("--min-votes", type=int, default=10)
+    s.add_argument("--min-votes", type=int, default=10, help="HMS: the n_votes subset (default 10)")
+    s.add_argument("--threshold", type=float, default=None, help="seizure: event threshold (default: the event-F1-best)")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("demo", help="the whole pipeline on synthetic data (minutes on a CPU)")
@@ -273,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised copy")
     s.add_argument("--out", default=None, help="folder for model.onnx (default: <experiment>/export)")
     s.set_defaults(func=cmd_export)
+    _add_kaggle_parser(sub)
     return p
 
 
@@ -281,13 +345,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    # ConfigError, DataError, CheckpointError are ValueErrors; CacheError, DiskFullError, PermissionError are OSErrors
-    except (ValueError, OSError, KeyError) as e:
+    except USER_ERRORS as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command turns it into hbac.procs.Terminated
+        if args.verbose:
+            raise
+        print(f"interrupted: {e or 'Ctrl-C'} (temp files removed; run the command again to continue)", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 def build_submit_parser() -> argparse.ArgumentParser:
@@ -315,7 +383,7 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
 
         timings: dict[str, float] = {"imports": time.perf_counter() - t0}
         make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     total = time.perf_counter() - t0

@@ -27,7 +27,7 @@ from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.outputs import oof_frame, plot_history, save_checkpoint
-from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
+from hbac.engine.runtime import amp_dtype, device_auto, grad_scaler, place_model, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.io import atomic_write_csv, atomic_write_json
 from hbac.models import build_model, count_parameters
@@ -74,7 +74,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     n_times = int(round(float(va["duration_s"].iloc[0]) * cache.fs))
 
     seed_everything(_fold_seed(cfg, fold, -1))
-    model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
+    model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times)
+    model = place_model(model, device)
     n_params = count_parameters(model)
     if hasattr(model, "set_spec_augment"):  # masks on the in-model EEG spectrogram (training mode only)
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
@@ -85,7 +86,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     va_targets = va[vcols].to_numpy(np.float64)
     hi_mask = va["n_votes"].to_numpy() >= 10
     dt = amp_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
+    scaler = grad_scaler(dt)
     log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s", fold, len(tr), len(va), f"{n_params:,}", device, f", amp {dt}" if dt else "")
 
     # resume state

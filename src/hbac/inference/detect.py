@@ -33,7 +33,7 @@ from hbac.datasets.chbmit import read_any_edf, resolve_montage
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto
+from hbac.engine.runtime import device_auto, place_model
 from hbac.errors import DataError
 from hbac.features.baseline import predict_features
 from hbac.inference.predict import member_folds, resolve_members
@@ -240,7 +240,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
                                 n_times=ckpt.get("n_times"))
             model.load_state_dict(ckpt["model"])
-            model.to(device)
+            model = place_model(model, device)
             loader = DataLoader(WindowDataset(cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
             p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
                                progress=progress, desc=f"{exp_dir.name} {path.parent.name}")

@@ -16,7 +16,7 @@ from hbac.config import ExperimentConfig, from_dict, load_config
 from hbac.data.dataset import WindowDataset
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto
+from hbac.engine.runtime import device_auto, place_model
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
@@ -97,7 +97,7 @@ def predict_experiment(
             continue
         model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
         model.load_state_dict(ckpt["model"])
-        model.to(device)
+        model = place_model(model, device)
         use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
         ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec)
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)

@@ -14,9 +14,12 @@ import pandas as pd
 from hbac.datasets.hms import (
     HMS_CLASSES,
     HMS_VOTE_COLS,
+    eeg_path,
     find_kaggle_dir,
     read_test_csv,
+    spec_path,
 )
+from hbac.errors import DataError
 from hbac.inference.predict import class_prior, predict_experiment, resolve_members
 from hbac.io import atomic_write_csv
 
@@ -31,9 +34,14 @@ def make_submission(
     out: Path = Path("submission.csv"),
     batch_size: int = 32,
     progress: bool = True,
+    allow_prior_fallback: bool = False,
 ) -> pd.DataFrame:
     """Offline inference on `test.csv` → `submission.csv` (columns of sample_submission.csv,
-    one row per test eeg_id in test.csv order, rows summing to 1)."""
+    one row per test eeg_id in test.csv order, rows summing to 1).
+
+    A test EEG that cannot be read (missing or unreadable EEG / spectrogram file) is a
+    `DataError` naming the files; with `allow_prior_fallback` its row is the class prior instead.
+    """
 
 
     data_dir = Path(data_dir) if data_dir else (find_kaggle_dir() or Path("inputs/hms"))
@@ -55,8 +63,10 @@ def make_submission(
             ok = ~np.isnan(idx)
             full[ok] = probs[idx[ok].astype(int)]
             if (~ok).any():
-                bad = test.loc[~ok, "eeg_id"].tolist()
-                log.warning("%s: %d test EEG(s) could not be read, predicting the class prior for them: %s", name, len(bad), bad[:5])
+                msg = f"{name}: {int((~ok).sum())} of {len(test)} test EEG(s) could not be read: {unreadable_files(data_dir, test.loc[~ok])}"
+                if not allow_prior_fallback:
+                    raise DataError(msg + "; fix the files, or pass --allow-prior-fallback to predict the class prior for them")
+                log.warning("%s; predicting the class prior for them (--allow-prior-fallback)", msg)
             blend += (w / wsum) * full
     blend = blend / blend.sum(axis=1, keepdims=True)
     sub = pd.DataFrame({"eeg_id": test["eeg_id"].to_numpy()})
@@ -66,6 +76,15 @@ def make_submission(
     atomic_write_csv(out, sub)
     log.info("wrote %s (%d rows)", out, len(sub))
     return sub
+
+
+def unreadable_files(data_dir: Path, rows: pd.DataFrame, n: int = 5) -> str:
+    """'test_eegs/1.parquet (missing), test_spectrograms/2.parquet, …' for test rows that were not predicted."""
+    out = []
+    for r in rows.head(n).itertuples():
+        for p in (eeg_path(data_dir, int(r.eeg_id), "test"), spec_path(data_dir, int(r.spectrogram_id), "test")):
+            out.append(f"{p}{'' if p.exists() else ' (missing)'}")
+    return ", ".join(out) + (f" (+{len(rows) - n} more rows)" if len(rows) > n else "")
 
 
 def submit_main(argv: Optional[list[str]] = None) -> int:
@@ -78,11 +97,14 @@ def submit_main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--experiment", default=None, help="use one experiment instead of an ensemble")
     p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--allow-prior-fallback", action="store_true",
+                   help="predict the class prior for test EEGs that cannot be read (default: stop with an error naming them)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size,
+                        allow_prior_fallback=a.allow_prior_fallback)
+    except (FileNotFoundError, ValueError, KeyError) as e:  # DataError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"submission written to {a.out}")

@@ -223,7 +223,10 @@ class Spec2DModel(FlipMixin, nn.Module):
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → pooled features (B, num_features)."""
-        f = self.backbone.forward_features(self.image(batch))
+        img = self.image(batch)
+        if img.is_cuda:  # NHWC matches the channels_last weights set by engine.runtime.place_model
+            img = img.contiguous(memory_format=torch.channels_last)
+        f = self.backbone.forward_features(img)
         f = self.backbone.forward_head(f, pre_logits=True)  # e.g. ConvNeXt's final norm; keeps (B, F, h, w)
         if f.dim() != 4:
             raise ValueError(f"model.backbone: {type(self.backbone).__name__} gives {f.dim()}D features; GeM needs a CNN (B, F, h, w) map")

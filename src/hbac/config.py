@@ -29,7 +29,11 @@ class EEGParams:
     nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
     bandpass: Optional[list[float]] = field(default_factory=lambda: [0.5, 20.0])  # Hz, null = off
     notch_hz: Optional[float] = None  # e.g. 60 for CHB-MIT, 50/60 for mains
-    clip_uv: Optional[float] = 1024.0  # symmetric clip after filtering, null = off
+    # where bandpass/notch run: `recording` = on each whole recording at prepare (CHB-MIT: detect
+    # filters whole EDFs too); `window` = the cache keeps the signal unfiltered and the model filters
+    # each window on its device (HMS: test EEGs are 50 s files, so training must filter 50 s windows)
+    filter_on: Literal["recording", "window"] = "recording"
+    clip_uv: Optional[float] = 1024.0  # symmetric clip (after filtering when filter_on is recording), null = off
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = None  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
@@ -72,7 +76,16 @@ class DataConfig:
         for k in ("name", "cache_root", "workers"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
+        if self.eeg.filter_on == "window":  # applied by the model, not stored in the cache
+            d["eeg"].pop("bandpass")
+            d["eeg"].pop("notch_hz")
         return d
+
+    def window_filter(self) -> Optional[dict[str, Any]]:
+        """{bandpass, notch_hz} that models apply per window (filter_on: window), or None."""
+        if self.eeg.filter_on != "window" or not (self.eeg.bandpass or self.eeg.notch_hz):
+            return None
+        return {"bandpass": self.eeg.bandpass, "notch_hz": self.eeg.notch_hz}
 
     def hash(self) -> str:
         return params_hash(self.hash_params())
@@ -102,7 +115,9 @@ class SpecParams:
     kind: Literal["stft", "mel"] = "mel"
     n_fft: int = 1024
     hop: int = 50
-    win_length: Optional[int] = None
+    # 128 samples (0.64 s at 200 Hz) zero-padded to n_fft, as the top HMS solutions' mel images
+    # (Chris Deotte's EEG-to-spectrogram notebook: librosa n_fft 1024, win_length 128); null = n_fft
+    win_length: Optional[int] = 128
     n_mels: int = 128
     fmin: float = 0.0
     fmax: float = 20.0
@@ -120,6 +135,10 @@ class OneDParams:
     downsample: int = 4  # stride of each stage
     pooling: Literal["avg", "gru", "attention"] = "gru"
     hidden: int = 128
+    # fixed input scaling: eeg / input_scale (µV). 32 as Chris Deotte's WaveNet starter (clip ±1024 µV,
+    # / 32): bipolar EEG has a std of ~10-50 µV, so inputs are O(1) and amplitude differences survive
+    # (a per-sample std would erase them). Set 1.0 for caches built with eeg.standardize.
+    input_scale: float = 32.0
 
 
 @dataclass
@@ -134,6 +153,10 @@ class ModelConfig:
     drop_rate: float = 0.2
     gem_p: float = 3.0
     in_chans: int = 3
+    # Kaggle spectrogram normalisation, computed in the model: standardize = the starter notebook
+    # (log of the power clipped to e^-4 … e^8, per-image standardisation, NaN → 0 after normalising);
+    # fixed = log(clip(x, 1e-4, 1e4)) scaled to [-1, 1] by constants
+    kaggle_spec_norm: Literal["standardize", "fixed"] = "standardize"
     features_model: Literal["logreg", "hgb"] = "hgb"  # kind == features
 
 

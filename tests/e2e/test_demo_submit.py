@@ -32,7 +32,7 @@ def check_submission(sub: pd.DataFrame, data_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from hbac.demo import run_demo
+    from hbac.demo.hms import run_demo
 
     wd = tmp_path_factory.mktemp("demo")
     run_demo(wd, tiny=True, progress=False)
@@ -47,6 +47,10 @@ def test_demo_end_to_end(demo: Path) -> None:
     assert set(weights) == {"tiny_hms_2d", "tiny_hms_1d"} and abs(sum(weights.values()) - 1) < 1e-6
     lb = pd.read_csv(demo / "outputs" / "leaderboard.csv")
     assert {"tiny_hms_2d", "tiny_hms_1d", "tiny_ensemble"} <= set(lb["name"])
+    # the blend scores at least as well as its best member on the common row set it was fitted on
+    ens = json.loads((demo / "outputs" / "tiny_ensemble" / "scores.json").read_text())
+    assert ens["fit_kl"] <= min(m["fit_kl"] for m in ens["members"].values()) + 1e-6
+    assert {json.loads((demo / "outputs" / e / "scores.json").read_text())["n_rows"] for e in weights} == {ens["n_rows"]}
     for exp in ("tiny_hms_2d", "tiny_hms_1d"):
         for k in range(3):
             assert (demo / "outputs" / exp / f"fold{k}" / "best.pt").exists()

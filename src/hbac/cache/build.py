@@ -244,7 +244,9 @@ def _work_one(task: tuple) -> tuple:
             if x.shape[0] != n_chans:
                 raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
             e = cfg.eeg
-            y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
+            per_rec = e.filter_on == "recording"  # `window`: the model filters each window (DataConfig.window_filter)
+            y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass if per_rec else None, notch_hz=e.notch_hz if per_rec else None,
+                           clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
             del x
             if y.shape[1] != n_out:
                 raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, its header promised {n_out}")

@@ -102,6 +102,14 @@ class Cache:
         return f"Cache({str(self.path)!r}, {len(self)} samples, {len(self.channels)} channels at {self.fs:g} Hz)"
 
     @property
+    def window_filter(self) -> Optional[dict[str, Any]]:
+        """{bandpass, notch_hz} the model must apply to each window (cache built with eeg.filter_on: window), or None."""
+        eeg = (self.meta.get("config") or {}).get("eeg") or {}
+        if eeg.get("filter_on", "recording") != "window" or not (eeg.get("bandpass") or eeg.get("notch_hz")):
+            return None
+        return {"bandpass": eeg.get("bandpass"), "notch_hz": eeg.get("notch_hz")}
+
+    @property
     def has_spec(self) -> bool:
         return bool(self.meta.get("spec_shape"))
 

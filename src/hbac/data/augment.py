@@ -1,4 +1,4 @@
-"""Augmentations: spectrogram masks and mixup."""
+"""Augmentations: mixup (spectrogram masks run inside the models, `hbac.models.layers.random_axis_mask`)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,21 +7,6 @@ import numpy as np
 import torch
 
 from hbac.config import AugmentConfig
-
-
-def mask_spec(spec: np.ndarray, aug: AugmentConfig) -> np.ndarray:
-    """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to 0."""
-    spec = spec.copy()
-    _, f, t = spec.shape
-    if aug.time_mask > 0 and np.random.rand() < aug.time_mask:
-        w = np.random.randint(1, max(2, t // 8))
-        s = np.random.randint(0, t - w)
-        spec[:, :, s : s + w] = 0.0
-    if aug.freq_mask > 0 and np.random.rand() < aug.freq_mask:
-        w = np.random.randint(1, max(2, f // 8))
-        s = np.random.randint(0, f - w)
-        spec[:, s : s + w, :] = 0.0
-    return spec
 
 
 def mixup(batch: dict[str, torch.Tensor], alpha: float, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:

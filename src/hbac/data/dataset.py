@@ -13,16 +13,16 @@ from torch.utils.data import Dataset
 
 from hbac.cache.format import SPEC_STEPS
 from hbac.config import AugmentConfig
-from hbac.data.augment import mask_spec
 from hbac.data.selection import vote_columns
-from hbac.datasets.kaggle_spec import kaggle_spec_image
+from hbac.datasets.kaggle_spec import kaggle_spec_regions
 from hbac.signals.montage import SPEC_REGIONS, flip_permutation
 
 
 class WindowDataset(Dataset):
     """Windows of a cache, one per row of `table` (a subset of the cache's samples table).
 
-    Item: dict with `eeg` (C, T) float32, optionally `kaggle_spec` (4, 100, 300) float32,
+    Item: dict with `eeg` (C, T) float32 µV as cached, optionally `kaggle_spec` (4, 100, 300) float32
+    raw power (NaN past its file's end; models normalise both on their device, `hbac.models.inputs`),
     `target` (K,) float32 soft labels, `weight` () float32, `index` () int64 (row in `table`).
     """
 
@@ -75,7 +75,7 @@ class WindowDataset(Dataset):
             end = min(r + SPEC_STEPS, int(self.spec_end[i]))
             chunk = np.asarray(self.cache.spec[r:end], dtype=np.float32)
             raw[: len(chunk)] = chunk
-        return kaggle_spec_image(raw)
+        return kaggle_spec_regions(raw)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         aug = self.augment
@@ -85,10 +85,7 @@ class WindowDataset(Dataset):
             shift = int(np.random.randint(-m, m + 1))
         item: dict[str, Any] = {"eeg": self._eeg(i, shift)}
         if self.use_kaggle_spec:
-            spec = self._spec(i)
-            if aug is not None:
-                spec = mask_spec(spec, aug)
-            item["kaggle_spec"] = spec
+            item["kaggle_spec"] = self._spec(i)  # time/frequency masks: in the model, after normalising
         if aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip:
             item["eeg"] = item["eeg"][self.eeg_perm]
             if "kaggle_spec" in item:

@@ -23,7 +23,7 @@ from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import WindowDataset
 from hbac.data.selection import vote_columns
-from hbac.data.split import experiment_table, fold_split, sample_weights
+from hbac.data.split import experiment_table, fold_rows, sample_weights, select_training
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.outputs import oof_frame, plot_history, save_checkpoint
@@ -48,11 +48,13 @@ class Stage:
     lr: float
 
 
-def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
-    stages = [Stage("stage1", tr, cfg.train.epochs, cfg.train.lr)]
+def training_stages(cfg: ExperimentConfig, rows: pd.DataFrame) -> list[Stage]:
+    """Stage 1 on the selection of all training `rows`; stage 2 on the selection of the rows whose
+    own label had >= stage2.min_votes votes (filtered before `per_eeg` aggregates them)."""
+    stages = [Stage("stage1", select_training(cfg, rows), cfg.train.epochs, cfg.train.lr)]
     s2 = cfg.train.stage2
     if s2.enabled:
-        hi = tr[tr.n_votes >= s2.min_votes].reset_index(drop=True)
+        hi = select_training(cfg, rows, min_votes=s2.min_votes)
         if len(hi) == 0:
             log.warning("stage 2: no training rows with n_votes >= %d; skipped", s2.min_votes)
         else:
@@ -63,8 +65,11 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
 def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True) -> pd.DataFrame:
     """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF."""
 
-    cache, sel, folds = data if data is not None else experiment_table(cfg)
-    tr, va = fold_split(cfg, sel, folds, fold)
+    cache, table, folds = data if data is not None else experiment_table(cfg)
+    tr, va = fold_rows(cfg, table, folds, fold)  # va: every labelled row of the fold, whatever the selection
+    stages = training_stages(cfg, tr)
+    if len(stages[0].table) == 0 or len(va) == 0:
+        raise ValueError(f"fold {fold}: {len(stages[0].table)} training rows, {len(va)} validation rows")
     out = cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
@@ -74,20 +79,20 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     n_times = int(round(float(va["duration_s"].iloc[0]) * cache.fs))
 
     seed_everything(_fold_seed(cfg, fold, -1))
-    model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times)
+    model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times,
+                        window_filter=cache.window_filter)
     model = place_model(model, device)
     n_params = count_parameters(model)
     if hasattr(model, "set_spec_augment"):  # masks on the in-model EEG spectrogram (training mode only)
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
     loss_fn = build_loss(cfg.train)
-    stages = _stages(cfg, tr)
     va_ds = WindowDataset(cache, va, use_kaggle_spec=use_spec)
     va_loader = make_loader(cfg, va_ds, train=False)
     va_targets = va[vcols].to_numpy(np.float64)
     hi_mask = va["n_votes"].to_numpy() >= 10
     dt = amp_dtype(cfg.train.amp, device)
     scaler = grad_scaler(dt)
-    log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s", fold, len(tr), len(va), f"{n_params:,}", device, f", amp {dt}" if dt else "")
+    log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s", fold, len(stages[0].table), len(va), f"{n_params:,}", device, f", amp {dt}" if dt else "")
 
     # resume state
     history: list[dict[str, Any]] = []
@@ -183,7 +188,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
                 save_checkpoint(out / "best.pt", {
                     "model": eval_model.state_dict(), "config": to_dict(cfg), "epoch": global_epoch + 1,
                     "stage": st.name, "score": val_kl, "fold": fold, "n_params": n_params, "classes": classes,
-                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times,
+                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times, "window_filter": cache.window_filter,
                 })
             log.info(
                 "fold %d %s epoch %d/%d: train loss %.4f, val KL %.4f (n_votes>=10: %.4f)%s",

@@ -238,7 +238,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             if use_spec:
                 raise ValueError(f"{path}: the model reads Kaggle spectrograms, which an EDF does not have")
             model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
-                                n_times=ckpt.get("n_times"))
+                                n_times=ckpt.get("n_times"), window_filter=cache.window_filter)
             model.load_state_dict(ckpt["model"])
             model = place_model(model, device)
             loader = DataLoader(WindowDataset(cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)

@@ -95,7 +95,8 @@ def predict_experiment(
             p = predict_features(ckpt, cache, cache.samples, progress=progress)
             total = p if total is None else total + p
             continue
-        model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
+        model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"],
+                            window_filter=cache.window_filter)
         model.load_state_dict(ckpt["model"])
         model = place_model(model, device)
         use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs

@@ -2,7 +2,8 @@
 
 Image layout (one grey image, replicated to `in_chans`):
 
-- `kaggle_spec` (B, 4, 100, 300), regions LL, RL, LP, RP → 2x2 tiles [[LL, RL], [LP, RP]] → (200, 600).
+- `kaggle_spec` (B, 4, 100, 300) raw power, regions LL, RL, LP, RP → normalised in the model
+  (`models.inputs.normalise_kaggle_spec`) → 2x2 tiles [[LL, RL], [LP, RP]] → (200, 600).
 - `eeg_spec`: `signals.EEGSpectrogram` on the montage → (B, C, H, W). When the channels contain
   the four double-banana chains (HMS or CHB-MIT names) the 4 pairs of each chain are averaged
   and the chains tiled 2x2 like the Kaggle image → (2H, 2W); other channel sets are tiled in a
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict
 
 from hbac.config import ModelConfig, to_dict
+from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin, GeM, random_axis_mask
 from hbac.signals.montage import BANANA_CHAINS
 from hbac.signals.spectrogram import EEGSpectrogram
@@ -123,10 +125,12 @@ class Spec2DModel(FlipMixin, nn.Module):
         fs: float,
         n_times: Optional[int] = None,
         head: bool = True,
+        window_filter: Optional[dict] = None,
     ) -> None:
         super().__init__()
         self.channels = list(channels)
         self.n_classes = n_classes
+        self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)
         self.inputs = list(cfg.inputs)
         if not self.inputs:
             raise ValueError("model.inputs: empty; use kaggle_spec and/or eeg_spec")
@@ -145,6 +149,8 @@ class Spec2DModel(FlipMixin, nn.Module):
             sp = to_dict(cfg.spec)
             if n_times is not None and sp["n_fft"] // 2 >= n_times:
                 raise ValueError(f"model.spec.n_fft: {sp['n_fft']} is too long for {n_times}-sample windows")
+            if sp["win_length"] is not None and not 0 < sp["win_length"] <= sp["n_fft"]:
+                raise ValueError(f"model.spec.win_length: {sp['win_length']} must be in 1 … n_fft ({sp['n_fft']})")
             self.spec = EEGSpectrogram(fs, **sp)
             idx = chain_indices(self.channels)
             if idx is not None:
@@ -175,8 +181,7 @@ class Spec2DModel(FlipMixin, nn.Module):
     def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0) -> None:
         """Probabilities of one random time / frequency mask per sample on the EEG spectrogram, training mode only.
 
-        Only `eeg_spec` is masked here, because it only exists inside the model; `hbac.data` masks
-        `kaggle_spec` when it loads it.
+        Both images are masked here, on the device, after their normalisation.
         """
         self.time_mask, self.freq_mask = float(time_mask), float(freq_mask)
 
@@ -202,8 +207,8 @@ class Spec2DModel(FlipMixin, nn.Module):
         return tile_grid(s, self.grid_cols)
 
     def kaggle_image(self, spec: torch.Tensor) -> torch.Tensor:
-        """(B, 4, 100, 300) Kaggle spectrogram regions → (B, 200, 600) image."""
-        return tile_2x2(spec.float())
+        """(B, 4, 100, 300) normalised Kaggle spectrogram regions → (B, 200, 600) image."""
+        return tile_2x2(self._augment(spec.float()))
 
     def image(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → (B, in_chans, H, W) backbone input."""
@@ -222,7 +227,7 @@ class Spec2DModel(FlipMixin, nn.Module):
         return img[:, None].expand(-1, self.in_chans, -1, -1)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch → pooled features (B, num_features)."""
+        """batch after `input_stage` → pooled features (B, num_features)."""
         img = self.image(batch)
         if img.is_cuda:  # NHWC matches the channels_last weights set by engine.runtime.place_model
             img = img.contiguous(memory_format=torch.channels_last)
@@ -234,4 +239,4 @@ class Spec2DModel(FlipMixin, nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes) (or features (B, num_features) when built with head=False)."""
-        return self.head(self.drop(self.forward_features(batch)))
+        return self.head(self.drop(self.forward_features(self.input_stage(batch))))

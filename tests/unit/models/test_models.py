@@ -150,7 +150,8 @@ def test_spec_augment_only_in_training() -> None:
     zero_cols = (eeg_part == 0).all(dim=1)  # (B, W): a time mask zeros whole columns of every chain
     assert zero_cols.any(dim=1).all()
     assert not (eeg_part == 0).all(dim=2).any()  # no frequency mask asked for
-    assert not (kaggle_part == 0).all(dim=1).any()  # kaggle_spec is masked by hbac.data, not here
+    k = model.kaggle_image(b["kaggle_spec"])  # the Kaggle image is masked here too (before its resize to the EEG width)
+    assert (k == 0).all(dim=1).any(dim=1).all()
     model.eval()
     assert not (model.image(b)[:, 0, 40:] == 0).all(dim=1).any()
 
@@ -166,12 +167,13 @@ def test_1d_poolings(pooling: str, n_times: int) -> None:
     check_forward_backward(model, {"eeg": torch.randn(2, 16, n_times) * 100}, 6)
 
 
-def test_1d_is_scale_invariant() -> None:
+def test_1d_fixed_scaling_keeps_amplitude() -> None:
     cfg = ModelConfig(kind="1d", oned=small_oned("attention"))
     model = build_model(cfg, 6, HMS_CH, FS, T).eval()
-    x = torch.randn(2, 16, T)
+    x = torch.randn(2, 16, T) * 30.0
+    torch.testing.assert_close(model.scale(x), x / 32.0)  # a constant, not the sample's own std
     with torch.no_grad():
-        torch.testing.assert_close(model({"eeg": x}), model({"eeg": x * 300.0}), rtol=1e-3, atol=1e-3)
+        assert not torch.allclose(model({"eeg": x}), model({"eeg": x * 4.0}), atol=1e-3)  # a 4x larger EEG is a different input
 
 
 def test_multimodal_uses_both_branches() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -194,6 +195,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+
+def build_submit_parser() -> argparse.ArgumentParser:
+    """Arguments of `python submit.py` (parsed before anything heavy is imported, so --help is instant)."""
+    p = argparse.ArgumentParser(prog="python submit.py", description="Offline inference on test.csv → submission.csv.")
+    p.add_argument("--data-dir", default=None, help="competition folder (default: the Kaggle input folder when present, else inputs/hms)")
+    p.add_argument("--outputs", default="outputs", help="folder of trained experiments (default: outputs)")
+    p.add_argument("--ensemble", default=None, help="ensemble to use (default: the best HMS entry on the leaderboard)")
+    p.add_argument("--experiment", default=None, help="use one experiment instead of an ensemble")
+    p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--profile", action="store_true", help="print where the time went (imports, cache, model load, forward, write)")
+    p.add_argument("--allow-prior-fallback", action="store_true",
+                   help="predict the class prior for test EEGs that cannot be read (default: stop with an error naming them)")
+    return p
+
+
+def submit_main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python submit.py`: parse, then import the inference code and write the submission."""
+    t0 = time.perf_counter()
+    a = build_submit_parser().parse_args(argv)
+    _setup_logging(False)
+    try:
+        from hbac.inference.submit import (
+            make_submission,  # torch and the models: imported only to run
+        )
+
+        timings: dict[str, float] = {"imports": time.perf_counter() - t0}
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings,
+                        allow_prior_fallback=a.allow_prior_fallback)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    total = time.perf_counter() - t0
+    split = ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f} %)" for k, v in timings.items())
+    log.info("submit.py took %.2f s: %s; other %.2f s", total, split, total - sum(timings.values()))
+    if a.profile:
+        print(f"time split (total {total:.2f} s):")
+        for k, v in list(timings.items()) + [("other", total - sum(timings.values()))]:
+            print(f"  {k:>10}: {v:7.2f} s  {100 * v / total:5.1f} %")
+    print(f"submission written to {a.out}")
+    return 0
 
 
 if __name__ == "__main__":

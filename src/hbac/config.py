@@ -10,12 +10,14 @@ import hashlib
 import json
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from hbac.datasets import adapter_for
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_text
 
@@ -54,7 +56,7 @@ class DataConfig:
     """A cache: which raw data, which split, which preprocessing."""
 
     name: str
-    dataset: Literal["hms", "chbmit"] = "hms"
+    dataset: str = "hms"  # a registered adapter (hbac.datasets.registered()); checked on load
     data_dir: str = "inputs/hms"
     split: Literal["train", "test"] = "train"
     cache_root: str = "inputs/cache"
@@ -66,6 +68,14 @@ class DataConfig:
     allow_missing: bool = False
     skip_unreadable: bool = False  # skip (and count) recordings whose files cannot be read, e.g. at test time
     workers: int = 0  # 0 = all cores
+    plugins: list[str] = field(default_factory=list)  # adapter modules to import first: .py paths or dotted names
+
+    def __post_init__(self) -> None:
+        """Import `plugins`, then check `dataset` against the registry (ConfigError listing the registered ones)."""
+        try:
+            adapter_for(self)
+        except ConfigError as e:
+            raise ConfigError(f"dataset: {e}" if str(e).startswith("unknown dataset") else str(e)) from None
 
     def cache_dir(self) -> Path:
         return Path(self.cache_root) / self.name
@@ -73,7 +83,7 @@ class DataConfig:
     def hash_params(self) -> dict[str, Any]:
         """The parameters that change cache content (not where it lives or how fast it builds)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers"):
+        for k in ("name", "cache_root", "workers", "plugins"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
         if self.eeg.filter_on == "window":  # applied by the model, not stored in the cache
@@ -106,6 +116,9 @@ class SelectionConfig:
 
     strategy: Literal["all", "per_eeg", "min_votes"] = "all"
     min_votes: int = 10  # for strategy min_votes
+    # per_eeg: which labelled sub-window of an EEG a training item reads: always the middle one, or a
+    # random one each epoch (deterministic per seed, fold and epoch); validation always reads the middle
+    per_eeg_window: Literal["middle", "random"] = "middle"
 
 
 @dataclass
@@ -126,6 +139,56 @@ class SpecParams:
 
 
 @dataclass
+class CWTParams:
+    """Morlet CWT scalogram computed inside the model (torch, runs on the GPU): `eeg_cwt` input."""
+
+    fmin: float = 0.5  # Hz, lowest centre frequency
+    fmax: float = 20.0  # Hz, highest centre frequency
+    n_freqs: int = 40  # log-spaced centre frequencies
+    n_cycles: float = 7.0  # wavelet width: cycles per standard deviation × 2π (time/frequency trade-off)
+    out_height: int = 128  # frequency rows after resize
+    out_width: int = 256  # time frames after resize
+
+
+@dataclass
+class Raw2DParams:
+    """The raw montage laid out as a 2D image: `eeg_raw2d` input."""
+
+    segments: int = 4  # each channel's window is cut into this many rows, stacked under each other
+    scale_uv: float = 100.0  # fixed scaling: image = µV / scale_uv
+    out_height: Optional[int] = None  # resize (null = native: channels × segments rows)
+    out_width: Optional[int] = None  # resize (null = native: n_times / segments columns)
+
+
+@dataclass
+class WaveNetParams:
+    """WaveNet-style 1D model: gated dilated-convolution blocks, shared over channels."""
+
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64])  # width of each block
+    dilation_layers: list[int] = field(default_factory=lambda: [6, 6, 6, 6])  # n layers: dilations 1, 2, …, 2^(n-1)
+    kernel_size: int = 3
+    downsample: int = 2  # average-pool stride after each block (1 = full rate throughout)
+    scale_uv: float = 32.0  # fixed input scaling: µV / scale_uv
+    hidden: int = 64  # head width
+
+
+@dataclass
+class EffNet1DParams:
+    """EfficientNet-1D: MBConv blocks (expand, depthwise conv, squeeze-excitation, project)."""
+
+    stem: int = 32  # stem width
+    stem_stride: int = 2
+    widths: list[int] = field(default_factory=lambda: [24, 40, 80, 112, 192])  # per stage
+    depths: list[int] = field(default_factory=lambda: [2, 2, 3, 3, 2])  # blocks per stage
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2])  # first block of each stage
+    kernel_size: int = 7  # depthwise kernel
+    expand: int = 4  # expansion ratio of the inverted bottleneck
+    se_ratio: float = 0.25  # squeeze-excitation width / block input width
+    head: int = 512  # 1x1 conv width before pooling
+    scale_uv: float = 50.0  # fixed input scaling: µV / scale_uv
+
+
+@dataclass
 class OneDParams:
     """1D raw-EEG model."""
 
@@ -143,13 +206,20 @@ class OneDParams:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["2d", "1d", "multimodal", "features"] = "2d"
+    kind: Literal["2d", "1d", "wavenet", "effnet1d", "multimodal", "features"] = "2d"
     backbone: str = "efficientnet_b0"
     pretrained: bool = False
     pretrained_path: Optional[str] = None  # local weights file, never downloaded
-    inputs: list[str] = field(default_factory=lambda: ["kaggle_spec", "eeg_spec"])  # 2d inputs
+    inputs: list[str] = field(default_factory=lambda: ["kaggle_spec", "eeg_spec"])  # 2d: kaggle_spec, eeg_spec, eeg_cwt, eeg_raw2d
+    # seconds of EEG fed to the model, centred on the label (the labelled part is the central 10 s);
+    # null = the whole cached window (data.eeg_window_s). TTA offsets shift this crop.
+    window_s: Optional[float] = None
     spec: SpecParams = field(default_factory=SpecParams)
+    cwt: CWTParams = field(default_factory=CWTParams)
+    raw2d: Raw2DParams = field(default_factory=Raw2DParams)
     oned: OneDParams = field(default_factory=OneDParams)
+    wavenet: WaveNetParams = field(default_factory=WaveNetParams)
+    effnet1d: EffNet1DParams = field(default_factory=EffNet1DParams)
     drop_rate: float = 0.2
     gem_p: float = 3.0
     in_chans: int = 3
@@ -157,7 +227,16 @@ class ModelConfig:
     # (log of the power clipped to e^-4 … e^8, per-image standardisation, NaN → 0 after normalising);
     # fixed = log(clip(x, 1e-4, 1e4)) scaled to [-1, 1] by constants
     kaggle_spec_norm: Literal["standardize", "fixed"] = "standardize"
+    image_size: Optional[list[int]] = None  # 2d: [height, width] the assembled image is resized to (null = as assembled)
     features_model: Literal["logreg", "hgb"] = "hgb"  # kind == features
+
+
+@dataclass
+class TransformSpec:
+    """One albumentations transform: its class name in the `albumentations` package and its keyword arguments."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,6 +247,9 @@ class AugmentConfig:
     time_mask: float = 0.0  # probability of one time mask on spectrogram inputs
     freq_mask: float = 0.0
     hemisphere_flip: float = 0.0  # probability of swapping left/right chains
+    # albumentations transforms applied on the CPU (in the Dataset) to the Kaggle spectrogram image
+    # (100 freq × 300 time × 4 regions, HWC), e.g. [{name: XYMasking, params: {...}}]; see hbac.data.albument
+    albumentations: list[TransformSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -176,6 +258,15 @@ class StageConfig:
     min_votes: int = 10
     epochs: int = 3
     lr: float = 3e-4
+
+
+@dataclass
+class PseudoConfig:
+    """Pseudo-labels for low-vote training rows from another run's out-of-fold predictions (stage 1)."""
+
+    source: str  # an OOF file with `<class>_pred` columns: outputs/<experiment or ensemble>/oof.csv
+    max_votes: int = 9  # rows with n_votes <= max_votes get pseudo-labels
+    weight: float = 0.5  # target = (1 - weight) · votes + weight · OOF prediction (1 = replace)
 
 
 @dataclass
@@ -190,7 +281,9 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     ema: Optional[float] = None  # decay, e.g. 0.999
     seed: int = 42
-    num_workers: int = 0
+    seeds: Optional[list[int]] = None  # several seeds per fold, averaged as one experiment (overrides seed)
+    num_workers: Optional[int] = None  # DataLoader workers: null = what the machine has (0 on a CPU run); a number caps it
+    threads: Optional[int] = None  # torch CPU threads: null = HBAC_THREADS, OMP_NUM_THREADS, else physical cores
     loss: Literal["kl", "bce", "focal"] = "kl"
     weight_by_votes: bool = False
     class_weights: Optional[list[float]] = None
@@ -198,11 +291,14 @@ class TrainConfig:
     focal_gamma: float = 2.0
     max_steps_per_epoch: Optional[int] = None  # cap, for quick runs
     stage2: StageConfig = field(default_factory=StageConfig)
+    pseudo: Optional[PseudoConfig] = None
 
 
 @dataclass
 class TTAConfig:
     hemisphere_flip: bool = False
+    # shifts (s) of the model's EEG window around the label; predictions over all offsets (and flips) averaged
+    offsets_s: list[float] = field(default_factory=lambda: [0.0])
 
 
 @dataclass
@@ -327,15 +423,54 @@ def _build(cls: type, d: dict[str, Any], path: str = "") -> Any:
             kwargs[name] = _coerce(d[name], hints[name], key)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{key}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:  # a cross-field check in __post_init__: prefix the key path
+        raise ConfigError(f"{path}.{e}" if path and not str(e).startswith("$") else str(e)) from None
 
 
 def from_dict(cls: type, d: dict[str, Any], source: str = "<dict>") -> Any:
     """Build a config dataclass from a dict; errors name the key and the source."""
     try:
-        return _build(cls, d)
+        cfg = _build(cls, d)
+        if isinstance(cfg, ExperimentConfig):
+            check_experiment(cfg)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+def check_experiment(cfg: ExperimentConfig) -> None:
+    """Checks across keys that types alone cannot express; a ConfigError names the key."""
+    m, t = cfg.model, cfg.train
+    if m.window_s is not None and not 0 < m.window_s <= cfg.data.eeg_window_s:
+        raise ConfigError(f"model.window_s: {m.window_s} must be > 0 and <= data.eeg_window_s ({cfg.data.eeg_window_s})")
+    if not cfg.tta.offsets_s:
+        raise ConfigError("tta.offsets_s: needs at least one offset (0 = the centre)")
+    if t.seeds is not None and (not t.seeds or len(set(t.seeds)) != len(t.seeds)):
+        raise ConfigError(f"train.seeds: needs distinct seeds, got {t.seeds}")
+    if t.pseudo is not None and not 0.0 <= t.pseudo.weight <= 1.0:
+        raise ConfigError(f"train.pseudo.weight: must be in [0, 1], got {t.pseudo.weight}")
+    if cfg.augment.albumentations:
+        check_albumentations(cfg.augment.albumentations, "augment.albumentations")
+
+
+def check_albumentations(specs: list[TransformSpec], key: str) -> None:
+    """Every spec names an albumentations transform that accepts its params (else ConfigError naming the key)."""
+    # albumentations pulls in OpenCV (~1 s); only configs that use it pay for the import
+    import albumentations as A
+
+    for i, spec in enumerate(specs):
+        cls = getattr(A, spec.name, None)
+        if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform)) or cls is A.BasicTransform:
+            raise ConfigError(f"{key}[{i}].name: {spec.name!r} is not an albumentations transform (e.g. XYMasking, CoarseDropout)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)  # albumentations only warns about unknown arguments
+                cls(**spec.params)
+        except (TypeError, ValueError, UserWarning) as e:  # pydantic's ValidationError is a ValueError
+            first = str(e).strip().splitlines()
+            raise ConfigError(f"{key}[{i}].params: {spec.name} rejects {spec.params}: {' '.join(first[:3])}") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from typing import Any
 from hbac.cache.build import prepare
 from hbac.config import load_config, save_config
 from hbac.datasets.synthetic import write_hms
-from hbac.demo.chbmit import run_demo_chbmit
 from hbac.demo.common import banner, tiny_configs_dir
 from hbac.engine.experiment import train_experiment
 from hbac.ensemble import run_ensemble
@@ -30,15 +29,11 @@ def _localise(cfg: Any, workdir: Path, data_dir: Path, tiny: bool) -> Any:
     return cfg
 
 
-def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: bool = True) -> dict[str, Path]:
+def run_demo_hms(workdir: Path, tiny: bool = False, progress: bool = True) -> dict[str, Path]:
     """synth → prepare → train two models over the folds → ensemble → leaderboard → submit.
 
     Returns the paths of the main outputs. Re-running reuses the data and caches.
     """
-    if dataset == "chbmit":
-
-        return run_demo_chbmit(workdir, tiny=tiny, progress=progress)
-
     t0 = time.time()
     workdir = Path(workdir).resolve()
     data_dir = workdir / "data" / "hms"

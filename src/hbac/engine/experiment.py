@@ -9,6 +9,7 @@ from hbac.config import ExperimentConfig, load_config, save_config, to_dict
 from hbac.data.split import experiment_table
 from hbac.engine.fold import train_fold
 from hbac.engine.outputs import collect_oof
+from hbac.engine.runtime import configure_threads
 from hbac.features.baseline import train_features_fold
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 def train_experiment(cfg: ExperimentConfig, folds: Optional[list[int]] = None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train the given folds (default all) and (re)write oof.csv and scores.json from every finished fold."""
+    configure_threads(cfg.train.threads)
     out = cfg.output_dir()
     out.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, out, resume)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pandas as pd
 import torch
 
 from hbac.config import ExperimentConfig
+from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
 from hbac.tasks.events import seizure_scores
 from hbac.tasks.kl import score_oof
@@ -115,8 +118,22 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint saved by the trainer; a missing file is an error that names it."""
+    """Read a checkpoint with `torch.load(weights_only=True)`: tensors and plain types only, never code.
+
+    A missing file is a FileNotFoundError naming it; a file holding other pickled objects (a crafted
+    `__reduce__` payload, or a checkpoint from another program) or a corrupt one is a CheckpointError
+    naming it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a global: never run it
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a trusted checkpoint: it holds objects other than tensors and plain values ({first[:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a trusted checkpoint: expected a dict, found {type(obj).__name__}")
+    return obj

@@ -33,7 +33,7 @@ from hbac.datasets.chbmit import read_any_edf, resolve_montage
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto, place_model
+from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
 from hbac.features.baseline import predict_features
 from hbac.inference.predict import member_folds, resolve_members
@@ -317,6 +317,7 @@ def detect(
     Returns {"name", "members", "threshold", "out_dir", "windows_csv", "events_csv", "timeline_png",
     "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
     """
+    configure_threads()
 
     edf = Path(edf)
     if not edf.is_file():

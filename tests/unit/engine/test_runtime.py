@@ -1,55 +1,57 @@
-"""Mixed-precision choice per GPU compute capability (capability faked), and the GradScaler that goes with it."""
+"""Runtime settings: thread count precedence, DataLoader workers, one thread per loader worker."""
 from __future__ import annotations
 
-import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from hbac.engine import runtime
-from hbac.engine.runtime import amp_dtype, grad_scaler
-
-CUDA = torch.device("cuda")
-
-
-@pytest.fixture
-def fake_gpu(monkeypatch: pytest.MonkeyPatch):
-    """Pretend a GPU of a given compute capability is present; is_bf16_supported always says True (as on a T4)."""
-
-    def set_cap(cap: tuple[int, int]) -> None:
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cap)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-
-    return set_cap
+from hbac.data.samplers import worker_init
+from hbac.engine.runtime import configure_threads, physical_cores, resolve_num_workers, resolve_threads
 
 
-@pytest.mark.parametrize("cap,expect", [((7, 5), torch.float16), ((6, 0), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
-def test_auto_amp_follows_compute_capability(fake_gpu, cap, expect) -> None:
-    fake_gpu(cap)
-    assert amp_dtype("auto", CUDA) is expect
+def test_thread_precedence(monkeypatch):
+    monkeypatch.delenv("HBAC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert resolve_threads() == physical_cores()
+    assert resolve_threads(n_procs=physical_cores() * 4) == 1  # never below one thread
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert resolve_threads() == 3
+    monkeypatch.setenv("HBAC_THREADS", "5")
+    assert resolve_threads() == 5  # HBAC_THREADS wins over OMP_NUM_THREADS
+    assert resolve_threads(2) == 2  # the config value wins over both
+    monkeypatch.setenv("HBAC_THREADS", "many")
+    try:
+        resolve_threads()
+    except ValueError as e:
+        assert "HBAC_THREADS" in str(e)
+    else:
+        raise AssertionError("a non-integer HBAC_THREADS must be an error naming it")
 
 
-def test_explicit_bf16_on_a_t4_falls_back_to_fp16(fake_gpu, caplog) -> None:
-    fake_gpu((7, 5))
-    with caplog.at_level("WARNING"):
-        assert amp_dtype("bf16", CUDA) is torch.float16
-    assert "compute capability" in caplog.text
-    fake_gpu((8, 6))
-    assert amp_dtype("bf16", CUDA) is torch.bfloat16
-    assert amp_dtype("fp16", CUDA) is torch.float16
+def test_configure_threads_sets_torch():
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
-def test_off_and_cpu_mean_fp32(fake_gpu) -> None:
-    fake_gpu((9, 0))
-    assert amp_dtype("off", CUDA) is None
-    assert amp_dtype("auto", torch.device("cpu")) is None
+def test_num_workers_default_and_cap():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_num_workers(None, cpu) == 0  # CPU run: the main process loads, the model gets the cores
+    assert resolve_num_workers(0, gpu) == 0
+    assert 1 <= resolve_num_workers(None, gpu)
+    assert resolve_num_workers(1, gpu) == 1  # the config value caps
+    assert resolve_num_workers(10_000, cpu) < 10_000  # never more workers than cores
 
 
-def test_scaler_only_for_fp16() -> None:
-    assert grad_scaler(torch.float16).is_enabled() == torch.cuda.is_available()  # GradScaler disables itself without CUDA
-    assert not grad_scaler(torch.bfloat16).is_enabled()
-    assert not grad_scaler(None).is_enabled()
+class _Threads(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        return torch.get_num_threads()
 
 
-def test_native_bf16_needs_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert not runtime.native_bf16(CUDA)
+def test_loader_workers_use_one_thread():
+    loader = DataLoader(_Threads(), batch_size=1, num_workers=1, worker_init_fn=worker_init)
+    assert [int(b) for b in loader] == [1, 1]

@@ -11,6 +11,8 @@ process, timed by CPU time. A Kaggle notebook's 4 CPUs feed about 4 x that (goal
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import glob
 import tempfile
@@ -54,7 +56,7 @@ def bench(cfg: ExperimentConfig, device: torch.device, b: int, steps: int) -> tu
     """(train samples/s, inference samples/s, parameters) for one config on one device."""
     n_ch = len(montage_names(cfg.data.eeg.montage))
     k, fs, n_t = shapes(cfg)
-    model = place_model(build_model(cfg.model, k, montage_names(cfg.data.eeg.montage), fs, n_t, window_filter=cfg.data.window_filter()), device)
+    model = place_model(build_model(dataclasses.replace(cfg.model, pretrained=False), k, montage_names(cfg.data.eeg.montage), fs, n_t, window_filter=cfg.data.window_filter()), device)
     loss_fn = build_loss(cfg.train)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dt = amp_dtype(cfg.train.amp, device)

@@ -118,6 +118,17 @@ def cmd_detect(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(a: argparse.Namespace) -> int:
+    from hbac.models.weights import config_backbones, default_configs, fetch_weights
+
+    names = list(a.backbone or []) + config_backbones(a.configs or ([] if a.backbone else default_configs()))
+    if not names:
+        raise ValueError("no 2D backbone to fetch: give experiment configs with a 2d / multimodal model, or --backbone NAME")
+    for path in fetch_weights(list(dict.fromkeys(names)), Path(a.out), force=a.force):
+        print(f"weights: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hbac", description="EEG classification pipeline (HMS HBAC, CHB-MIT).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -181,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder for the CSVs and PNG (default: <outputs>/detect/<edf stem>)")
     s.add_argument("--threshold", type=float, default=None, help="event threshold (default: the experiment's)")
     s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("weights", help="save the ImageNet weights of the configs' 2D backbones to a local folder (needs a network)")
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("configs", nargs="*", help="experiment configs (default: configs/*.yaml)")
+    s.add_argument("--backbone", action="append", help="a timm model name to fetch as well (repeatable)")
+    s.add_argument("--out", default="inputs/weights", help="folder for <backbone>.pth (default: inputs/weights)")
+    s.add_argument("--force", action="store_true", help="download again even when the file exists")
+    s.set_defaults(func=cmd_weights)
     return p
 
 

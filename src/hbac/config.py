@@ -198,10 +198,10 @@ class OneDParams:
     downsample: int = 4  # stride of each stage
     pooling: Literal["avg", "gru", "attention"] = "gru"
     hidden: int = 128
-    # fixed input scaling: eeg / input_scale (µV). 32 as Chris Deotte's WaveNet starter (clip ±1024 µV,
+    # fixed input scaling: eeg / scale_uv (µV). 32 as Chris Deotte's WaveNet starter (clip ±1024 µV,
     # / 32): bipolar EEG has a std of ~10-50 µV, so inputs are O(1) and amplitude differences survive
     # (a per-sample std would erase them). Set 1.0 for caches built with eeg.standardize.
-    input_scale: float = 32.0
+    scale_uv: float = 32.0
 
 
 @dataclass

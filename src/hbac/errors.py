@@ -24,3 +24,7 @@ class CheckpointError(ValueError):
 
 class ExperimentMixError(ValueError):
     """An experiment folder holds folds trained with different configs; names the folder and the folds."""
+
+
+class WeightsError(FileNotFoundError):
+    """Pretrained backbone weights are absent or cannot be fetched; the message names the file and the fetch command."""

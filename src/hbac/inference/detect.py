@@ -15,6 +15,8 @@ Outputs in `out_dir` (default `<outputs>/detect/<edf stem>/`), written atomicall
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from dataclasses import dataclass, field
@@ -237,7 +239,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
             if use_spec:
                 raise ValueError(f"{path}: the model reads Kaggle spectrograms, which an EDF does not have")
-            model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
+            model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
                                 n_times=ckpt.get("n_times"), window_filter=cache.window_filter)
             model.load_state_dict(ckpt["model"])
             model = place_model(model, device)

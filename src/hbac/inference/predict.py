@@ -109,7 +109,8 @@ def predict_experiment(
             total = p if total is None else total + p
             t = _tick(timings, "forward", t)
             continue
-        model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"],
+        # the checkpoint holds every weight: never read the ImageNet file again (it may be absent offline)
+        model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"],
                             window_filter=cache.window_filter)
         model.load_state_dict(ckpt["model"])
         model = place_model(model, device)

@@ -1,6 +1,6 @@
 """1D model: residual CNN over the raw montage → temporal pooling (avg | GRU | attention) → Linear.
 
-Input `eeg` (B, C, T) in µV, divided by a fixed `oned.input_scale` (32 µV): amplitude is part of
+Input `eeg` (B, C, T) in µV, divided by a fixed `oned.scale_uv` (32 µV): amplitude is part of
 the signal (a per-sample std would erase it).
 Each stage downsamples time by `oned.downsample`: T → ceil(T / downsample**n_stages) frames.
 """
@@ -60,11 +60,11 @@ class EEG1DModel(FlipMixin, nn.Module):
             raise ValueError(f"model.oned.kernel_size: must be odd and positive, got {p.kernel_size}")
         if p.blocks_per_stage < 1 or p.downsample < 1:
             raise ValueError("model.oned.blocks_per_stage and model.oned.downsample must be >= 1")
-        if p.input_scale <= 0:
-            raise ValueError(f"model.oned.input_scale: must be positive, got {p.input_scale}")
+        if p.scale_uv <= 0:
+            raise ValueError(f"model.oned.scale_uv: must be positive, got {p.scale_uv}")
         self.channels = list(channels)
         self.n_classes = n_classes
-        self.input_scale = float(p.input_scale)
+        self.scale_uv = float(p.scale_uv)
         self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)
         self.input_keys = ("eeg",)
         n_in = len(self.channels)
@@ -103,8 +103,8 @@ class EEG1DModel(FlipMixin, nn.Module):
         self.head: nn.Module = nn.Linear(self.num_features, n_classes) if head else nn.Identity()
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        """Fixed scaling: (B, C, T) µV / input_scale, in fp32."""
-        return x.float() / self.input_scale
+        """Fixed scaling: (B, C, T) µV / scale_uv, in fp32."""
+        return x.float() / self.scale_uv
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch['eeg'] (B, C, T) after `input_stage` → features (B, num_features)."""

@@ -32,8 +32,10 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict
 
 from hbac.config import ModelConfig, to_dict
+from hbac.errors import WeightsError
 from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin, GeM, random_axis_mask
+from hbac.models.weights import weights_file
 from hbac.signals.montage import BANANA_CHAINS
 from hbac.signals.cwt import MorletCWT
 from hbac.signals.spectrogram import EEGSpectrogram
@@ -97,14 +99,16 @@ def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int) -> None:
-    """Load local weights into a headless timm backbone: classifier keys dropped, first conv adapted to `in_chans`."""
+def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int, name: str = "BACKBONE") -> None:
+    """Load local weights into a headless timm backbone `name`: classifier keys dropped, first conv adapted to `in_chans`."""
 
     if path is None:
-        raise ValueError("model.pretrained is true but model.pretrained_path is not set (weights are never downloaded)")
+        raise ValueError(f"model.pretrained is true but model.pretrained_path is not set (weights are never downloaded); "
+                         f"save them with `python -m hbac weights fetch --backbone {name}` and set pretrained_path: {weights_file(name)}")
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"model.pretrained_path: weights file not found: {p}")
+        raise WeightsError(f"model.pretrained_path: weights file not found: {p}; fetch it where a network is with "
+                           f"`python -m hbac weights fetch --backbone {name} --out {p.parent}` (it saves {p.parent / (name + '.pth')})")
     sd = _load_weights_file(p)
     own = backbone.state_dict()
     keep: dict[str, torch.Tensor] = {}
@@ -195,7 +199,7 @@ class Spec2DModel(FlipMixin, nn.Module):
             drop_rate=0.0,  # dropout lives in our head
         )
         if cfg.pretrained:
-            load_pretrained(self.backbone, cfg.pretrained_path, cfg.in_chans)
+            load_pretrained(self.backbone, cfg.pretrained_path, cfg.in_chans, cfg.backbone)
         self.pool = GeM(cfg.gem_p)
         # forward_head(pre_logits=True) keeps any head conv (MobileNetV3's conv_head: 576 → 1024)
         self.num_features = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)

@@ -127,6 +127,7 @@ def _row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
         "date": _date(scores.get("created")),
         "complete": not missing,
         "note": "; ".join(notes),
+        "_n_rows": _float(scores.get("n_rows")),
     }
     seizure = scores.get("seizure")
     for col, keys in SEIZURE_KEYS.items():
@@ -155,6 +156,20 @@ def _looks_like_run(folder: Path) -> bool:
     return (folder / "config.yaml").exists() or any(folder.glob("fold*/"))
 
 
+def _flag_other_rows(df: pd.DataFrame) -> None:
+    """Note entries scored on another number of rows than most of their task: their CV is not comparable."""
+    if "_n_rows" not in df:
+        return
+    for task, sub in df.groupby("task"):
+        n = sub["_n_rows"].dropna()
+        if n.nunique() <= 1:
+            continue
+        common = n.mode().iloc[0]
+        for i in n.index[n != common]:
+            note = f"scored on {int(n[i])} rows, most {task} entries on {int(common)}: not comparable"
+            df.loc[i, "note"] = "; ".join(x for x in (df.loc[i, "note"], note) if x)
+
+
 def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
     """One row per `outputs_root/*/scores.json` (columns `COLUMNS`), best CV first within each task, HMS first."""
     outputs_root = Path(outputs_root)
@@ -177,6 +192,7 @@ def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     df = pd.DataFrame(rows)
+    _flag_other_rows(df)
     df["_task"] = df["task"].map(TASK_ORDER).fillna(len(TASK_ORDER))
     df["_nocv"] = ~np.isfinite(df["cv"].to_numpy(np.float64))
     df = df.sort_values(["_task", "task", "_nocv", "cv", "name"], kind="stable").reset_index(drop=True)

@@ -32,7 +32,7 @@ def check_submission(sub: pd.DataFrame, data_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    from hbac.demo.hms import run_demo
+    from hbac.demo import run_demo
 
     wd = tmp_path_factory.mktemp("demo")
     run_demo(wd, tiny=True, progress=False)

@@ -45,6 +45,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "hms"
 SECONDS_PER_ROW_WINDOW = 50.0
+DATA_CFG = str(ROOT / "configs" / "data" / "hms.yaml")  # prepare runs with the shipped HMS data config
 
 
 def source_dir(tmp: Path) -> tuple[Path, str]:
@@ -145,11 +146,11 @@ def measure(fn):
 RUN_PREPARE = PRELUDE + """
 import logging
 from hbac.cache import prepare
-from hbac.config import DataConfig, from_dict
-d = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
+from hbac.config import load_config
+over = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
 if len(sys.argv) > 4 and sys.argv[4] == "nofilter":  # I/O + montage only: how close to the raw read
-    d["eeg"] = {"bandpass": None}
-cfg = from_dict(DataConfig, d, "benchmark")
+    over["eeg"] = {"bandpass": None}
+cfg = load_config(sys.argv[6], overrides=over)  # the shipped HMS data config (configs/data/hms.yaml)
 progress = len(sys.argv) > 5 and sys.argv[5] == "progress"
 measure(lambda: prepare(cfg, force=True, progress=progress))
 """
@@ -161,8 +162,8 @@ def read(p):  # every column, one thread per process (as prepare's workers read)
     pl.read_parquet(p)
 files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
 def run():
-    os.environ["POLARS_MAX_THREADS"] = "1"
-    with mp.get_context("forkserver").Pool(int(sys.argv[3])) as pool:
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
+    with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:  # fork is safe: this parent never runs polars
         for _ in pool.imap_unordered(read, files, chunksize=8):
             pass
 measure(run)
@@ -175,7 +176,7 @@ def read(p):  # the fastest plain pyarrow read (no dataset layer), as hbac.datas
     pq.ParquetFile(p).read(use_threads=False)
 files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
 def run():
-    with mp.get_context("forkserver").Pool(int(sys.argv[3])) as pool:
+    with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:
         for _ in pool.imap_unordered(read, files, chunksize=8):
             pass
 measure(run)
@@ -243,9 +244,9 @@ def main() -> None:
             runs = [
                 ("raw read (polars)", RUN_RAW_POLARS, (str(data), "", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
-                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers))),
-                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1")),
-                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter")),
+                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "filter", "quiet", DATA_CFG)),
+                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "filter", "quiet", DATA_CFG)),
+                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter", "quiet", DATA_CFG)),
             ]
             if n == a.n or a.baseline_both:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
@@ -315,14 +316,15 @@ def build_full(src: Path, out: Path) -> dict:
     tiles = out / "tiles"
     for sub in ("train_eegs", "train_spectrograms", "tiles"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    groups = [g for _, g in train.groupby("eeg_id", sort=True)]
-    spec_ids = {s: i for i, s in enumerate(pd.unique(train.spectrogram_id))}
+    codes, eegs = pd.factorize(train.eeg_id, sort=True)
+    spec_code, _ = pd.factorize(train.spectrogram_id)
+    n_spec = int(spec_code.max()) + 1
     frames = []
-    for k in range(FULL_EEGS):
-        g = groups[k % len(groups)].copy()
-        copy = k // len(groups)
-        g["eeg_id"] = 100_000_000 + k
-        g["spectrogram_id"] = 200_000_000 + (g.spectrogram_id.map(spec_ids) + copy * len(spec_ids)) % FULL_SPECS
+    for copy in range(-(-FULL_EEGS // len(eegs))):  # whole copies of the real table, the last one partial
+        keep = codes < min(len(eegs), FULL_EEGS - copy * len(eegs))
+        g = train[keep].copy()
+        g["eeg_id"] = 100_000_000 + copy * len(eegs) + codes[keep]
+        g["spectrogram_id"] = 200_000_000 + (spec_code[keep] + copy * n_spec) % FULL_SPECS
         g["label_id"] = g["label_id"] + copy * 10_000_000_000
         g["patient_id"] = g["patient_id"] + copy * 100_000
         frames.append(g)
@@ -353,7 +355,7 @@ def full_scale(workers: int, workdir: Optional[str]) -> None:
         info = build_full(REAL, tmp / "hms")
         print(f"full scale: {info['rows']} rows, {info['eegs']} EEGs, {info['specs']} spectrograms, "
               f"{info['mb'] / 1e3:.1f} GB of parquet (symlinked); {workers} workers, {os.cpu_count()} cores", flush=True)
-        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "filter", "progress")
+        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "filter", "progress", DATA_CFG)
         gb = _du(tmp / "cache")
         print(f"prepare: {r['wall']:.0f} s wall ({r['wall'] / 60:.1f} min), {r['cpu']:.0f} CPU-s, "
               f"{(info['eegs'] + info['specs']) / r['wall']:.1f} files/s, peak RSS main {r['rss_main']:.0f} MB, "

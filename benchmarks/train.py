@@ -1,6 +1,8 @@
 """Training and inference throughput (samples/s) of the shipped experiment configs.
 
-Runs each model on random batches of the real input shapes (HMS: 16 × 10,000 montage samples,
+Runs each model — every `model.kind` (2d, 1d, wavenet, effnet1d, multimodal) and 2D input (Kaggle
+spectrogram, mel/STFT, CWT, raw-EEG image) the shipped configs use — on random batches of the real
+input shapes (HMS: 16 × 10,000 montage samples, or the `model.window_s` crop,
 4 × 100 × 300 Kaggle spectrogram; CHB-MIT: 18 × window samples) on the CPU, and on the GPU with the config's AMP setting
 when one is available. Beside the model's step rate it prints the data loader's rate in samples
 per core-second: `WindowDataset` items (memory-mapped slices plus the config's CPU-side
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from hbac.cache import Cache, prepare
 from hbac.config import DataConfig, ExperimentConfig, from_dict, load_config, to_dict
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.datasets.synthetic import write_chbmit, write_hms
 from hbac.engine.losses import build_loss
 from hbac.engine.runtime import amp_dtype, grad_scaler, place_model
@@ -35,12 +37,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shapes(cfg: ExperimentConfig) -> tuple[int, float, int]:
-    """(n_classes, fs, n_times) of an experiment's input."""
+    """(n_classes, fs, n_times) of an experiment's model input (`model.window_s` crops the cached window)."""
     if cfg.data.dataset == "chbmit":
         fs = cfg.data.eeg.fs or 256.0
-        return 2, fs, int(round(cfg.data.windows.window_s * fs))
+        return 2, fs, model_n_times(cfg, cfg.data.windows.window_s, fs)
     fs = cfg.data.eeg.fs or 200.0
-    return 6, fs, int(round(cfg.data.eeg_window_s * fs))
+    return 6, fs, model_n_times(cfg, cfg.data.eeg_window_s, fs)
 
 
 def batch_for(cfg: ExperimentConfig, b: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -119,8 +121,7 @@ def _cache_for(cfg: ExperimentConfig, root: Path):
 def loader_rate(cfg: ExperimentConfig, root: Path, n_items: int = 256) -> float:
     """Dataset items per CPU-second of the main process (slicing, CPU augmentations, collation)."""
     cache = _cache_for(cfg, root)
-    use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-    ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec, augment=cfg.augment)
+    ds = experiment_dataset(cfg, cache, cache.samples, train=True)  # centred crop, per_eeg sub-windows, CPU augmentations
     loader = DataLoader(ds, batch_size=16, shuffle=True, num_workers=0)
     done, t = 0, time.process_time()
     while done < n_items:
@@ -154,7 +155,7 @@ def main() -> None:
             rate = loader_rate(cfg, Path(tmp))
             for dev in devices:
                 tr, inf, n = bench(cfg, dev, a.batch, a.steps)
-                print(f"{Path(path).stem:<34} {dev.type:<6} {n:>10,} {tr:>9.1f} {inf:>9.1f} {1000 * a.batch / tr:>8.0f} {rate:>14.0f} {4 * rate:>8.0f}", flush=True)
+                print(f"{Path(path).stem:<34} {dev.type:<6} {n:>10,} {tr:>9.2f} {inf:>9.2f} {1000 * a.batch / tr:>8.0f} {rate:>14.0f} {4 * rate:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,7 @@ class ExperimentMixError(ValueError):
 
 class WeightsError(FileNotFoundError):
     """Pretrained backbone weights are absent or cannot be fetched; the message names the file and the fetch command."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing an output; the message names the file or folder being written."""

@@ -109,7 +109,8 @@ def test_a_third_dataset_from_one_module_runs_through_the_cli(tmp_path: Path) ->
         "output_root": "outputs",
         "data": {
             "name": "segments", "dataset": "segments", "data_dir": str(data), "cache_root": "inputs/cache",
-            "plugins": [str(adapter)], "eeg": {"montage": "raw", "bandpass": [0.5, 30.0]}, "workers": 1,
+            "plugins": [str(adapter)], "eeg": {"montage": "raw", "bandpass": [0.5, 30.0]},
+            "workers": 2,  # a process pool: the workers import the plugin themselves
         },
         "folds": {"n_folds": 2, "seed": 0, "scheme": "group"},
         "model": {"kind": "1d", "oned": {"channels": [8, 16], "kernel_size": 7, "blocks_per_stage": 1, "downsample": 4,
@@ -125,6 +126,7 @@ def test_a_third_dataset_from_one_module_runs_through_the_cli(tmp_path: Path) ->
     n = N_SUBJECTS * PER_SUBJECT
     assert meta["dataset"] == "segments" and meta["n_samples"] == n and meta["channels"] == ["EEG"]
     assert meta["eeg_shape"] == [n * int(FS * SEGMENT_S), 1] and meta["extras"] == {} and meta["skipped"] == {}
+    assert meta["workers"] == 2 and meta["task"] == "seizure"  # read by 2 worker processes, each importing the plugin
 
     hbac_cli(["train", "segments.yaml", "--fold", "0"], tmp_path)
     run = tmp_path / "outputs" / "segments_1d"

@@ -34,10 +34,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hbac.cache.format import CACHE_FORMAT
-from hbac.config import DataConfig, to_dict
+from hbac.config import DataConfig, check_band_vs_rate, to_dict
 from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for, adapter_modules
 from hbac.errors import DataError
-from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
+from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, disk_full_error, is_disk_full, read_json
 from hbac.signals.filters import (
     preprocess,
 )
@@ -161,6 +161,10 @@ def _naming(path: Path, what: str) -> Iterator[None]:
         if str(path) in str(e):
             raise
         raise DataError(f"{path}: {e}") from e
+    except OSError as e:
+        if is_disk_full(e, _W.get("tmp", ".")):  # the cache being written filled the disk: not this input's fault
+            raise disk_full_error(e, _W["cfg"].cache_dir() if "cfg" in _W else "the cache") from e
+        raise DataError(f"{path}: {what} failed: {type(e).__name__}: {e}") from e
     except Exception as e:  # any failure on one file is reported with that file's name
         raise DataError(f"{path}: {what} failed: {type(e).__name__}: {e}") from e
 
@@ -472,6 +476,8 @@ def check_windows(plan: Plan) -> None:
         rates = ", ".join(f"{f:g}" for f in used_fs)
         raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({rates} Hz): set eeg.fs to resample them to one")
     fs = plan.fs = float(cfg.eeg.fs or (used_fs[0] if len(used_fs) else plan.adapter.fs or 0.0))
+    if cfg.eeg.bandpass and len(used_fs):  # the band-pass runs at the native rate, before any resampling
+        check_band_vs_rate(cfg.eeg.bandpass, float(used_fs.min()), "eeg.bandpass", f"recordings in {cfg.data_dir} are sampled at {used_fs.min():g} Hz")
     rec.n = np.array(  # fs 0: a recording already dropped (never sized)
         [resampled_length(n, f, cfg.eeg.fs) if f > 0 else 0 for n, f in zip(rec.n, rec.fs)], dtype=np.int64
     )

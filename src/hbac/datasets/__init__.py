@@ -91,14 +91,16 @@ def _load_plugin(spec: str, where: str) -> ModuleType:
         sys.modules[name] = mod  # dataclasses and pickling look the module up by name
         try:
             mod_spec.loader.exec_module(mod)
-        except BaseException:
+        except Exception as e:  # any failure inside the user's module: one line naming it (-v shows the traceback)
             sys.modules.pop(name, None)
-            raise
+            raise ConfigError(f"{where}: importing adapter module {path} failed: {type(e).__name__}: {e}") from e
     else:
         try:
             mod = importlib.import_module(spec)
         except ModuleNotFoundError as e:
             raise ConfigError(f"{where}: cannot import adapter module {spec!r} ({e})") from e
+        except Exception as e:  # as above
+            raise ConfigError(f"{where}: importing adapter module {spec!r} failed: {type(e).__name__}: {e}") from e
     _LOADED[key] = mod
     return mod
 

@@ -303,11 +303,11 @@ def resolve_montage(labels: Sequence[str], pairs: Sequence[tuple[str, str]]) -> 
     return used, w, missing
 
 
-def _montage_pairs(montage: str) -> list[tuple[str, str]]:
-
+def bipolar_pairs(montage: str) -> list[tuple[str, str]]:
+    """The (anode, cathode) pairs of a bipolar montage; ValueError for a unipolar one."""
     pairs = montage_pairs(montage)
     if any(not b for _, b in pairs):
-        raise ValueError(f"montage {montage!r} is unipolar; CHB-MIT files are bipolar: use 'chbmit_banana'")
+        raise ValueError(f"montage {montage!r} is unipolar; seizure EDF readers need a bipolar one ('chbmit_banana', 'tcp')")
     return pairs
 
 
@@ -319,7 +319,7 @@ def read_montage(rec: EDFRecording, montage: str = "chbmit_banana", fs_out: Opti
     the missing channel(s).
     """
 
-    pairs = _montage_pairs(montage)
+    pairs = bipolar_pairs(montage)
     used, w, missing = resolve_montage(rec.labels, pairs)
     if missing:
         raise DataError(f"{rec.path}: missing channel(s) {missing} for montage {montage!r}; channels in file: {rec.labels}")
@@ -491,6 +491,27 @@ def _rec_starts(files: list[_FileInfo]) -> np.ndarray:
     return rs
 
 
+def recording_windows(recording_id: str, group: str, duration_s: float, seizures: Sequence[tuple[float, float]],
+                      window_s: float, stride_s: float, label: str = "hard", hard_min_overlap: float = 0.5,
+                      rec_start_s: float = 0.0) -> pd.DataFrame:
+    """Sample-table rows of one recording: its whole windows labelled by their seizure overlap (seizure task)."""
+    starts = _windows(duration_s, window_s, stride_s)
+    ov = seizure_overlap(starts, window_s, seizures)
+    sz = ov if label == "soft" else (ov >= hard_min_overlap).astype(np.float64)
+    return pd.DataFrame({
+        "sample_id": [f"{recording_id}_{s:08.1f}" for s in starts],
+        "recording_id": recording_id,
+        "group": group,
+        "start_s": starts,
+        "duration_s": float(window_s),
+        "background_vote": 1.0 - sz,
+        "seizure_vote": sz,
+        "n_votes": np.ones(len(starts), dtype=np.int64),
+        "seizure_overlap": ov,
+        "rec_start_s": float(rec_start_s),
+    })
+
+
 def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, window_s: float = 10.0,
                 stride_s: float = 5.0, label: str = "hard", hard_min_overlap: float = 0.5) -> pd.DataFrame:
     """The CHB-MIT sample table: one row per window of every file (see `CHBMITAdapter.table`)."""
@@ -510,21 +531,8 @@ def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, 
     for patient in wanted:
         files = patient_recordings(data_dir, patient)
         for f, rec_start in zip(files, _rec_starts(files)):
-            starts = _windows(f.duration_s, window_s, stride_s)
-            ov = seizure_overlap(starts, window_s, f.seizures)
-            sz = ov if label == "soft" else (ov >= hard_min_overlap).astype(np.float64)
-            parts.append(pd.DataFrame({
-                "sample_id": [f"{f.recording_id}_{s:08.1f}" for s in starts],
-                "recording_id": f.recording_id,
-                "group": subject_of(patient),
-                "start_s": starts,
-                "duration_s": float(window_s),
-                "background_vote": 1.0 - sz,
-                "seizure_vote": sz,
-                "n_votes": np.ones(len(starts), dtype=np.int64),
-                "seizure_overlap": ov,
-                "rec_start_s": float(rec_start),
-            }))
+            parts.append(recording_windows(f.recording_id, subject_of(patient), f.duration_s, f.seizures, window_s,
+                                           stride_s, label, hard_min_overlap, float(rec_start)))
     cols = ["sample_id", "recording_id", "group", "start_s", "duration_s", "background_vote", "seizure_vote",
             "n_votes", "seizure_overlap", "rec_start_s"]
     if not parts:
@@ -561,7 +569,7 @@ class CHBMITAdapter(DatasetAdapter):
 
     def channels(self, cfg: DataConfig) -> list[str]:
         """Channel names of the cached signal: the bipolar montage (`chbmit_banana` → 18 pairs)."""
-        _montage_pairs(cfg.eeg.montage)
+        bipolar_pairs(cfg.eeg.montage)
         return montage_names(cfg.eeg.montage)
 
     def path(self, cfg: DataConfig, recording_id: Any) -> Path:
@@ -583,7 +591,7 @@ class CHBMITAdapter(DatasetAdapter):
     def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
         """(samples per channel, native fs) of a file from its EDF header (n_records × samples per record)."""
         rec = read_edf(self.path(cfg, recording_id))
-        used, _, _ = resolve_montage(rec.labels, _montage_pairs(cfg.eeg.montage))
+        used, _, _ = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
         i = used[0] if used else 0
         return rec.n_times(i), float(rec.fs[i])
 
@@ -599,7 +607,7 @@ class CHBMITAdapter(DatasetAdapter):
             rec = read_edf(path)
         except DataError as e:
             return f"unreadable EDF: {e}"
-        _, _, missing = resolve_montage(rec.labels, _montage_pairs(cfg.eeg.montage))
+        _, _, missing = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
         if missing:
             return f"missing channel(s) {', '.join(missing)} in {path}"
         return None

@@ -76,12 +76,22 @@ def _check_columns(df: pd.DataFrame, dtypes: dict[str, str], path: Path) -> pd.D
     return df.astype({c: ("int64" if d == "int64" else "float64") for c, d in dtypes.items() if d != "str"})
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """pd.read_csv with errors that name the file (an empty or unparsable table is a DataError)."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (0 bytes or no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV table ({str(e).strip().splitlines()[0]})") from None
+
+
 def read_train_csv(path: str | Path) -> pd.DataFrame:
     """Read and validate `train.csv` (the 15 real columns); errors name the column or row."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"train.csv not found: {path}")
-    df = pd.read_csv(path)
+    df = _read_csv(path)
     df = _check_columns(df, HMS_TRAIN_DTYPES, path)
     votes = df[HMS_VOTE_COLS].to_numpy()
     neg = np.nonzero((votes < 0).any(axis=1))[0]
@@ -107,7 +117,7 @@ def read_test_csv(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"test.csv not found: {path}")
-    return _check_columns(pd.read_csv(path), HMS_TEST_DTYPES, path)
+    return _check_columns(_read_csv(path), HMS_TEST_DTYPES, path)
 
 
 def sample_table(df: pd.DataFrame, split: str = "train") -> pd.DataFrame:

@@ -12,7 +12,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
+from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_rows, sample_weights, select_training
 from hbac.engine.loop import make_loader, predict_loader
@@ -67,15 +69,24 @@ def training_stages(cfg: ExperimentConfig, rows: pd.DataFrame) -> list[Stage]:
     return stages
 
 
-def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True) -> pd.DataFrame:
-    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF."""
+def train_fold(
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+    out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> pd.DataFrame:
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF.
+
+    `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
+    prunes from it by raising); the checkpoint and history of that epoch are already written.
+    """
 
     cache, table, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_rows(cfg, table, folds, fold)  # va: every labelled row of the fold, whatever the selection
+    if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
+        tr = apply_pseudo_labels(cfg.train.pseudo, tr)
     stages = training_stages(cfg, tr)
     if len(stages[0].table) == 0 or len(va) == 0:
         raise ValueError(f"fold {fold}: {len(stages[0].table)} training rows, {len(va)} validation rows")
-    out = cfg.output_dir() / f"fold{fold}"
+    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
     classes = list(cache.classes)
@@ -208,6 +219,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
             })
             atomic_write_csv(out / "history.csv", pd.DataFrame(history))
             global_epoch += 1
+            if on_epoch is not None:
+                on_epoch(global_epoch, val_kl)
         ckpt_state = None
 
     # OOF with the best weights

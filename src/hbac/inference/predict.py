@@ -1,7 +1,6 @@
 """Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -13,10 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from hbac.cache import open_cache
-from hbac.config import ExperimentConfig, from_dict, load_config
+from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
 from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.outputs import checkpoint_paths, load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
@@ -53,15 +52,22 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
     return {k: float(v) for k, v in w.items() if float(v) > 0}
 
 
-def member_folds(exp_dir: Path) -> list[Path]:
-    """Every fold's best.pt of an experiment; a missing one is an error that names it."""
+def member_folds(exp_dir: Path, partial: bool = False) -> list[Path]:
+    """Every fold's (and seed's) best.pt of an experiment; a missing one is an error that names it.
+
+    `partial`: use the checkpoints trained so far (a warning names the missing ones; none at all is an error).
+    """
 
     cfg_path = exp_dir / "config.yaml"
     if not cfg_path.exists():
         raise FileNotFoundError(f"experiment config not found: {cfg_path}")
     cfg = load_config(cfg_path)
-    paths = [exp_dir / f"fold{k}" / "best.pt" for k in range(cfg.folds.n_folds)]
+    paths = checkpoint_paths(exp_dir, cfg)
     missing = [p for p in paths if not p.exists()]
+    if missing and partial and len(missing) < len(paths):
+        log.warning("%s: %d of %d folds trained; using those (missing: %s)", exp_dir.name, len(paths) - len(missing),
+                    len(paths), ", ".join(str(p.relative_to(exp_dir).parent) for p in missing))
+        return [p for p in paths if p.exists()]
     if missing:
         raise FileNotFoundError(f"model weights not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return paths
@@ -95,9 +101,11 @@ def predict_experiment(
         t = _tick(timings, "model_load", t)
         cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
         if cache is None:
-            dcfg = dataclasses.replace(
-                cfg.data, split=split, data_dir=str(data_dir), cache_root=str(cache_root), allow_missing=True, skip_unreadable=True,
-                name=f"{cfg.data.name}_{split}",
+            dcfg = with_overrides(  # the test-split cache: same preprocessing, another split and folder (re-validated)
+                cfg.data,
+                {"split": split, "data_dir": str(data_dir), "cache_root": str(cache_root), "allow_missing": True, "skip_unreadable": True,
+                 "name": f"{cfg.data.name}_{split}"},
+                f"{path} (config for the {split} split)",
             )
             cache = open_cache(dcfg)
             t = _tick(timings, "cache", t)

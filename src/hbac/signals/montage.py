@@ -36,6 +36,14 @@ CHBMIT_BANANA = [
 ]
 
 
+# TUH's temporal central parasagittal (TCP) montage: 22 bipolar pairs, old 10-20 names
+TCP_MONTAGE = [
+    "FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8", "F8-T4", "T4-T6", "T6-O2",
+    "A1-T3", "T3-C3", "C3-CZ", "CZ-C4", "C4-T4", "T4-A2",
+    "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
+]
+
+
 HMS_EEG_CHANNELS = [
     "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz",
     "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG",
@@ -52,6 +60,8 @@ def montage_pairs(montage: str) -> list[tuple[str, str]]:
         return [(c, "") for c in HMS_EEG_CHANNELS]
     if montage == "chbmit_banana":
         return [tuple(n.split("-")) for n in CHBMIT_BANANA]  # type: ignore[misc]
+    if montage == "tcp":
+        return [tuple(n.split("-")) for n in TCP_MONTAGE]  # type: ignore[misc]
     raise ValueError(f"unknown montage {montage!r}")
 
 

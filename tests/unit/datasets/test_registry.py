@@ -84,6 +84,10 @@ def test_plugin_errors_name_the_key(tmp_path: Path) -> None:
         load_config(cfg)
     with pytest.raises(ConfigError, match=r"plugins: cannot import adapter module 'no_such_module_xyz'"):
         DataConfig(name="c", plugins=["no_such_module_xyz"])
+    broken = tmp_path / "broken_adapter.py"
+    broken.write_text("raise RuntimeError('oops')\n")
+    with pytest.raises(ConfigError, match=r"^plugins: importing adapter module .*broken_adapter.py failed: RuntimeError: oops"):
+        DataConfig(name="c", plugins=[str(broken)])
 
 
 def test_plugin_from_env_and_dotted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,12 +76,14 @@ class _Harmless:
 def test_submit_refuses_crafted_checkpoint(tmp_path: Path, repo_root: Path) -> None:
     """`python submit.py` over an experiment whose best.pt carries a payload: exit 2, file named, no marker."""
     exp = tmp_path / "outputs" / "evil"
-    (exp / "fold0").mkdir(parents=True)
+    (exp / "config.yaml").parent.mkdir(parents=True)
     (exp / "config.yaml").write_text(
-        "name: evil\ndata: {name: d, data_dir: %s}\nfolds: {n_folds: 1}\n" % (tmp_path / "data")
+        "name: evil\ndata: {name: d, data_dir: %s}\nfolds: {n_folds: 2}\n" % (tmp_path / "data")
     )
     marker = tmp_path / "pwned"
-    _crafted(exp / "fold0" / "best.pt", marker)
+    for k in (0, 1):  # every fold's weights must exist before any is loaded
+        (exp / f"fold{k}").mkdir()
+        _crafted(exp / f"fold{k}" / "best.pt", marker)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "test.csv").write_text("eeg_id,spectrogram_id,patient_id\n1,1,1\n")
     env = {**os.environ, "PYTHONPATH": str(repo_root / "src")}

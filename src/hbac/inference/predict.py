@@ -1,6 +1,7 @@
 """Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path

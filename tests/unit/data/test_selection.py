@@ -28,7 +28,7 @@ def table() -> pd.DataFrame:
 
 def cfg(strategy: str) -> ExperimentConfig:
     return from_dict(ExperimentConfig, {
-        "name": "x", "data": {"name": "d"}, "selection": {"strategy": strategy},
+        "name": "x", "data": {"name": "d"}, "selection": {"strategy": strategy, "min_votes": 5},
         "train": {"stage2": {"enabled": True, "min_votes": 10, "epochs": 1}},
     })
 

@@ -127,7 +127,10 @@ def train_fold(
     for si in range(start_stage, len(stages)):
         st = stages[si]
         is_last_stage = si == len(stages) - 1
-        tr_ds = experiment_dataset(cfg, cache, st.table, train=True, weights=sample_weights(cfg, st.table))
+        tr_ds = experiment_dataset(
+            cfg, cache, st.table, train=True, weights=sample_weights(cfg, st.table),
+            min_votes=cfg.train.stage2.min_votes if st.name == "stage2" else None,  # per_eeg random: high-vote windows only
+        )
         gen = torch.Generator()
         tr_loader = make_loader(cfg, tr_ds, train=True, gen=gen)
         steps = len(tr_loader) if cfg.train.max_steps_per_epoch is None else min(len(tr_loader), cfg.train.max_steps_per_epoch)

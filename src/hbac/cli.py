@@ -92,12 +92,13 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
+    from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
     result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
-        print(f"CV KL: {result['cv']:.4f}   (n_votes >= 10: {result.get('cv_min_votes', float('nan')):.4f})")
+        print(f"CV {get_task(result['task']).headline(result)}")
     return 0
 
 
@@ -117,11 +118,11 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from hbac.tasks.kl import score_oof_file
+    from hbac.tasks.registry import score_oof_file
 
-    res = score_oof_file(Path(a.oof), min_votes=a.min_votes)
-    for k, v in res.items():
-        print(f"{k:>20}: {v:.5f}" if isinstance(v, float) else f"{k:>20}: {v}")
+    task, res = score_oof_file(Path(a.oof), min_votes=a.min_votes, threshold=a.threshold)
+    print(f"{'task':>20}: {task.title()}")
+    print("\n".join(task.report_lines(res)))
     return 0
 
 
@@ -190,6 +191,58 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kaggle(a: argparse.Namespace) -> int:
+    import hbac.kaggle as kg  # lazy: pulls in the cache builder and the models (torch)
+
+    if a.kaggle_command == "download":
+        kg.download(a.competition, Path(a.to or f"inputs/{a.competition}"), force=a.force, dry_run=a.dry_run, keep_zip=a.keep_zip)
+    elif a.kaggle_command == "bundle":
+        kg.bundle(Path(a.outputs), a.experiments, Path(a.out), dataset_id=a.id, title=a.title, deps=not a.no_deps,
+                  dry_run=a.dry_run)
+    elif a.kaggle_command == "upload":
+        kg.upload(Path(a.bundle_dir), notes=a.notes, dry_run=a.dry_run)
+    elif a.kaggle_command == "push-notebook":
+        kg.push_notebook(a.name, dataset=a.dataset, kernel_id=a.id, competition=a.competition, notebooks=Path(a.notebooks),
+                         out=Path(a.out) if a.out else None, dry_run=a.dry_run)
+    else:
+        kg.status(a.competition, n=a.n, dry_run=a.dry_run)
+    return 0
+
+
+def _add_kaggle_parser(sub: Any) -> None:
+    """`kaggle download|bundle|upload|push-notebook|status`, each with --dry-run."""
+    k = sub.add_parser("kaggle", help="the Kaggle loop: download, bundle, upload, push-notebook, status (kaggle package)")
+    ks = k.add_subparsers(dest="kaggle_command", required=True, metavar="STEP")
+    s = ks.add_parser("download", help="fetch and unzip the competition data, then check its layout")
+    s.add_argument("competition", nargs="?", default="hms", help="'hms' or a competition slug (default hms)")
+    s.add_argument("--to", default=None, help="folder (default inputs/<competition>)")
+    s.add_argument("--force", action="store_true", help="download again even when complete")
+    s.add_argument("--keep-zip", action="store_true", help="keep the zip after unpacking it")
+    s = ks.add_parser("bundle", help="a folder ready to be a Kaggle dataset: wheels, checkpoints, configs, timm weights")
+    s.add_argument("--experiments", nargs="+", default=None, help="experiments/ensembles (default: the best HMS entry)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default="kaggle_bundle", help="bundle folder (default: kaggle_bundle)")
+    s.add_argument("--id", default=None, help="dataset USER/SLUG (default: $KAGGLE_USERNAME/hbac-bundle)")
+    s.add_argument("--title", default="hbac bundle", help="dataset title")
+    s.add_argument("--no-deps", action="store_true", help="only the hbac wheel (the image has every dependency)")
+    s = ks.add_parser("upload", help="create the bundle's dataset, or add a version")
+    s.add_argument("bundle_dir", help="folder written by `kaggle bundle`")
+    s.add_argument("--notes", default="new version", help="version notes")
+    s = ks.add_parser("push-notebook", help="write kernel-metadata.json (GPU on, internet off) and push a notebook")
+    s.add_argument("name", help="notebook name under notebooks/, e.g. hms_submit")
+    s.add_argument("--dataset", default=None, help="bundle dataset USER/SLUG (default: $KAGGLE_USERNAME/hbac-bundle)")
+    s.add_argument("--id", default=None, help="kernel USER/SLUG (default: $KAGGLE_USERNAME/<name>)")
+    s.add_argument("--competition", default="hms")
+    s.add_argument("--notebooks", default="notebooks", help="folder of the .ipynb files")
+    s.add_argument("--out", default=None, help="staging folder (default build/kaggle/<name>)")
+    s = ks.add_parser("status", help="the latest submissions and their scores")
+    s.add_argument("competition", nargs="?", default="hms")
+    s.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    for s in ks.choices.values():
+        s.add_argument("--dry-run", action="store_true", help="print what would be sent; no network")
+    k.set_defaults(func=cmd_kaggle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hbac", description="EEG classification pipeline (HMS HBAC, CHB-MIT).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -236,9 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
     s.set_defaults(func=cmd_leaderboard)
 
-    s = sub.add_parser("score", help="score an OOF file (KL on all rows and on n_votes >= 10)")
+    s = sub.add_parser("score", help="score an OOF file by its task's metrics (HMS: KL on all rows and on n_votes >= 10; "
+                                     "seizure: event F1, AUROC, sensitivity, precision, FP/24h)")
     s.add_argument("oof", help="OOF CSV with <class>_vote and <class>_pred columns")
-    s.add_argument("--min-votes", type=int, default=10)
+    s.add_argument("--min-votes", type=int, default=10, help="HMS: the n_votes subset (default 10)")
+    s.add_argument("--threshold", type=float, default=None, help="seizure: event threshold (default: the event-F1-best)")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("demo", help="the whole pipeline on synthetic data (minutes on a CPU)")
@@ -281,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised copy")
     s.add_argument("--out", default=None, help="folder for model.onnx (default: <experiment>/export)")
     s.set_defaults(func=cmd_export)
+    _add_kaggle_parser(sub)
     return p
 
 

@@ -15,8 +15,9 @@ import pandas as pd
 
 from hbac.config import ExperimentConfig, with_overrides
 from hbac.engine.fold import train_fold
-from hbac.engine.outputs import average_oofs
-from hbac.io import atomic_write_csv, atomic_write_json
+from hbac.engine.outputs import average_oofs, write_json_strict
+from hbac.io import atomic_write_csv
+from hbac.tasks.base import finite
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,13 @@ def train_fold_seeds(cfg: ExperimentConfig, fold: int, resume: bool = False, dat
         infos[str(s)] = json.loads((fold_dir / f"seed{s}" / "fold.json").read_text())
     oof = average_oofs(oofs)
     atomic_write_csv(fold_dir / "oof.csv", oof)
-    atomic_write_json(fold_dir / "fold.json", {
+    best = [b for b in (finite(v.get("best_score")) for v in infos.values()) if b is not None]
+    first = next(iter(infos.values()))
+    write_json_strict(fold_dir / "fold.json", {
         "fold": fold,
         "seeds": seeds,
-        "best_score": float(sum(v["best_score"] for v in infos.values()) / len(infos)),  # mean of the seeds' own best
+        "best_score": sum(best) / len(best) if best else None,  # mean of the seeds' own best (the task's metric)
+        "metric": first.get("metric"), "direction": first.get("direction"),
         "train_time_s": float(sum(v["train_time_s"] for v in infos.values())),
         "n_params": max(int(v["n_params"]) for v in infos.values()),
         "per_seed": infos,

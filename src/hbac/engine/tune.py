@@ -19,7 +19,8 @@ A tune file names a base experiment and a search space over dotted config keys:
 Each trial is the base experiment with the sampled values (validated like any config), named
 `<experiment>_t<trial>` under `<output_root>/tune/<study>/`. The objective (mean over `folds`):
 `val_score`, the best validation score the trainer selects checkpoints by (`fold.json` →
-best_score, the KL divergence of the soft targets; minimised; every epoch's score is reported to
+best_score, the task's primary metric in its direction: HMS KL minimised, seizure event F1
+maximised; every epoch's score is reported to
 Optuna for pruning), or for seizure data a window/event metric of the folds' out-of-fold
 predictions (`auroc`, `auprc`, `event_f1` by `tasks.events.seizure_scores`; maximised; not
 pruned, as it exists only once a fold is done). Balanced or focal training makes the KL a poor
@@ -45,12 +46,13 @@ from hbac.config import ExperimentConfig, load_config, read_yaml, with_overrides
 from hbac.engine.fold import train_fold
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_csv, atomic_write_json, read_json
+from hbac.tasks import task_for
 from hbac.tasks.events import seizure_scores
 
 log = logging.getLogger(__name__)
 
 TUNE_KEYS = {"experiment", "folds", "sampler", "pruner", "seed", "start", "space", "study", "set", "objective"}
-# objective → (direction, pruned per epoch); val_score: the trainer's checkpoint-selection score
+# objective → (direction, pruned per epoch); val_score: the trainer's checkpoint-selection score, in the task's direction (`_direction`)
 OBJECTIVES = {"val_score": ("minimize", True), "auroc": ("maximize", False), "auprc": ("maximize", False),
               "event_f1": ("maximize", False)}
 PARAM_KEYS = {"low", "high", "log", "step", "int", "choices"}
@@ -131,6 +133,13 @@ def storage_for(url: Optional[str], out: Path) -> Any:
     return JournalStorage(JournalFileBackend(str(url)))
 
 
+def _direction(tune: dict[str, Any], cfg: ExperimentConfig) -> str:
+    """The study's direction: the objective's, and for `val_score` the task's (KL minimised, event F1 maximised)."""
+    if tune["objective"] == "val_score":
+        return "minimize" if task_for(cfg).direction == "min" else "maximize"
+    return OBJECTIVES[tune["objective"]][0]
+
+
 def _objective(tune: dict[str, Any], out: Path, progress: bool):
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, tune["space"])
@@ -146,13 +155,14 @@ def _objective(tune: dict[str, Any], out: Path, progress: bool):
                     raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: {score:.4f}")
             oof = train_fold(cfg, int(fold), progress=progress, on_epoch=report if pruned else None)
             if tune["objective"] == "val_score":
-                scores.append(float(read_json(cfg.output_dir() / f"fold{fold}" / "fold.json")["best_score"]))
+                best = read_json(cfg.output_dir() / f"fold{fold}" / "fold.json")["best_score"]
+                scores.append(float("nan") if best is None else float(best))
             else:
                 scores.append(float(seizure_scores(oof)[tune["objective"]]))
         value = float(sum(scores) / len(scores))
         log.info("trial %d: %s → %.5f", trial.number, params, value)
         if not math.isfinite(value):  # the worst value in the study's direction
-            return float("inf") if OBJECTIVES[tune["objective"]][0] == "minimize" else float("-inf")
+            return float("inf") if _direction(tune, cfg) == "minimize" else float("-inf")
         return value
     return objective
 
@@ -167,7 +177,7 @@ def tune(path: str | Path, trials: int, storage: Optional[str] = None, progress:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if t["pruner"] == "median" \
         else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=t["study"], storage=storage_for(storage, out), sampler=sampler,
-                                pruner=pruner, direction=OBJECTIVES[t["objective"]][0], load_if_exists=True)
+                                pruner=pruner, direction=_direction(t, base), load_if_exists=True)
     if t["start"] and not study.trials:
         study.enqueue_trial({k: v for k, v in t["start"].items() if k in t["space"]})
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

@@ -189,7 +189,8 @@ def test_fold_outputs_and_learning(trained):
     assert list(hist.columns) == ["epoch", "stage", "epoch_in_stage", "lr", "train_loss", "val_kl", "val_kl_min_votes", "time_s"]
     assert hist.val_kl.iloc[0] == pytest.approx(ck["score"])
     fj = json.loads((fold / "fold.json").read_text())
-    assert set(fj) == {"fold", "best_score", "best_epoch", "train_time_s", "n_params", "config_hash"}
+    assert set(fj) == {"fold", "best_score", "best_epoch", "train_time_s", "n_params", "config_hash", "metric", "direction"}
+    assert fj["metric"] == "kl" and fj["direction"] == "min"
     assert (out / "features.npz").exists()
 
 

@@ -191,6 +191,17 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(a: argparse.Namespace) -> int:
+    from hbac.models.weights import config_backbones, default_configs, fetch_weights
+
+    names = list(a.backbone or []) + config_backbones(a.configs or ([] if a.backbone else default_configs()))
+    if not names:
+        raise ValueError("no 2D backbone to fetch: give experiment configs with a 2d / multimodal model, or --backbone NAME")
+    for path in fetch_weights(list(dict.fromkeys(names)), Path(a.out), force=a.force):
+        print(f"weights: {path}")
+    return 0
+
+
 def cmd_kaggle(a: argparse.Namespace) -> int:
     import hbac.kaggle as kg  # lazy: pulls in the cache builder and the models (torch)
 
@@ -311,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--onnx", default=None, help="score windows with an exported model.onnx (onnxruntime, no torch model)")
     s.set_defaults(func=cmd_detect)
 
+    s = sub.add_parser("weights", help="save the ImageNet weights of the configs' 2D backbones to a local folder (needs a network)")
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("configs", nargs="*", help="experiment configs (default: configs/*.yaml)")
+    s.add_argument("--backbone", action="append", help="a timm model name to fetch as well (repeatable)")
+    s.add_argument("--out", default="inputs/weights", help="folder for <backbone>.pth (default: inputs/weights)")
+    s.add_argument("--force", action="store_true", help="download again even when the file exists")
+    s.set_defaults(func=cmd_weights)
+
     s = sub.add_parser("tune", help="Optuna search over an experiment config (search space in a tune YAML)")
     s.add_argument("config", help="tune file (YAML): experiment, folds, space, … (see hbac.engine.tune)")
     s.add_argument("--trials", type=int, required=True, help="total trials of the study (re-running resumes it)")
@@ -368,6 +387,8 @@ def build_submit_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--profile", action="store_true", help="print where the time went (imports, cache, model load, forward, write)")
+    p.add_argument("--allow-prior-fallback", action="store_true",
+                   help="predict the class prior for test EEGs that cannot be read (default: stop with an error naming them)")
     return p
 
 
@@ -382,7 +403,8 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
         )
 
         timings: dict[str, float] = {"imports": time.perf_counter() - t0}
-        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings,
+                        allow_prior_fallback=a.allow_prior_fallback)
     except USER_ERRORS as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2

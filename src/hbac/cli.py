@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -95,11 +96,31 @@ def cmd_train(a: argparse.Namespace) -> int:
     from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
-    result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
+    if a.gpus:
+        _train_parallel(a, cfg, folds)
+        folds = []  # every fold trained by the children: only collect the OOF file and scores
+    result = train_experiment(cfg, folds=folds, resume=a.resume or bool(a.gpus), overwrite=a.overwrite and not a.gpus)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
         print(f"CV {get_task(result['task']).headline(result)}")
     return 0
+
+
+def _train_parallel(a: argparse.Namespace, cfg: Any, folds: Optional[list[int]]) -> None:
+    """`train --gpus 0,1`: build the cache once, then one `train --fold K` child per device (hbac.engine.parallel)."""
+    from hbac.cache.build import prepare
+    from hbac.engine.parallel import parse_devices, run_folds
+
+    devices = parse_devices(a.gpus)
+    args = [a.config] + [x for s in a.sets for x in ("--set", s)]
+    for flag, value in (("--data-dir", a.data_dir), ("--cache-root", a.cache_root), ("--outputs", a.outputs)):
+        args += [flag, value] if value else []
+    args += ["--allow-missing"] if a.allow_missing else []
+    if a.overwrite:  # once, here: a child deleting the folder would delete its siblings' folds
+        shutil.rmtree(cfg.output_dir(), ignore_errors=True)
+    prepare(cfg.data)
+    ran = run_folds(args, folds if folds is not None else list(range(cfg.folds.n_folds)), devices)
+    log.info("folds by device: %s", ", ".join(f"{k}→{d}" for k, d in sorted(ran.items())))
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
@@ -273,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    s.add_argument("--gpus", default=None, metavar="0,1",
+                   help="train folds in parallel, one process per device (CUDA_VISIBLE_DEVICES; 'cpu' entries run on the CPU)")
     s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
     s.add_argument("--cache-root", help="cache folder (overrides the config)")

@@ -113,7 +113,26 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def cmd_detect(a: argparse.Namespace) -> int:
     from hbac.inference.detect import detect
 
-    detect(Path(a.edf), outputs=Path(a.outputs), name=a.name, out_dir=Path(a.out) if a.out else None, threshold=a.threshold)
+    detect(Path(a.edf), outputs=Path(a.outputs), name=a.name, out_dir=Path(a.out) if a.out else None, threshold=a.threshold,
+           explain=a.explain)
+    return 0
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    from hbac.explain.run import explain
+
+    exp_dir = Path(a.outputs) / a.experiment
+    res = explain(exp_dir, fold=a.fold, samples=a.samples, classes=a.classes, out_dir=Path(a.out) if a.out else None,
+                  data_dir=a.data_dir, edf=a.edf, actmax_steps=a.actmax_steps, profile_rows=a.profile_rows)
+    print(f"{len(res['files'])} figures written to {Path(a.out) if a.out else exp_dir / 'explain'}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from hbac.report import write_report
+
+    path = write_report(Path(a.outputs) / a.name, out=Path(a.out) if a.out else None)
+    print(f"report written: {path}")
     return 0
 
 
@@ -179,7 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="experiment or ensemble name (default: the best CHB-MIT entry)")
     s.add_argument("--out", default=None, help="folder for the CSVs and PNG (default: <outputs>/detect/<edf stem>)")
     s.add_argument("--threshold", type=float, default=None, help="event threshold (default: the experiment's)")
+    s.add_argument("--explain", action="store_true", help="add a Grad-CAM strip (seizure class) under the probability timeline")
     s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("explain", help="Grad-CAM, optimal samples, activation maximisation, deconvolution of a trained experiment")
+    s.add_argument("experiment", help="experiment name (a folder under --outputs)")
+    s.add_argument("--fold", type=int, default=None, help="fold to explain (default: the first trained one)")
+    s.add_argument("--samples", type=int, default=3, help="optimal samples (and mistakes) per class (default 3)")
+    s.add_argument("--classes", nargs="+", default=None, help="only these classes (default: all)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default=None, help="figure folder (default: <outputs>/<experiment>/explain)")
+    s.add_argument("--data-dir", default=None, help="explain every labelled row of another data folder (same preprocessing)")
+    s.add_argument("--edf", default=None, help="explain the windows of one EDF recording (CHB-MIT models)")
+    s.add_argument("--actmax-steps", type=int, default=200, help="activation-maximisation steps per class (default 200)")
+    s.add_argument("--profile-rows", type=int, default=64, help="rows per class in the mean Grad-CAM profile (default 64)")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("report", help="one self-contained report.html for an experiment or ensemble")
+    s.add_argument("name", help="experiment or ensemble name (a folder under --outputs)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default=None, help="report path (default: <outputs>/<name>/report.html)")
+    s.set_defaults(func=cmd_report)
     return p
 
 

@@ -1,12 +1,13 @@
-"""Benchmark `hbac.prepare` against the per-row pandas loop of public notebooks.
+"""Benchmark `prepare` (hbac.cache) against the raw parquet read limit and the per-row pandas loop of public notebooks.
 
 Builds an HMS-layout folder of N (and 4N) recordings in a temp dir by replicating source
 files under new eeg_ids / spectrogram_ids (symlinks to the real files in ../shared/data/hms
 when present, else to a small synthetic set), then times, each in a fresh subprocess:
 
-- `raw read`: every parquet file read once with pyarrow (`ParquetFile.read`), nothing else, same
-  number of processes: the floor that "near raw parquet read speed" is measured against;
-- `prepare`: `hbac.prepare.prepare` with the default HMS config (all workers, and 1 worker), and
+- `raw read`: every parquet file read once with polars (`pl.read_parquet`) and, separately, with
+  pyarrow (`ParquetFile.read`), nothing else, same number of processes: the read limit. The
+  summary prints prepare's speed as a fraction of the faster of the two (goal: >= 80 %);
+- `prepare`: `hbac.cache.prepare` with the default HMS config (all workers, and 1 worker), and
   without the band-pass filter (what is left: read, montage, NaN check, clip, write, sizing);
 - `pandas per row`: `pd.read_parquet` per train.csv row, crop, montage, NaN fill, band-pass,
   append to a list, `np.stack` at the end (at N only unless --baseline-both).
@@ -19,6 +20,12 @@ count the pages they share with the parent), all in MB. Linux only.
 Files are symlinks to a few sources, so reads hit the page cache for every method alike.
 
     python benchmarks/prepare.py --n 200 --workers 2
+    python benchmarks/prepare.py --full-scale     # the competition's 17,089 EEGs / 11,138 spectrograms
+
+`--full-scale` replicates the real files to the competition's size with the real train.csv's
+offsets (every EEG and spectrogram long enough for its labelled windows: real files where they
+are, else real signal tiled to the length needed), runs the real `prepare` once with all workers
+and reports wall time, CPU time, peak RSS and the cache's size on disk.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -37,6 +45,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "hms"
 SECONDS_PER_ROW_WINDOW = 50.0
+DATA_CFG = str(ROOT / "configs" / "data" / "hms.yaml")  # prepare runs with the shipped HMS data config
 
 
 def source_dir(tmp: Path) -> tuple[Path, str]:
@@ -136,12 +145,28 @@ def measure(fn):
 
 RUN_PREPARE = PRELUDE + """
 import logging
-from hbac.config import DataConfig
-from hbac.prepare import prepare
-cfg = DataConfig(name="bench", data_dir=sys.argv[1], cache_root=sys.argv[2], workers=int(sys.argv[3]))
+from hbac.cache import prepare
+from hbac.config import load_config
+over = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
 if len(sys.argv) > 4 and sys.argv[4] == "nofilter":  # I/O + montage only: how close to the raw read
-    cfg.eeg.bandpass = None
-measure(lambda: prepare(cfg, force=True, progress=False))
+    over["eeg"] = {"bandpass": None}
+cfg = load_config(sys.argv[6], overrides=over)  # the shipped HMS data config (configs/data/hms.yaml)
+progress = len(sys.argv) > 5 and sys.argv[5] == "progress"
+measure(lambda: prepare(cfg, force=True, progress=progress))
+"""
+
+RUN_RAW_POLARS = PRELUDE + """
+import glob, multiprocessing as mp
+def read(p):  # every column, one thread per process (as prepare's workers read)
+    import polars as pl
+    pl.read_parquet(p)
+files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
+def run():
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
+    with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:  # fork is safe: this parent never runs polars
+        for _ in pool.imap_unordered(read, files, chunksize=8):
+            pass
+measure(run)
 """
 
 RUN_RAW = PRELUDE + """
@@ -199,7 +224,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--baseline-both", action="store_true", help="also run the pandas loop at 4N (slow, memory-hungry)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--full-scale", action="store_true", help="prepare the competition's 17,089 EEGs / 11,138 spectrograms once")
+    ap.add_argument("--workdir", default=None, help="--full-scale: folder for the replicated data and the cache (default: a temp folder)")
     a = ap.parse_args()
+    if a.full_scale:
+        full_scale(a.workers, a.workdir)
+        return
 
     results = []
     with tempfile.TemporaryDirectory(prefix="hbac_bench_") as tmp_s:
@@ -212,10 +242,11 @@ def main() -> None:
             data = tmp / f"hms_{n}"
             info = build(src, pairs, n, data)
             runs = [
+                ("raw read (polars)", RUN_RAW_POLARS, (str(data), "", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
-                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers))),
-                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1")),
-                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter")),
+                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "filter", "quiet", DATA_CFG)),
+                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "filter", "quiet", DATA_CFG)),
+                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter", "quiet", DATA_CFG)),
             ]
             if n == a.n or a.baseline_both:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
@@ -233,8 +264,102 @@ def main() -> None:
     cols = ["recordings", "rows", "method", "wall", "cpu", "rec_per_s", "mb_per_s", "rss_start", "rss_main", "rss_workers", "speedup_vs_pandas"]
     print()
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print()
+    for n, g in df.groupby("recordings"):
+        limit = g[g.method.str.startswith("raw read")].wall.min()
+        for _, r in g[g.method.str.startswith("prepare")].iterrows():
+            print(f"N={n:5d} {r.method:30s} {100 * limit / r.wall:5.1f} % of the raw read limit (fastest raw read {limit:.2f} s)")
     if a.json:
         df[cols].to_json(a.json, orient="records", indent=1)
+
+
+# --------------------------------------------------------------------------- full competition scale
+FULL_EEGS, FULL_SPECS = 17_089, 11_138
+TILE_EEG_S, TILE_SPEC_S = 100.0, 600.0  # tiled files are made in steps of this length
+
+
+def _tiled(src: Path, seconds: float, fs: float, out: Path) -> Path:
+    """A parquet file of `src`'s columns tiled to at least `seconds` (rows at `fs` Hz), written once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if out.exists():
+        return out
+    t = pq.read_table(src)
+    n = int(np.ceil(seconds * fs))
+    reps = int(np.ceil(n / t.num_rows))
+    big = pa.concat_tables([t] * reps).slice(0, n)
+    if "time" in big.column_names:  # spectrogram: keep `time` increasing (1, 3, 5, … s)
+        times = pa.array(np.arange(n, dtype=np.float64) * 2 + 1, type=t.schema.field("time").type)
+        big = big.set_column(big.column_names.index("time"), "time", times)
+    pq.write_table(big, out)
+    return out
+
+
+def _pick(lengths: dict[Path, float], need: float, tiles: Path, fs: float, tile_s: float, kind: str) -> Path:
+    """The shortest real file at least `need` seconds long, else a tiled copy of the longest."""
+    ok = [p for p, n in lengths.items() if n >= need]
+    if ok:
+        return min(ok, key=lambda p: lengths[p])
+    longest = max(lengths, key=lengths.get)
+    size = float(np.ceil(need / tile_s) * tile_s)
+    return _tiled(longest, size, fs, tiles / f"{kind}_{int(size)}.parquet")
+
+
+def build_full(src: Path, out: Path) -> dict:
+    """The competition's train set, replicated: real train.csv rows (offsets) cycled to 17,089 EEGs."""
+    import pyarrow.parquet as pq
+
+    train = pd.read_csv(src / "train.csv")
+    eeg_len = {p: pq.read_metadata(p).num_rows / 200.0 for p in (src / "train_eegs").glob("*.parquet")}
+    spec_len = {p: pq.read_metadata(p).num_rows * 2.0 for p in (src / "train_spectrograms").glob("*.parquet")}
+    tiles = out / "tiles"
+    for sub in ("train_eegs", "train_spectrograms", "tiles"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    codes, eegs = pd.factorize(train.eeg_id, sort=True)
+    spec_code, _ = pd.factorize(train.spectrogram_id)
+    n_spec = int(spec_code.max()) + 1
+    frames = []
+    for copy in range(-(-FULL_EEGS // len(eegs))):  # whole copies of the real table, the last one partial
+        keep = codes < min(len(eegs), FULL_EEGS - copy * len(eegs))
+        g = train[keep].copy()
+        g["eeg_id"] = 100_000_000 + copy * len(eegs) + codes[keep]
+        g["spectrogram_id"] = 200_000_000 + (spec_code[keep] + copy * n_spec) % FULL_SPECS
+        g["label_id"] = g["label_id"] + copy * 10_000_000_000
+        g["patient_id"] = g["patient_id"] + copy * 100_000
+        frames.append(g)
+    full = pd.concat(frames, ignore_index=True)
+    full.to_csv(out / "train.csv", index=False)
+    nbytes = 0
+    for eid, need in (full.groupby("eeg_id").eeg_label_offset_seconds.max() + 50.0).items():
+        target = _pick(eeg_len, need, tiles, 200.0, TILE_EEG_S, "eeg")
+        os.symlink(target.resolve(), out / "train_eegs" / f"{eid}.parquet")
+        nbytes += target.stat().st_size
+    for sid, need in (full.groupby("spectrogram_id").spectrogram_label_offset_seconds.max() + 600.0).items():
+        target = _pick(spec_len, need, tiles, 0.5, TILE_SPEC_S, "spec")
+        os.symlink(target.resolve(), out / "train_spectrograms" / f"{sid}.parquet")
+        nbytes += target.stat().st_size
+    return {"rows": len(full), "eegs": full.eeg_id.nunique(), "specs": full.spectrogram_id.nunique(), "mb": nbytes / 1e6}
+
+
+def _du(path: Path) -> float:
+    """Bytes actually allocated under `path` (sparse files count what was written), in GB."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 1e9
+
+
+def full_scale(workers: int, workdir: Optional[str]) -> None:
+    if not (REAL / "train.csv").exists():
+        raise SystemExit(f"--full-scale needs the real files in {REAL}")
+    with tempfile.TemporaryDirectory(prefix="hbac_full_", dir=workdir) as tmp_s:
+        tmp = Path(tmp_s)
+        info = build_full(REAL, tmp / "hms")
+        print(f"full scale: {info['rows']} rows, {info['eegs']} EEGs, {info['specs']} spectrograms, "
+              f"{info['mb'] / 1e3:.1f} GB of parquet (symlinked); {workers} workers, {os.cpu_count()} cores", flush=True)
+        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "filter", "progress", DATA_CFG)
+        gb = _du(tmp / "cache")
+        print(f"prepare: {r['wall']:.0f} s wall ({r['wall'] / 60:.1f} min), {r['cpu']:.0f} CPU-s, "
+              f"{(info['eegs'] + info['specs']) / r['wall']:.1f} files/s, peak RSS main {r['rss_main']:.0f} MB, "
+              f"largest worker {r['rss_workers']:.0f} MB, cache {gb:.1f} GB on disk")
 
 
 if __name__ == "__main__":

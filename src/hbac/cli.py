@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 log = logging.getLogger("hbac")
 
@@ -23,51 +24,69 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
     if a.dataset == "hms":
         synthetic.write_hms(Path(a.out), n_eegs=a.n_eegs or 60, seed=a.seed, n_test=a.n_test, low_vote_other=a.low_vote_other)
+    elif a.dataset == "bids":
+        synthetic.write_bids(Path(a.out), n_subjects=a.n_patients, n_runs=a.n_files, file_s=a.file_s, seed=a.seed)
+    elif a.dataset == "tusz":
+        synthetic.write_tusz(Path(a.out), n_subjects=a.n_patients, n_files=a.n_files, file_s=a.file_s, seed=a.seed)
     else:
         synthetic.write_chbmit(Path(a.out), n_patients=a.n_patients, seed=a.seed, n_files=a.n_files, file_s=a.file_s)
     print(f"synthetic {a.dataset} data written to {a.out}")
     return 0
 
 
+def add_config_args(s: argparse.ArgumentParser, what: str = "config (YAML)") -> None:
+    """The CONFIG positional and the repeatable `--set key.path=value` of every command that takes a config."""
+    s.add_argument("config", help=what)
+    s.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable; YAML value, validated like the file; applied after the "
+        "other flags), e.g. --set train.epochs=3 --set data.eeg.bandpass=[0.5,40] --set model.pretrained_path=null",
+    )
+
+
+def load_cli_config(
+    a: argparse.Namespace, expect: Sequence[str], overrides: Optional[dict] = None, data_overrides: Optional[dict] = None
+) -> Any:
+    """Load `a.config` with the command's flag overrides, then `a.sets` on top; validated once, never mutated after."""
+    from hbac.config import deep_update, load_config, parse_sets  # lazy: config pulls in numpy/pandas via hbac.io
+
+    merged = deep_update(overrides or {}, parse_sets(getattr(a, "sets", [])))
+    return load_config(a.config, merged, data_overrides=data_overrides, expect=expect)
+
+
+def _data_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """--data-dir / --cache-root / --allow-missing / --workers → overrides of the cache settings."""
+    d: dict[str, Any] = {}
+    if getattr(a, "data_dir", None):
+        d["data_dir"] = a.data_dir
+    if getattr(a, "cache_root", None):
+        d["cache_root"] = a.cache_root
+    if getattr(a, "allow_missing", False):
+        d["allow_missing"] = True
+    if getattr(a, "workers", None) is not None:
+        d["workers"] = a.workers
+    return d
+
+
+def _output_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """--outputs → the output_root override."""
+    return {"output_root": a.outputs} if getattr(a, "outputs", None) else {}
+
+
 def cmd_prepare(a: argparse.Namespace) -> int:
     from hbac.cache.build import prepare
-    from hbac.config import ExperimentConfig, load_config
+    from hbac.config import ExperimentConfig
 
-    cfg = load_config(a.config)
-    if isinstance(cfg, ExperimentConfig):
-        cfg = cfg.data
-    if a.data_dir:
-        cfg.data_dir = a.data_dir
-    if a.allow_missing:
-        cfg.allow_missing = True
-    if a.workers is not None:
-        cfg.workers = a.workers
-    if a.cache_root:
-        cfg.cache_root = a.cache_root
-    path = prepare(cfg, force=a.force)
+    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))
+    path = prepare(cfg.data if isinstance(cfg, ExperimentConfig) else cfg, force=a.force)
     print(f"cache ready: {path}")
     return 0
-
-
-def _experiment_overrides(a: argparse.Namespace):
-    from hbac.config import load_config
-
-    cfg = load_config(a.config)
-    if getattr(a, "data_dir", None):
-        cfg.data.data_dir = a.data_dir
-    if getattr(a, "outputs", None):
-        cfg.output_root = a.outputs
-    if getattr(a, "cache_root", None):
-        cfg.data.cache_root = a.cache_root
-    if getattr(a, "allow_missing", False):
-        cfg.data.allow_missing = True
-    return cfg
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from hbac.engine.experiment import train_experiment
 
-    cfg = _experiment_overrides(a)
+    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))
     folds = [a.fold] if a.fold is not None else None
     result = train_experiment(cfg, folds=folds, resume=a.resume)
     print(f"outputs: {cfg.output_dir()}")
@@ -77,13 +96,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
-    from hbac.config import load_config
     from hbac.ensemble import run_ensemble
 
-    cfg = load_config(a.config)
-    if a.outputs:
-        cfg.output_root = a.outputs
-    run_ensemble(cfg)
+    run_ensemble(load_cli_config(a, ("ensemble",), overrides=_output_flags(a)))
     return 0
 
 
@@ -114,7 +129,57 @@ def cmd_detect(a: argparse.Namespace) -> int:
     from hbac.inference.detect import detect
 
     detect(Path(a.edf), outputs=Path(a.outputs), name=a.name, out_dir=Path(a.out) if a.out else None, threshold=a.threshold,
-           explain=a.explain)
+           onnx=Path(a.onnx) if a.onnx else None, explain=a.explain)
+    return 0
+
+
+def _intervals(spec: Optional[str]) -> list[tuple[float, float]]:
+    """'10:50,300:340' → [(10.0, 50.0), (300.0, 340.0)]."""
+    out = []
+    for part in (spec or "").split(","):
+        if part.strip():
+            a, _, b = part.partition(":")
+            try:
+                out.append((float(a), float(b)))
+            except ValueError:
+                raise ValueError(f"--seizures: {part!r} is not START:END in seconds") from None
+    return out
+
+
+def cmd_stream(a: argparse.Namespace) -> int:
+    from hbac.inference.stream import stream
+
+    r = stream(Path(a.edf), outputs=Path(a.outputs), name=a.name, onnx=Path(a.onnx) if a.onnx else None, speed=a.speed,
+               seizures=_intervals(a.seizures), threshold=a.threshold, out=Path(a.out) if a.out else None)
+    print(f"{len(r['alarms_s'])} alarm(s) at {', '.join(f'{t:.1f} s' for t in r['alarms_s']) or '-'}; "
+          f"{r['cpu_s_per_eeg_s'] * 1000:.2f} ms CPU per s of EEG")
+    for (on, off), la in zip(r["seizures"], r["latency_s"]):
+        print(f"seizure {on:.1f}-{off:.1f} s: " + ("missed" if la is None else f"detection latency {la:+.1f} s"))
+    return 0
+
+
+def cmd_tune(a: argparse.Namespace) -> int:
+    from hbac.engine.tune import tune
+
+    r = tune(a.config, trials=a.trials, storage=a.storage, progress=not a.quiet)
+    print(f"study {r['study']}: {r['n_trials']} trial(s), {r['n_pruned']} pruned; first {r['first_value']}, "
+          f"best {r['best_value']} (trial {r['best_trial']}) with {r['best_params']}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from hbac.inference.export import export_onnx
+
+    if not a.onnx:
+        raise ValueError("export: choose a format (--onnx)")
+    exp = Path(a.experiment) if Path(a.experiment).is_dir() else Path(a.outputs) / a.experiment
+    r = export_onnx(exp, out_dir=Path(a.out) if a.out else None, int8=a.int8)
+    for kind in ("fp32", "int8"):
+        if kind in r:
+            f = r[kind]
+            print(f"{kind}: {f['size_bytes'] / 1024:.1f} kB, max |Δp| vs torch {f['max_abs_diff']:.2e}, "
+                  f"{f['latency_ms_per_window']:.3f} ms/window (CPU, 1 thread)")
+    print(f"exported {r['onnx']}")
     return 0
 
 
@@ -142,19 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("synth", help="write a synthetic dataset in the real layout")
-    s.add_argument("dataset", choices=["hms", "chbmit"])
+    s.add_argument("dataset", choices=["hms", "chbmit", "bids", "tusz"])
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n-eegs", type=int, default=None, help="HMS: number of train EEG recordings (default 60)")
     s.add_argument("--n-test", type=int, default=4, help="HMS: number of test EEGs (default 4)")
     s.add_argument("--low-vote-other", type=float, default=0.0, help="HMS: share of low-vote raters who say 'other' whatever they see (default 0)")
-    s.add_argument("--n-patients", type=int, default=4, help="CHB-MIT: number of cases (default 4)")
-    s.add_argument("--n-files", type=int, default=3, help="CHB-MIT: EDF files per case (default 3)")
-    s.add_argument("--file-s", type=float, default=600.0, help="CHB-MIT: seconds per EDF file (default 600)")
+    s.add_argument("--n-patients", type=int, default=4, help="CHB-MIT: number of cases; BIDS/TUSZ: subjects (default 4)")
+    s.add_argument("--n-files", type=int, default=3, help="CHB-MIT/BIDS/TUSZ: EDF files per case (default 3)")
+    s.add_argument("--file-s", type=float, default=600.0, help="CHB-MIT/BIDS/TUSZ: seconds per EDF file (default 600)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("prepare", help="build a cache from raw files")
-    s.add_argument("config", help="data or experiment config (YAML)")
+    add_config_args(s, "data or experiment config (YAML)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config's data_dir)")
     s.add_argument("--cache-root", help="where caches live (default from config: inputs/cache)")
     s.add_argument("--allow-missing", action="store_true", help="skip rows whose files are missing, and report how many")
@@ -163,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("train", help="train folds of an experiment; writes outputs/<experiment>/")
-    s.add_argument("config", help="experiment config (YAML)")
+    add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
@@ -173,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("ensemble", help="fit blend weights on OOF predictions, report CV")
-    s.add_argument("config", help="ensemble config (YAML)")
+    add_config_args(s, "ensemble config (YAML)")
     s.add_argument("--outputs", help="outputs folder (default from config)")
     s.set_defaults(func=cmd_ensemble)
 
@@ -199,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder for the CSVs and PNG (default: <outputs>/detect/<edf stem>)")
     s.add_argument("--threshold", type=float, default=None, help="event threshold (default: the experiment's)")
     s.add_argument("--explain", action="store_true", help="add a Grad-CAM strip (seizure class) under the probability timeline")
+    s.add_argument("--onnx", default=None, help="score windows with an exported model.onnx (onnxruntime, no torch model)")
     s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("explain", help="Grad-CAM, optimal samples, activation maximisation, deconvolution of a trained experiment")
@@ -219,6 +285,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
     s.add_argument("--out", default=None, help="report path (default: <outputs>/<name>/report.html)")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("tune", help="Optuna search over an experiment config (search space in a tune YAML)")
+    s.add_argument("config", help="tune file (YAML): experiment, folds, space, … (see hbac.engine.tune)")
+    s.add_argument("--trials", type=int, required=True, help="total trials of the study (re-running resumes it)")
+    s.add_argument("--storage", default=None, help="Optuna RDB URL or .journal file (default: SQLite in the study folder)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("stream", help="replay an EDF as a live feed: online alarms, detection latency, CPU cost")
+    s.add_argument("edf", help="EDF recording")
+    s.add_argument("--outputs", default="outputs", help="outputs folder holding the experiment (default: outputs)")
+    s.add_argument("--name", default=None, help="experiment name (default: the best CHB-MIT entry)")
+    s.add_argument("--onnx", default=None, help="score with an exported model.onnx instead of the checkpoints")
+    s.add_argument("--speed", type=float, default=1.0, help="replay speed × real time; 0 = as fast as possible")
+    s.add_argument("--seizures", default=None, help="reference seizures START:END[,START:END] (s) for latencies")
+    s.add_argument("--threshold", type=float, default=None, help="alarm threshold (default: the experiment's)")
+    s.add_argument("--out", default=None, help="write the report (JSON) here")
+    s.set_defaults(func=cmd_stream)
+
+    s = sub.add_parser("export", help="export an experiment's folds as one ONNX graph, with parity and latency checks")
+    s.add_argument("experiment", help="experiment folder, or its name under --outputs")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--onnx", action="store_true", help="export to ONNX (the only format)")
+    s.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised copy")
+    s.add_argument("--out", default=None, help="folder for model.onnx (default: <experiment>/export)")
+    s.set_defaults(func=cmd_export)
     return p
 
 
@@ -227,12 +319,52 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # ConfigError and DataError are ValueErrors
+    # ConfigError, DataError, CheckpointError are ValueErrors; CacheError, DiskFullError, PermissionError are OSErrors
+    except (ValueError, OSError, KeyError) as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+
+def build_submit_parser() -> argparse.ArgumentParser:
+    """Arguments of `python submit.py` (parsed before anything heavy is imported, so --help is instant)."""
+    p = argparse.ArgumentParser(prog="python submit.py", description="Offline inference on test.csv → submission.csv.")
+    p.add_argument("--data-dir", default=None, help="competition folder (default: the Kaggle input folder when present, else inputs/hms)")
+    p.add_argument("--outputs", default="outputs", help="folder of trained experiments (default: outputs)")
+    p.add_argument("--ensemble", default=None, help="ensemble to use (default: the best HMS entry on the leaderboard)")
+    p.add_argument("--experiment", default=None, help="use one experiment instead of an ensemble")
+    p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--profile", action="store_true", help="print where the time went (imports, cache, model load, forward, write)")
+    return p
+
+
+def submit_main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python submit.py`: parse, then import the inference code and write the submission."""
+    t0 = time.perf_counter()
+    a = build_submit_parser().parse_args(argv)
+    _setup_logging(False)
+    try:
+        from hbac.inference.submit import (
+            make_submission,  # torch and the models: imported only to run
+        )
+
+        timings: dict[str, float] = {"imports": time.perf_counter() - t0}
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    total = time.perf_counter() - t0
+    split = ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f} %)" for k, v in timings.items())
+    log.info("submit.py took %.2f s: %s; other %.2f s", total, split, total - sum(timings.values()))
+    if a.profile:
+        print(f"time split (total {total:.2f} s):")
+        for k, v in list(timings.items()) + [("other", total - sum(timings.values()))]:
+            print(f"  {k:>10}: {v:7.2f} s  {100 * v / total:5.1f} %")
+    print(f"submission written to {a.out}")
+    return 0
 
 
 if __name__ == "__main__":

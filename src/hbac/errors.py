@@ -16,3 +16,15 @@ class CacheError(FileNotFoundError):
 
 class AlignmentError(ValueError):
     """Members' OOF files do not cover the same rows, folds, classes or targets."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is corrupt or not a trusted checkpoint (holds more than tensors and plain values); names the file."""
+
+
+class ExperimentMixError(ValueError):
+    """An experiment folder holds folds trained with different configs; names the folder and the folds."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing an output; the message names the file or folder being written."""

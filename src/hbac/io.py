@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -11,6 +12,33 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+
+from hbac.errors import DiskFullError
+
+LOW_SPACE_BYTES = 64 << 20  # a write error with less free space than this is reported as a full disk
+
+
+def is_disk_full(e: BaseException, path: str | Path) -> bool:
+    """True when `e` is running out of space (ENOSPC, EDQUOT) on `path`'s disk.
+
+    torch.save reports ENOSPC as a RuntimeError ("file write failed", "unexpected pos …"), so a
+    RuntimeError counts too when the disk holding `path` has under LOW_SPACE_BYTES free.
+    """
+    if isinstance(e, DiskFullError):
+        return False  # already reported
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(e, RuntimeError):
+        try:
+            return shutil.disk_usage(Path(path).parent).free < LOW_SPACE_BYTES
+        except OSError:
+            return False
+    return False
+
+
+def disk_full_error(e: BaseException, path: str | Path) -> DiskFullError:
+    """The one-line error for a full disk while writing `path`."""
+    return DiskFullError(f"disk full while writing {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
 @contextlib.contextmanager
@@ -25,6 +53,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as e:
+        if is_disk_full(e, path):
+            raise disk_full_error(e, path) from e
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -67,6 +99,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if is_disk_full(e, tmp):
+            raise disk_full_error(e, path) from e
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

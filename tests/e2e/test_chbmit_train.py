@@ -96,7 +96,7 @@ def test_outputs_and_patient_grouped_folds(chbmit_run):
     assert (oof.groupby("group")["fold"].nunique() == 1).all()
     assert oof["group"].nunique() == N_PATIENTS and oof["fold"].nunique() == N_FOLDS
     for k in range(N_FOLDS):
-        ck = torch.load(out / f"fold{k}" / "best.pt", map_location="cpu", weights_only=False)
+        ck = torch.load(out / f"fold{k}" / "best.pt", map_location="cpu", weights_only=True)
         assert ck["classes"] == ["background", "seizure"] and ck["fold"] == k
         assert ck["config"]["train"]["loss"] == "focal" and ck["config"]["train"]["sampler"] == "balanced"
         trained_on = set(oof.loc[oof.fold != k, "group"])

@@ -64,7 +64,7 @@ def test_models_learn_below_prior(config, epochs, synth_hms_demo, workroot):
     fold = cfg.output_dir() / "fold0"
     for f in ("best.pt", "last.pt", "history.csv", "curve.png", "oof.csv"):
         assert (fold / f).exists(), f
-    ck = torch.load(fold / "best.pt", weights_only=False)
+    ck = torch.load(fold / "best.pt", weights_only=True)
     assert ck["config"]["name"] == cfg.name and ck["fold"] == 0 and np.isfinite(ck["score"])
     assert scores["missing_folds"] == [1, 2]
 
@@ -114,12 +114,12 @@ def test_resume_matches_uninterrupted(synth_hms, workroot, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_experiment(cut, folds=[0], progress=False)
     monkeypatch.setattr(train_mod, "atomic_write_csv", real_write)
-    last = torch.load(cut.output_dir() / "fold0" / "last.pt", weights_only=False)
+    last = torch.load(cut.output_dir() / "fold0" / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and not last["complete"]
     train_experiment(cut, folds=[0], resume=True, progress=False)
 
-    a = torch.load(full.output_dir() / "fold0" / "last.pt", weights_only=False)["model"]
-    b = torch.load(cut.output_dir() / "fold0" / "last.pt", weights_only=False)["model"]
+    a = torch.load(full.output_dir() / "fold0" / "last.pt", weights_only=True)["model"]
+    b = torch.load(cut.output_dir() / "fold0" / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"weights differ after resume: {k}")

@@ -1,21 +1,21 @@
 """Build an on-disk cache from raw files (format: docs/internals.md, "Cache").
 
-`prepare(cfg)` is generic over the adapter protocol (`hbac.datasets.<dataset>`):
-`adapter_table`, `adapter_channels`, `adapter_path`, `adapter_read` and, optionally,
-`adapter_n_times(cfg, rid) -> (n_times, fs)` (or `n_times` at the module's `FS`) to size a
-recording from its footer/header without reading the signal.
+`prepare(cfg)` is generic over the adapter protocol (`hbac.datasets.DatasetAdapter`, looked
+up in the registry by `cfg.dataset`): `table`, `channels`, `path`, `read`, `n_times` (to size a
+recording from its footer/header without reading the signal) and `missing_reason`.
 
-Pipeline: sample table → missing-file check → sizes (in parallel, from footers) → window
-bounds check → `eeg.npy` / `spec.npy` allocated on disk → every recording read, preprocessed
-and written into its own slice by a pool of worker processes (one recording in memory per
-worker; the parent only sees small per-file results) → index CSVs → `meta.json` last.
+Pipeline (`prepare`): plan (`plan_rows`: sample table, missing-file check; `size_files`: sizes
+in parallel from footers; `check_windows`: rate, window bounds) → `allocate` (`eeg.npy` and each
+extra input's `<stem>.npy` on disk) → `write` (every recording and extra-input file read,
+preprocessed and written into its own slice by a pool of worker processes; one file in memory
+per worker; the parent only sees small per-file results) → `index` (CSVs, `meta.json` last).
+Extra inputs (e.g. the HMS Kaggle spectrogram) are declared by the adapter (`ExtraInput`).
 Everything is built in a temp folder renamed into place at the end (`hbac.io.atomic_dir`).
 """
 from __future__ import annotations
 
 import contextlib
 import glob
-import importlib
 import logging
 import multiprocessing as mp
 import os
@@ -23,10 +23,10 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -34,40 +34,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hbac.cache.format import CACHE_FORMAT
-from hbac.config import DataConfig, to_dict
-from hbac.datasets.chbmit import CHBMIT_CLASSES
-from hbac.datasets.hms import HMS_CLASSES, eeg_n_rows, read_spectrogram, spec_path
-from hbac.datasets.kaggle_spec import SPEC_STEP_S, SPEC_WINDOW_S
+from hbac.config import DataConfig, check_band_vs_rate, to_dict
+from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for, adapter_modules
 from hbac.errors import DataError
-from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, read_json
+from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, disk_full_error, is_disk_full, read_json
 from hbac.signals.filters import (
-    preprocess,  # imported before the workers fork, so they do not each import torch
+    preprocess,
 )
 
 log = logging.getLogger(__name__)
 
 
-ADAPTERS = ("hms", "chbmit")
-
-
-PROTOCOL = ("adapter_table", "adapter_channels", "adapter_path", "adapter_read")
-
-
-SPEC_WIDTH = 400  # Kaggle spectrogram columns (4 regions × 100 frequencies)
-
-
 _EXAMPLES = 3  # missing files named in an error message
-
-
-def get_adapter(dataset: str) -> ModuleType:
-    """The adapter module `hbac.datasets.<dataset>` (imported lazily), checked for the protocol."""
-    if dataset not in ADAPTERS:
-        raise ValueError(f"unknown dataset {dataset!r} (known: {', '.join(ADAPTERS)})")
-    mod = importlib.import_module(f"hbac.datasets.{dataset}")
-    missing = [f for f in PROTOCOL if not hasattr(mod, f)]
-    if missing:
-        raise AttributeError(f"adapter hbac.datasets.{dataset} lacks {missing} (adapter protocol: {', '.join(PROTOCOL)})")
-    return mod
+IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
 
 
 def resampled_length(n_times: int, fs_in: float, fs_out: Optional[float]) -> int:
@@ -125,11 +104,6 @@ def _existing(paths: Sequence[Path]) -> np.ndarray:
     return out
 
 
-def _classes(adapter: ModuleType, dataset: str) -> list[str]:
-    cls = getattr(adapter, "CLASSES", None)
-    return list(cls) if cls else list({"hms": HMS_CLASSES, "chbmit": CHBMIT_CLASSES}[dataset])
-
-
 _W: dict[str, Any] = {}
 
 
@@ -149,7 +123,8 @@ def _one_blas_thread() -> Iterator[None]:
 def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool) -> None:
     """Pool initializer: remember the config and the output folder; one BLAS thread per process."""
     _W.clear()
-    _W.update(cfg=cfg, tmp=Path(tmp), adapter=get_adapter(cfg.dataset), fds={})
+    adapter = adapter_for(cfg)
+    _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter, extras={x.name: x for x in adapter.extras(cfg)}, fds={})
     if limit_threads:
         ctx = _one_blas_thread()
         ctx.__enter__()  # for the life of the worker process
@@ -186,6 +161,10 @@ def _naming(path: Path, what: str) -> Iterator[None]:
         if str(path) in str(e):
             raise
         raise DataError(f"{path}: {e}") from e
+    except OSError as e:
+        if is_disk_full(e, _W.get("tmp", ".")):  # the cache being written filled the disk: not this input's fault
+            raise disk_full_error(e, _W["cfg"].cache_dir() if "cfg" in _W else "the cache") from e
+        raise DataError(f"{path}: {what} failed: {type(e).__name__}: {e}") from e
     except Exception as e:  # any failure on one file is reported with that file's name
         raise DataError(f"{path}: {what} failed: {type(e).__name__}: {e}") from e
 
@@ -201,7 +180,7 @@ def _unreadable(task: tuple, fn: Any) -> tuple:
 
 
 def _size_task(task: tuple) -> tuple:
-    """('eeg', i, rid) → ('eeg', i, n_times, fs, reason) | ('spec', i, sid) → ('spec', i, n_steps)."""
+    """('eeg', i, rid) → ('eeg', i, n_times, fs, reason) | (extra, i, file id) → (extra, i, n_rows)."""
     return _unreadable(task, _size_one)
 
 
@@ -209,63 +188,62 @@ def _size_one(task: tuple) -> tuple:
     kind, i, key = task
     cfg, adapter = _W["cfg"], _W["adapter"]
     if kind == "eeg":
-        path = Path(adapter.adapter_path(cfg, key))
+        path = Path(adapter.path(cfg, key))
         with _naming(path, f"sizing recording {key!r}"):
-            why = getattr(adapter, "adapter_missing_reason", None)
-            reason = why(cfg, key) if why is not None else None
+            reason = adapter.missing_reason(cfg, key)
             if reason is not None:  # unusable (e.g. a montage channel absent): treated like a missing file
                 return ("eeg", i, 0, 0.0, str(reason))
-            n_times = getattr(adapter, "adapter_n_times", None)
-            if n_times is not None:
-                r = n_times(cfg, key)
-                n, fs = r if isinstance(r, tuple) else (r, float(adapter.FS))
-            else:  # no cheap header: read the recording once to learn its length
-                x, fs = adapter.adapter_read(cfg, key)
-                n = x.shape[1]
+            n, fs = adapter.n_times(cfg, key)  # the default reads the recording once
         return ("eeg", i, int(n), float(fs), None)
-
-    return ("spec", i, eeg_n_rows(spec_path(cfg.data_dir, key, cfg.split)))
+    x = _W["extras"][kind]
+    path = Path(x.path(cfg, key))
+    with _naming(path, f"sizing {x.name} {key!r}"):
+        return (kind, i, int(x.n_rows(path)))
 
 
 def _work_task(task: tuple) -> tuple:
-    """Read, preprocess and write one recording or one Kaggle spectrogram into its slice."""
-    return _unreadable(task, _work_one)
+    """Read, preprocess and write one recording or one extra-input file into its slice."""
+    return _unreadable(task, _work_eeg if task[0] == "eeg" else _work_extra)
 
 
-def _work_one(task: tuple) -> tuple:
+def _work_eeg(task: tuple) -> tuple:
+    """('eeg', i, rid, fs_in, n_out, row0, header, n_chans, dtype) → ('eeg', i, n_nonfinite)."""
     cfg, adapter = _W["cfg"], _W["adapter"]
-    if task[0] == "eeg":
-        _, i, rid, fs_in, n_out, row0, header, n_chans, dtype = task
-        path = Path(adapter.adapter_path(cfg, rid))
-        with _naming(path, f"preparing recording {rid!r}"):
-            x, fs = adapter.adapter_read(cfg, rid)
-            if abs(float(fs) - fs_in) > 1e-6:
-                raise DataError(f"{path}: sampling rate {fs} Hz, but its header said {fs_in} Hz")
-            if x.shape[0] != n_chans:
-                raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
-            e = cfg.eeg
-            y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
-            del x
-            if y.shape[1] != n_out:
-                raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, its header promised {n_out}")
-            out = np.ascontiguousarray(y.T, dtype=dtype)  # time-major (n_times, n_chans)
-            del y
-            n_bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-            _pwrite(_fd("eeg.npy"), out, header + row0 * out.strides[0])
-        return ("eeg", i, n_bad)
-    _, i, sid, n_steps, row0, header, offsets = task
+    _, i, rid, fs_in, n_out, row0, header, n_chans, dtype = task
+    path = Path(adapter.path(cfg, rid))
+    with _naming(path, f"preparing recording {rid!r}"):
+        x, fs = adapter.read(cfg, rid)
+        if abs(float(fs) - fs_in) > 1e-6:
+            raise DataError(f"{path}: sampling rate {fs} Hz, but its header said {fs_in} Hz")
+        if x.shape[0] != n_chans:
+            raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
+        e = cfg.eeg
+        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
+        del x
+        if y.shape[1] != n_out:
+            raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, its header promised {n_out}")
+        out = np.ascontiguousarray(y.T, dtype=dtype)  # time-major (n_times, n_chans)
+        del y
+        n_bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        _pwrite(_fd("eeg.npy"), out, header + row0 * out.strides[0])
+    return ("eeg", i, n_bad)
 
-    path = spec_path(cfg.data_dir, sid, cfg.split)
-    with _naming(path, f"preparing spectrogram {sid!r}"):
-        times, vals = read_spectrogram(path)
-        if vals.shape != (n_steps, SPEC_WIDTH):
-            raise DataError(f"{path}: values of shape {vals.shape}, its footer promised ({n_steps}, {SPEC_WIDTH})")
+
+def _work_extra(task: tuple) -> tuple:
+    """(name, i, file id, n_rows, row0, header, offsets) → (name, i, window start rows (k,), time0)."""
+    kind, i, key, n_rows, row0, header, offsets = task
+    x = _W["extras"][kind]
+    path = Path(x.path(_W["cfg"], key))
+    with _naming(path, f"preparing {x.name} {key!r}"):
+        times, vals = x.read(path)
+        if vals.shape != (n_rows, x.width):
+            raise DataError(f"{path}: values of shape {vals.shape}, its footer promised ({n_rows}, {x.width})")
         if len(times) > 1 and np.any(np.diff(times) <= 0):
             raise DataError(f"{path}: 'time' column is not increasing")
-        _pwrite(_fd("spec.npy"), vals, header + row0 * SPEC_WIDTH * 4)
-        rel = np.searchsorted(times, offsets, side="left")  # as signals.kaggle_spec_window does
+        _pwrite(_fd(f"{x.stem}.npy"), np.asarray(vals, dtype=np.float32), header + row0 * x.width * 4)
+        rel = np.searchsorted(times, offsets, side="left")  # a window starts at the first row with time ≥ its offset
         time0 = float(times[0]) if len(times) else float("nan")
-    return ("spec", i, rel.astype(np.int64), time0)
+    return (kind, i, rel.astype(np.int64), time0)
 
 
 def _call_batch(fn: Any, tasks: list[tuple]) -> list[tuple]:
@@ -298,9 +276,18 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
             bar.update(len(results))
 
 
+def _pool_context() -> mp.context.BaseContext:
+    """forkserver (preloading this module and the registered adapters' modules) where available, else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__, *adapter_modules()])  # a name it cannot import is skipped
+        return ctx
+    return mp.get_context("spawn")
+
+
 @contextlib.contextmanager
 def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
-    """A process pool (fork where available) set up with `_init_worker`; None = in-process."""
+    """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
     if n <= 1:
         _init_worker(cfg, str(tmp), limit_threads=False)
         try:
@@ -309,31 +296,15 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
         finally:
             _close_worker()
         return
-    # fork: workers inherit the imported modules (torch via hbac.signals) instead of importing them again
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+    # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
+    # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
+    # torch), so each worker starts in milliseconds with nothing but what prepare needs.
+    ctx = _pool_context()
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True))
     try:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on error: queued work is dropped, running tasks end
-
-
-def _missing(cfg: DataConfig, adapter: ModuleType, table: pd.DataFrame, use_spec: bool) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Rows whose recording file / spectrogram file is absent: (rec_missing (n,), spec_missing (n,), example paths)."""
-    rec_ids = pd.unique(table["recording_id"])
-    rec_paths = [Path(adapter.adapter_path(cfg, r)) for r in rec_ids]
-    rec_ok = _existing(rec_paths)
-    rec_missing = ~rec_ok[pd.Index(rec_ids).get_indexer(table["recording_id"])]
-    examples = [p for p, ok in zip(rec_paths, rec_ok) if not ok][:_EXAMPLES]
-    spec_missing = np.zeros(len(table), dtype=bool)
-    if use_spec:
-
-        sids = pd.unique(table["spectrogram_id"])
-        spaths = [spec_path(cfg.data_dir, s, cfg.split) for s in sids]
-        sok = _existing(spaths)
-        spec_missing = ~sok[pd.Index(sids).get_indexer(table["spectrogram_id"])]
-        examples += [p for p, ok in zip(spaths, sok) if not ok][: max(0, _EXAMPLES - len(examples)) or 1]
-    return rec_missing, spec_missing, examples
 
 
 def _starts(lens: np.ndarray) -> np.ndarray:
@@ -353,6 +324,308 @@ def _mask(bad: np.ndarray, msg: str, key: str, skipped: dict[str, int], allowed:
     return bad
 
 
+@dataclass
+class _Files:
+    """One kind of cached file: the recordings (kind 'eeg') or the files of one extra input."""
+
+    kind: str
+    ids: np.ndarray  # (n_files,) file ids, in order of first use
+    pos: np.ndarray  # (n_rows,) position in `ids` of each table row
+    n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_files,) rows in the cache
+    fs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_files,) native Hz (eeg only)
+    bad: dict[int, str] = field(default_factory=dict)  # file position → read error (skip_unreadable)
+
+    @classmethod
+    def of(cls, kind: str, column: pd.Series) -> "_Files":
+        ids = pd.unique(column)
+        return cls(kind, ids, pd.Index(ids).get_indexer(column), np.zeros(len(ids), np.int64), np.zeros(len(ids)))
+
+
+@dataclass
+class Plan:
+    """What a build will cache: the sample table and, per kind of file, which files and how long."""
+
+    cfg: DataConfig
+    adapter: DatasetAdapter
+    table: pd.DataFrame  # rows still to cache (index: row of the adapter's table)
+    channels: list[str]
+    extras: list[ExtraInput]  # enabled extra inputs whose id column the table has
+    n_rows_in: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    files: dict[str, _Files] = field(default_factory=dict)  # "eeg" and each extra's name
+    fs: float = 0.0  # Hz of the cached EEG
+    start: Optional[np.ndarray] = None  # (n_rows,) window start, samples from its recording's start
+    n_workers: int = 1
+
+    def drop(self, bad: np.ndarray) -> None:
+        """Remove the rows where `bad` (n_rows,) is True from the table and every row-aligned array."""
+        keep = ~np.asarray(bad, dtype=bool)
+        self.table = self.table.loc[keep]
+        for f in self.files.values():
+            f.pos = f.pos[keep]
+        if self.start is not None:
+            self.start = self.start[keep]
+
+    def drop_files(self, bad: dict[str, dict[int, str]], what: str, key: str, allowed: bool) -> None:
+        """Drop the rows that use any file in `bad` (kind → position → message), counted under `key`."""
+        if not any(bad.values()):
+            return
+        rows = np.zeros(len(self.table), dtype=bool)
+        for kind, b in bad.items():
+            rows |= np.isin(self.files[kind].pos, list(b))
+        first = next(iter(m for b in bad.values() for m in b.values()))
+        msg = f"{int(rows.sum())} rows reference {sum(map(len, bad.values()))} {what} file(s), e.g. {first}"
+        if not allowed and key != "unreadable":
+            msg += "; pass --allow-missing to skip them"
+        self.drop(_mask(rows, msg, key, self.skipped, allowed))
+
+    def count_workers(self) -> int:
+        """Processes for this build: `cfg.workers` (0 = all cores), at most one per file; few files on auto: in-process."""
+        n_files = sum(self.table[c].nunique() for c in ["recording_id"] + [x.id_column for x in self.extras])
+        # a pool costs a second or two to start: with workers on auto, a few files (a test set, a tiny
+        # demo) are read in-process; an explicit `workers: N` is obeyed
+        if not self.cfg.workers and n_files < IN_PROCESS_FILES:
+            return 1
+        return max(1, min(self.cfg.workers or os.cpu_count() or 1, n_files))
+
+
+def _reusable(cfg: DataConfig, out: Path, force: bool) -> bool:
+    """True when the cache at `out` was built from the same parameters and format (and not `force`)."""
+    h = cfg.hash()
+    meta_path = out / "meta.json"
+    if not meta_path.exists():
+        if out.exists():
+            log.warning("%s has no meta.json (an interrupted or failed build): rebuilding", out)
+        return False
+    try:
+        old = read_json(meta_path)
+    except (OSError, ValueError) as e:
+        log.warning("%s is unreadable (%s): rebuilding", meta_path, e)
+        old = {}
+    if old.get("hash") == h and old.get("format") == CACHE_FORMAT and not force:
+        log.info("reusing cache %s (hash %s)", out, h)
+        return True
+    if force:
+        log.info("rebuilding cache %s (force)", out)
+    else:
+        log.info(
+            "parameters changed for cache %s (hash %s → %s): rebuilding; %s",
+            out, old.get("hash"), h, _param_changes(old.get("params", {}), cfg.hash_params()),
+        )
+    return False
+
+
+def plan_rows(cfg: DataConfig) -> Plan:
+    """The adapter's sample table, less the rows whose files are absent (DataError unless `allow_missing`)."""
+    adapter = adapter_for(cfg)
+    table = adapter.table(cfg).reset_index(drop=True)
+    extras = [x for x in adapter.extras(cfg) if x.id_column in table.columns]
+    plan = Plan(cfg, adapter, table, list(adapter.channels(cfg)), extras, len(table))
+    kinds = [("recording", "recording_id", lambda f: adapter.path(cfg, f))]
+    kinds += [(x.label or x.name, x.id_column, lambda f, x=x: x.path(cfg, f)) for x in extras]
+    bad = np.zeros(len(table), dtype=bool)
+    counts: list[tuple[str, int, int]] = []  # (label, files absent, rows newly affected)
+    examples: list[Path] = []
+    for i, (label, col, path) in enumerate(kinds):
+        ids = pd.unique(table[col])
+        paths = [Path(path(f)) for f in ids]
+        ok = _existing(paths)
+        missing = ~ok[pd.Index(ids).get_indexer(table[col])]
+        counts.append((label, len(pd.unique(table.loc[missing, col])), int((missing & ~bad).sum())))
+        absent = [p for p, o in zip(paths, ok) if not o]
+        examples += absent[:_EXAMPLES] if i == 0 else absent[: max(0, _EXAMPLES - len(examples)) or 1]
+        bad |= missing
+    if bad.any():
+        what = ", ".join(f"{n} {label} file(s)" for label, n, _ in counts)
+        msg = f"{int(bad.sum())} of {len(table)} rows reference missing files ({what} absent), e.g. {', '.join(map(str, examples))}"
+        if not cfg.allow_missing:
+            raise DataError(f"{msg}; pass --allow-missing to skip them")
+        plan.skipped.update({f"missing_{label}": n_rows for label, _, n_rows in counts})
+        log.warning("%s; skipping them (allow_missing)", msg)
+        plan.table = table.loc[~bad]
+    plan.files = {"eeg": _Files.of("eeg", plan.table["recording_id"])}
+    plan.files.update({x.name: _Files.of(x.name, plan.table[x.id_column]) for x in extras})
+    plan.n_workers = plan.count_workers()
+    return plan
+
+
+def size_files(plan: Plan, pool: Optional[ProcessPoolExecutor], progress: bool) -> None:
+    """Every file's length from its footer/header (in the pool); drops rows of unusable or unreadable files."""
+    tasks = [(kind, i, f) for kind, files in plan.files.items() for i, f in enumerate(files.ids)]
+    reasons: dict[int, str] = {}  # recording → why it cannot be used
+    for r in _run(tasks, _size_task, pool, plan.n_workers, f"sizing {plan.cfg.name}", progress):
+        if r[0] == "bad":
+            plan.files[r[1]].bad[r[2]] = r[3]
+        elif r[0] == "eeg":
+            plan.files["eeg"].n[r[1]], plan.files["eeg"].fs[r[1]] = r[2], r[3]
+            if r[4] is not None:
+                reasons[r[1]] = r[4]
+        else:
+            plan.files[r[0]].n[r[1]] = r[2]
+    plan.drop_files({"eeg": reasons}, "unusable recording", "unusable_recording", plan.cfg.allow_missing)
+    plan.drop_files({k: f.bad for k, f in plan.files.items()}, "unreadable", "unreadable", True)
+
+
+def check_windows(plan: Plan) -> None:
+    """Choose the cache's rate, size the recordings at it, drop windows outside their recording."""
+    cfg, table, rec = plan.cfg, plan.table, plan.files["eeg"]
+    used_fs = np.unique(rec.fs[np.unique(rec.pos)]) if len(table) else np.zeros(0)
+    if cfg.eeg.fs is None and len(used_fs) > 1:
+        rates = ", ".join(f"{f:g}" for f in used_fs)
+        raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({rates} Hz): set eeg.fs to resample them to one")
+    fs = plan.fs = float(cfg.eeg.fs or (used_fs[0] if len(used_fs) else plan.adapter.fs or 0.0))
+    if cfg.eeg.bandpass and len(used_fs):  # the band-pass runs at the native rate, before any resampling
+        check_band_vs_rate(cfg.eeg.bandpass, float(used_fs.min()), "eeg.bandpass", f"recordings in {cfg.data_dir} are sampled at {used_fs.min():g} Hz")
+    rec.n = np.array(  # fs 0: a recording already dropped (never sized)
+        [resampled_length(n, f, cfg.eeg.fs) if f > 0 else 0 for n, f in zip(rec.n, rec.fs)], dtype=np.int64
+    )
+    plan.start = np.rint(table["start_s"].to_numpy(np.float64) * fs).astype(np.int64)
+    n_win = np.rint(table["duration_s"].to_numpy(np.float64) * fs).astype(np.int64)
+    past = (plan.start < 0) | (plan.start + n_win > rec.n[rec.pos]) | (n_win <= 0)
+    if past.any():
+        j = int(np.argmax(past))
+        row = {c: table[c].iloc[j] for c in ("recording_id", "sample_id", "start_s", "duration_s")}  # keeps dtypes
+        path = plan.adapter.path(cfg, row["recording_id"])
+        t0, end = float(row["start_s"]), float(row["start_s"]) + float(row["duration_s"])
+        n_rec = int(rec.n[rec.pos[j]])
+        msg = (
+            f"{path}: window of sample_id {row['sample_id']} (row {table.index[j]} of the sample table) "
+            f"spans {t0:.3f}–{end:.3f} s, outside the recording "
+            f"(0–{n_rec / fs:.3f} s, {n_rec} samples at {fs:g} Hz); {int(past.sum())} such row(s)"
+        )
+        if not cfg.allow_missing:
+            msg += "; pass --allow-missing to skip them"
+        plan.drop(_mask(past, msg, "window_past_end", plan.skipped, cfg.allow_missing))
+    if plan.table.empty:
+        log.warning("no rows left to cache from %s (%d rows in, skipped %s): the cache is empty", cfg.data_dir, plan.n_rows_in, plan.skipped)
+    for f in plan.files.values():  # keep the files still referenced, in order of first use
+        used = np.unique(f.pos)
+        remap = np.full(len(f.ids), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        f.ids, f.n, f.fs, f.pos = f.ids[used], f.n[used], f.fs[used], remap[f.pos]
+
+
+@dataclass
+class Layout:
+    """Where each file's rows go: per kind, start rows, the .npy header size and the array's shape."""
+
+    starts: dict[str, np.ndarray]
+    headers: dict[str, int]
+    shapes: dict[str, tuple[int, int]]
+    groups: dict[str, list[np.ndarray]]  # extra → per file, the table rows (positions) it serves
+    tasks: list[tuple]
+
+
+def allocate(plan: Plan, tmp: Path) -> Layout:
+    """Create `eeg.npy` and each extra's `<stem>.npy` at full size on disk (sparse until written); the write tasks."""
+    dtype = np.dtype(plan.cfg.eeg.dtype)
+    lay = Layout({}, {}, {}, {}, [])
+    rec = plan.files["eeg"]
+    stores = [("eeg", "eeg.npy", len(plan.channels), dtype)] + [(x.name, f"{x.stem}.npy", x.width, np.dtype(np.float32)) for x in plan.extras]
+    for kind, fname, width, dt in stores:
+        f = plan.files[kind]
+        lay.starts[kind] = _starts(f.n)
+        lay.shapes[kind] = (int(f.n.sum()), width)
+        mm = np.lib.format.open_memmap(tmp / fname, mode="w+", dtype=dt, shape=lay.shapes[kind])
+        lay.headers[kind] = int(mm.offset)
+        del mm
+    starts = lay.starts["eeg"]
+    lay.tasks = [
+        ("eeg", i, r, float(rec.fs[i]), int(rec.n[i]), int(starts[i]), lay.headers["eeg"], len(plan.channels), dtype.str)
+        for i, r in enumerate(rec.ids)
+    ]
+    for x in plan.extras:
+        f = plan.files[x.name]
+        order = np.argsort(f.pos, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(f.pos, minlength=len(f.ids)))[:-1]) if len(f.ids) else []
+        lay.groups[x.name] = groups
+        offsets = plan.table[x.offset_column].to_numpy(np.float64)
+        xs = lay.starts[x.name]
+        lay.tasks += [(x.name, i, s, int(f.n[i]), int(xs[i]), lay.headers[x.name], offsets[groups[i]]) for i, s in enumerate(f.ids)]
+    return lay
+
+
+@dataclass
+class Written:
+    """What the workers reported: per extra, each row's window start and each file's first time."""
+
+    rows: dict[str, np.ndarray]  # extra → (n_rows,) first cached row of each window (-1: none)
+    time0: dict[str, np.ndarray]  # extra → (n_files,) time of each file's first row
+    keep_rows: np.ndarray  # (n_rows,) bool: rows whose files were all written
+    keep_files: dict[str, np.ndarray]  # kind → (n_files,) bool
+
+
+def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress: bool) -> Written:
+    """Read → preprocess → write every file into its slice (the heavy part, in the pool)."""
+    n = len(plan.table)
+    out = Written({x.name: np.full(n, -1, np.int64) for x in plan.extras}, {x.name: np.full(len(plan.files[x.name].ids), np.nan) for x in plan.extras},
+                  np.ones(n, dtype=bool), {k: np.ones(len(f.ids), dtype=bool) for k, f in plan.files.items()})
+    n_nonfinite = 0
+    failed: dict[str, dict[int, str]] = {k: {} for k in plan.files}
+    for r in _run(lay.tasks, _work_task, pool, plan.n_workers, f"prepare {plan.cfg.name}", progress):
+        if r[0] == "bad":
+            failed[r[1]][r[2]] = r[3]
+        elif r[0] == "eeg":
+            n_nonfinite += r[2]
+        else:
+            out.rows[r[0]][lay.groups[r[0]][r[1]]] = lay.starts[r[0]][r[1]] + r[2]
+            out.time0[r[0]][r[1]] = r[3]
+    if n_nonfinite:
+        log.warning("%d non-finite values in eeg.npy (dtype %s overflow? set eeg.clip_uv)", n_nonfinite, plan.cfg.eeg.dtype)
+    if any(failed.values()):  # only with skip_unreadable; their slices stay zero and unindexed
+        bad = np.zeros(n, dtype=bool)
+        for k, b in failed.items():
+            bad |= np.isin(plan.files[k].pos, list(b))
+            out.keep_files[k][list(b)] = False
+        first = next(iter(m for b in failed.values() for m in b.values()))
+        msg = f"{int(bad.sum())} rows reference {sum(map(len, failed.values()))} unreadable file(s), e.g. {first}"
+        out.keep_rows = ~_mask(bad, msg, "unreadable", plan.skipped, True)
+    for x in plan.extras:
+        f = plan.files[x.name]
+        end = (lay.starts[x.name] + f.n)[f.pos] if len(f.ids) else np.zeros(0, np.int64)
+        n_short = int(np.sum((out.rows[x.name] + x.window_rows > end) & out.keep_rows))
+        if n_short:
+            log.info("%d %s window(s) extend past their file's end: padded with NaN when read", n_short, x.name)
+    return out
+
+
+def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float) -> dict[str, Any]:
+    """Write samples.csv, recordings.csv, each extra's `<stem>s.csv`, then meta.json last; returns the meta."""
+    keep, rec, starts = done.keep_rows, plan.files["eeg"], lay.starts["eeg"]
+    assert plan.start is not None
+    samples = plan.table.loc[keep].reset_index(drop=True)
+    rp = rec.pos[keep]
+    samples["eeg_row"] = (starts[rec.pos] + plan.start)[keep]
+    samples["eeg_lo"] = starts[rp]
+    samples["eeg_hi"] = starts[rp] + rec.n[rp]
+    cached = {x.name for x in plan.extras}
+    for x in plan.adapter.extra_inputs:  # a declared extra not cached for this config: no windows (-1)
+        if x.id_column in samples.columns:
+            samples[f"{x.stem}_row"] = done.rows[x.name][keep] if x.name in cached else -1
+    recs = pd.DataFrame({"recording_id": rec.ids, "eeg_start": starts, "eeg_len": rec.n}).loc[done.keep_files["eeg"]]
+    atomic_write_csv(tmp / "recordings.csv", recs)
+    extras: dict[str, Any] = {}
+    for x in plan.extras:
+        f = plan.files[x.name]
+        idx = pd.DataFrame({x.id_column: f.ids, f"{x.stem}_start": lay.starts[x.name], f"{x.stem}_len": f.n, "time0": done.time0[x.name]})
+        atomic_write_csv(tmp / f"{x.stem}s.csv", idx.loc[done.keep_files[x.name]])
+        extras[x.name] = {"stem": x.stem, "id_column": x.id_column, "shape": list(lay.shapes[x.name]),
+                          "window_rows": x.window_rows, "n_files": int(done.keep_files[x.name].sum())}
+    atomic_write_csv(tmp / "samples.csv", samples)
+    cfg = plan.cfg
+    meta = {
+        "format": CACHE_FORMAT, "dataset": cfg.dataset, "task": plan.adapter.task, "split": cfg.split,
+        "classes": list(plan.adapter.classes), "fs": plan.fs, "channels": plan.channels, "dtype": np.dtype(cfg.eeg.dtype).name,
+        "hash": cfg.hash(), "params": cfg.hash_params(), "config": to_dict(cfg),
+        "n_samples": len(samples), "n_rows_in": plan.n_rows_in, "n_recordings": int(done.keep_files["eeg"].sum()),
+        "eeg_shape": list(lay.shapes["eeg"]), "extras": extras,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_s": round(time.perf_counter() - t_start, 3), "workers": plan.n_workers, "skipped": plan.skipped,
+    }
+    atomic_write_json(tmp / "meta.json", meta)
+    return meta
+
+
 def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path:
     """Build (or reuse) the cache `cfg.cache_dir()`; returns its path.
 
@@ -362,244 +635,23 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
     """
     out = cfg.cache_dir()
     _clean_stale(out)
-    h = cfg.hash()
-    meta_path = out / "meta.json"
-    if meta_path.exists():
-        try:
-            old = read_json(meta_path)
-        except (OSError, ValueError) as e:
-            log.warning("%s is unreadable (%s): rebuilding", meta_path, e)
-            old = {}
-        if old.get("hash") == h and old.get("format") == CACHE_FORMAT and not force:
-            log.info("reusing cache %s (hash %s)", out, h)
-            return out
-        if force:
-            log.info("rebuilding cache %s (force)", out)
-        else:
-            log.info(
-                "parameters changed for cache %s (hash %s → %s): rebuilding; %s",
-                out, old.get("hash"), h, _param_changes(old.get("params", {}), cfg.hash_params()),
-            )
-    elif out.exists():
-        log.warning("%s has no meta.json (an interrupted or failed build): rebuilding", out)
-
+    if _reusable(cfg, out, force):
+        return out
     t_start = time.perf_counter()
-    adapter = get_adapter(cfg.dataset)
-    table = adapter.adapter_table(cfg).reset_index(drop=True)
-    channels = list(adapter.adapter_channels(cfg))
-    use_spec = bool(cfg.kaggle_spec and cfg.dataset == "hms" and "spectrogram_id" in table.columns)
-    n_rows = len(table)
-    skipped: dict[str, int] = {}
-
-    # ---- missing files (one directory listing per folder)
-    rec_missing, spec_missing, examples = _missing(cfg, adapter, table, use_spec)
-    bad = rec_missing | spec_missing
-    if bad.any():
-        n_rec = len(pd.unique(table.loc[rec_missing, "recording_id"]))
-        n_spec = len(pd.unique(table.loc[spec_missing, "spectrogram_id"])) if use_spec else 0
-        what = f"{n_rec} recording file(s)" + (f", {n_spec} spectrogram file(s)" if use_spec else "")
-        msg = f"{int(bad.sum())} of {n_rows} rows reference missing files ({what} absent), e.g. {', '.join(map(str, examples))}"
-        if not cfg.allow_missing:
-            raise DataError(f"{msg}; pass --allow-missing to skip them")
-        skipped["missing_recording"] = int(rec_missing.sum())
-        if use_spec:
-            skipped["missing_spectrogram"] = int((spec_missing & ~rec_missing).sum())
-        log.warning("%s; skipping them (allow_missing)", msg)
-        table = table.loc[~bad]
-
-    n_workers = cfg.workers or os.cpu_count() or 1
-    n_workers = max(1, min(n_workers, table["recording_id"].nunique() + (table["spectrogram_id"].nunique() if use_spec else 0)))
-    dtype = np.dtype(cfg.eeg.dtype)
-    native_fs = getattr(adapter, "FS", None)
-
-    with atomic_dir(out) as tmp, _workers(cfg, tmp, n_workers) as pool:
+    plan = plan_rows(cfg)
+    with atomic_dir(out) as tmp, _workers(cfg, tmp, plan.n_workers) as pool:
         _chmod_like_umask(tmp)  # mkdtemp makes it 0700; the cache is an ordinary folder
-        # ---- sizes from footers / headers (in parallel: thousands of files)
-        rec_ids = pd.unique(table["recording_id"])
-        spec_ids = pd.unique(table["spectrogram_id"]) if use_spec else np.zeros(0, np.int64)
-        n_native = np.zeros(len(rec_ids), dtype=np.int64)
-        fs_native = np.zeros(len(rec_ids), dtype=np.float64)
-        spec_lens = np.zeros(len(spec_ids), dtype=np.int64)
-        reasons: dict[int, str] = {}  # recording → why it cannot be used
-        bad_rec: dict[int, str] = {}  # recording → read error (skip_unreadable)
-        bad_spec: dict[int, str] = {}
-        tasks = [("eeg", i, r) for i, r in enumerate(rec_ids)] + [("spec", i, s) for i, s in enumerate(spec_ids)]
-        for r in _run(tasks, _size_task, pool, n_workers, f"sizing {cfg.name}", progress):
-            if r[0] == "bad":
-                (bad_rec if r[1] == "eeg" else bad_spec)[r[2]] = r[3]
-            elif r[0] == "eeg":
-                n_native[r[1]], fs_native[r[1]] = r[2], r[3]
-                if r[4] is not None:
-                    reasons[r[1]] = r[4]
-            else:
-                spec_lens[r[1]] = r[2]
-
-        # ---- drop unusable / unreadable recordings, then windows outside their recording
-        rec_pos = pd.Index(rec_ids).get_indexer(table["recording_id"])
-        spec_pos = pd.Index(spec_ids).get_indexer(table["spectrogram_id"]) if use_spec else None
-        if reasons:
-            bad = np.isin(rec_pos, list(reasons))
-            first = reasons[int(rec_pos[np.argmax(bad)])]
-            msg = f"{int(bad.sum())} rows reference {len(reasons)} unusable recording(s), e.g. {first}"
-            if not cfg.allow_missing:
-                msg += "; pass --allow-missing to skip them"
-            keep = ~_mask(bad, msg, "unusable_recording", skipped, cfg.allow_missing)
-            table, rec_pos = table.loc[keep], rec_pos[keep]
-            spec_pos = spec_pos[keep] if spec_pos is not None else None
-        if bad_rec or bad_spec:
-            bad = np.isin(rec_pos, list(bad_rec)) | (np.isin(spec_pos, list(bad_spec)) if spec_pos is not None else False)
-            first = next(iter({**bad_rec, **bad_spec}.values()))
-            keep = ~_mask(bad, f"{int(bad.sum())} rows reference {len(bad_rec) + len(bad_spec)} unreadable file(s), e.g. {first}", "unreadable", skipped, True)
-            table, rec_pos = table.loc[keep], rec_pos[keep]
-            spec_pos = spec_pos[keep] if spec_pos is not None else None
-
-        used_fs = np.unique(fs_native[np.unique(rec_pos)]) if len(table) else np.zeros(0)
-        if cfg.eeg.fs is None and len(used_fs) > 1:
-            rates = ", ".join(f"{f:g}" for f in used_fs)
-            raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({rates} Hz): set eeg.fs to resample them to one")
-        fs = float(cfg.eeg.fs or (used_fs[0] if len(used_fs) else native_fs or 0.0))
-        lens_all = np.array(  # fs 0: a recording already dropped above (never sized)
-            [resampled_length(n, f, cfg.eeg.fs) if f > 0 else 0 for n, f in zip(n_native, fs_native)], dtype=np.int64
-        )
-        start = np.rint(table["start_s"].to_numpy(np.float64) * fs).astype(np.int64)
-        n_win = np.rint(table["duration_s"].to_numpy(np.float64) * fs).astype(np.int64)
-        past = (start < 0) | (start + n_win > lens_all[rec_pos]) | (n_win <= 0)
-        if past.any():
-            j = int(np.argmax(past))
-            row = {c: table[c].iloc[j] for c in ("recording_id", "sample_id", "start_s", "duration_s")}  # keeps dtypes
-            path = adapter.adapter_path(cfg, row["recording_id"])
-            t0, end = float(row["start_s"]), float(row["start_s"]) + float(row["duration_s"])
-            n_rec = int(lens_all[rec_pos[j]])
-            msg = (
-                f"{path}: window of sample_id {row['sample_id']} (row {table.index[j]} of the sample table) "
-                f"spans {t0:.3f}–{end:.3f} s, outside the recording "
-                f"(0–{n_rec / fs:.3f} s, {n_rec} samples at {fs:g} Hz); {int(past.sum())} such row(s)"
-            )
-            if not cfg.allow_missing:
-                msg += "; pass --allow-missing to skip them"
-            keep = ~_mask(past, msg, "window_past_end", skipped, cfg.allow_missing)
-            table, rec_pos, start = table.loc[keep], rec_pos[keep], start[keep]
-            spec_pos = spec_pos[keep] if spec_pos is not None else None
-        if table.empty:
-            log.warning("no rows left to cache from %s (%d rows in, skipped %s): the cache is empty", cfg.data_dir, n_rows, skipped)
-
-        # ---- keep the recordings / spectrograms still referenced, in order of first use
-        used = np.unique(rec_pos)
-        remap = np.full(len(rec_ids), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        rec_ids, fs_native, lens = rec_ids[used], fs_native[used], lens_all[used]
-        rec_pos = remap[rec_pos]
-        starts = _starts(lens)
-        eeg_row = starts[rec_pos] + start
-        if spec_pos is not None:
-            sused = np.unique(spec_pos)
-            sremap = np.full(len(spec_ids), -1, dtype=np.int64)
-            sremap[sused] = np.arange(len(sused))
-            spec_ids, spec_lens, spec_pos = spec_ids[sused], spec_lens[sused], sremap[spec_pos]
-        else:
-            spec_ids, spec_lens = spec_ids[:0], spec_lens[:0]
-        spec_starts = _starts(spec_lens)
-
-        # ---- allocate the outputs on disk (sparse until written)
-        eeg_shape = (int(lens.sum()), len(channels))
-        mm = np.lib.format.open_memmap(tmp / "eeg.npy", mode="w+", dtype=dtype, shape=eeg_shape)
-        eeg_header = int(mm.offset)
-        del mm
-        tasks = [
-            ("eeg", i, r, float(fs_native[i]), int(lens[i]), int(starts[i]), eeg_header, len(channels), dtype.str)
-            for i, r in enumerate(rec_ids)
-        ]
-        spec_shape: Optional[tuple[int, int]] = None
-        spec_row = np.full(len(table), -1, dtype=np.int64)
-        spec_groups: list[np.ndarray] = []
-        if use_spec:
-            spec_shape = (int(spec_lens.sum()), SPEC_WIDTH)
-            mm = np.lib.format.open_memmap(tmp / "spec.npy", mode="w+", dtype=np.float32, shape=spec_shape)
-            spec_header = int(mm.offset)
-            del mm
-            order = np.argsort(spec_pos, kind="stable")
-            spec_groups = np.split(order, np.cumsum(np.bincount(spec_pos, minlength=len(spec_ids)))[:-1]) if len(spec_ids) else []
-            offsets = table["spec_offset_s"].to_numpy(np.float64)
-            tasks += [
-                ("spec", i, s, int(spec_lens[i]), int(spec_starts[i]), spec_header, offsets[spec_groups[i]])
-                for i, s in enumerate(spec_ids)
-            ]
-        time0 = np.full(len(spec_ids), np.nan)
-
-        # ---- the heavy part: read → preprocess → write, in parallel
-        n_nonfinite = 0
-        failed_rec: dict[int, str] = {}
-        failed_spec: dict[int, str] = {}
-        for r in _run(tasks, _work_task, pool, n_workers, f"prepare {cfg.name}", progress):
-            if r[0] == "bad":
-                (failed_rec if r[1] == "eeg" else failed_spec)[r[2]] = r[3]
-            elif r[0] == "eeg":
-                n_nonfinite += r[2]
-            else:
-                rows = spec_groups[r[1]]
-                spec_row[rows] = spec_starts[r[1]] + r[2]
-                time0[r[1]] = r[3]
-        if n_nonfinite:
-            log.warning("%d non-finite values in eeg.npy (dtype %s overflow? set eeg.clip_uv)", n_nonfinite, dtype)
-        keep_rows = np.ones(len(table), dtype=bool)
-        keep_recs = np.ones(len(rec_ids), dtype=bool)
-        keep_specs = np.ones(len(spec_ids), dtype=bool)
-        if failed_rec or failed_spec:  # only with skip_unreadable; their slices stay zero and unindexed
-            bad = np.isin(rec_pos, list(failed_rec)) | (np.isin(spec_pos, list(failed_spec)) if spec_pos is not None else False)
-            first = next(iter({**failed_rec, **failed_spec}.values()))
-            keep_rows = ~_mask(bad, f"{int(bad.sum())} rows reference {len(failed_rec) + len(failed_spec)} unreadable file(s), e.g. {first}", "unreadable", skipped, True)
-            keep_recs[list(failed_rec)] = False
-            keep_specs[list(failed_spec)] = False
-        if use_spec:
-            n_steps = int(round(SPEC_WINDOW_S / SPEC_STEP_S))
-            spec_end = (spec_starts + spec_lens)[spec_pos] if len(spec_ids) else np.zeros(0, np.int64)
-            n_short = int(np.sum((spec_row + n_steps > spec_end) & keep_rows))
-            if n_short:
-                log.info("%d spectrogram window(s) extend past their file's end: padded with NaN when read", n_short)
-
-        # ---- index tables, then meta.json last
-        samples = table.loc[keep_rows].reset_index(drop=True)
-        rp = rec_pos[keep_rows]
-        samples["eeg_row"] = eeg_row[keep_rows]
-        samples["eeg_lo"] = starts[rp]
-        samples["eeg_hi"] = starts[rp] + lens[rp]
-        if "spectrogram_id" in samples.columns:
-            samples["spec_row"] = spec_row[keep_rows]
-        recs = pd.DataFrame({"recording_id": rec_ids, "eeg_start": starts, "eeg_len": lens}).loc[keep_recs]
-        atomic_write_csv(tmp / "recordings.csv", recs)
-        if use_spec:
-            specs = pd.DataFrame({"spectrogram_id": spec_ids, "spec_start": spec_starts, "spec_len": spec_lens, "time0": time0})
-            atomic_write_csv(tmp / "specs.csv", specs.loc[keep_specs])
-        atomic_write_csv(tmp / "samples.csv", samples)
-        elapsed = time.perf_counter() - t_start
-        meta = {
-            "format": CACHE_FORMAT,
-            "dataset": cfg.dataset,
-            "split": cfg.split,
-            "classes": _classes(adapter, cfg.dataset),
-            "fs": fs,
-            "channels": channels,
-            "dtype": dtype.name,
-            "hash": h,
-            "params": cfg.hash_params(),
-            "config": to_dict(cfg),
-            "n_samples": len(samples),
-            "n_rows_in": n_rows,
-            "n_recordings": int(keep_recs.sum()),
-            "n_specs": int(keep_specs.sum()),
-            "eeg_shape": list(eeg_shape),
-            "spec_shape": list(spec_shape) if spec_shape else None,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "build_s": round(elapsed, 3),
-            "workers": n_workers,
-            "skipped": skipped,
-        }
-        atomic_write_json(tmp / "meta.json", meta)
-
-    gb = eeg_shape[0] * eeg_shape[1] * dtype.itemsize / 1e9
+        size_files(plan, pool, progress)
+        check_windows(plan)
+        lay = allocate(plan, tmp)
+        done = write(plan, lay, pool, progress)
+        meta = index(plan, lay, done, tmp, t_start)
+    shape = meta["eeg_shape"]
+    gb = shape[0] * shape[1] * np.dtype(cfg.eeg.dtype).itemsize / 1e9
+    more = "".join(f", {x['n_files']} {k} files" for k, x in meta["extras"].items())
     log.info(
-        "cache %s: %d samples, %d recordings (%.2f GB), %d spectrograms in %.1f s (%.1f recordings/s, %d workers)%s",
-        out, len(samples), meta["n_recordings"], gb, meta["n_specs"], elapsed, meta["n_recordings"] / max(elapsed, 1e-9), n_workers,
-        f"; skipped {skipped}" if skipped else "",
+        "cache %s: %d samples, %d recordings (%.2f GB)%s in %.1f s (%.1f recordings/s, %d workers)%s",
+        out, meta["n_samples"], meta["n_recordings"], gb, more, meta["build_s"], meta["n_recordings"] / max(meta["build_s"], 1e-9),
+        meta["workers"], f"; skipped {plan.skipped}" if plan.skipped else "",
     )
     return out

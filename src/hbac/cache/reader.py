@@ -1,6 +1,6 @@
 """Read an on-disk cache (format: docs/internals.md, "Cache").
 
-`Cache` memory-maps `eeg.npy` / `spec.npy` lazily and pickles without them, so a DataLoader
+`Cache` memory-maps `eeg.npy` and each extra input's `<stem>.npy` lazily and pickles without them, so a DataLoader
 worker reopens the maps in its own process instead of receiving copies of the arrays.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT, SPEC_STEPS
+from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT
 from hbac.config import DataConfig
 from hbac.errors import CacheError
 from hbac.io import read_json
@@ -20,8 +20,34 @@ from hbac.io import read_json
 log = logging.getLogger(__name__)
 
 
+def eeg_slice(eeg: np.ndarray, row: int, lo: int, hi: int, n: int, shift: int = 0) -> np.ndarray:
+    """The one window slicer: `n` rows of time-major `eeg` from `row + shift`, clamped to [lo, hi) → (n_chans, n) float32.
+
+    Zero-padded only where the array itself ends (prepare guarantees `hi - lo >= n`).
+    """
+    r = max(min(int(row) + int(shift), int(hi) - n), int(lo))
+    w = np.asarray(eeg[r : r + n], dtype=np.float32)
+    if len(w) < n:
+        w = np.concatenate([w, np.zeros((n - len(w), w.shape[1]), np.float32)])
+    return np.ascontiguousarray(w.T)
+
+
+def extra_slice(arr: np.ndarray, row: int, hi: int, n_rows: int) -> np.ndarray:
+    """`n_rows` rows of an extra input from `row`, never past `hi` (its file's end) → (n_rows, width) float32, NaN-padded."""
+    out = np.full((n_rows, arr.shape[1]), np.nan, dtype=np.float32)
+    if row >= 0:
+        k = max(0, min(n_rows, int(hi) - int(row)))
+        out[:k] = arr[row : row + k]
+    return out
+
+
 class Cache:
-    """One prepared cache folder: index tables, memory-mapped signals, per-sample windows."""
+    """One prepared cache folder: index tables, memory-mapped signals, per-sample windows.
+
+    `extras` maps each cached extra input (e.g. `kaggle_spec`) to its layout from meta.json:
+    `stem` (files `<stem>.npy`, `<stem>s.csv`, samples column `<stem>_row`), `id_column`,
+    `shape`, `window_rows`, `n_files`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -36,7 +62,8 @@ class Cache:
         self.meta: dict[str, Any] = read_json(meta_path)
         self.samples: pd.DataFrame = self._csv("samples.csv")
         self.recordings: pd.DataFrame = self._csv("recordings.csv")
-        self.specs: Optional[pd.DataFrame] = self._csv("specs.csv") if (self.path / "specs.csv").exists() else None
+        self.extras: dict[str, dict[str, Any]] = dict(self.meta.get("extras") or {})
+        self.extra_index: dict[str, pd.DataFrame] = {k: self._csv(f"{x['stem']}s.csv") for k, x in self.extras.items()}
         self.fs = float(self.meta["fs"])
         self.channels: list[str] = list(self.meta["channels"])
         self.classes: list[str] = list(self.meta["classes"])
@@ -46,15 +73,8 @@ class Cache:
         self._lo = s["eeg_lo"].to_numpy(np.int64)
         self._hi = s["eeg_hi"].to_numpy(np.int64)
         self._len = np.rint(s["duration_s"].to_numpy(np.float64) * self.fs).astype(np.int64)
-        self._spec_row = s["spec_row"].to_numpy(np.int64) if "spec_row" in s else np.full(len(s), -1, np.int64)
-        self._spec_hi = np.full(len(s), -1, dtype=np.int64)
-        if self.specs is not None and "spectrogram_id" in s:
-            pos = pd.Index(self.specs["spectrogram_id"]).get_indexer(s["spectrogram_id"])
-            ends = (self.specs["spec_start"] + self.specs["spec_len"]).to_numpy(np.int64)
-            ok = pos >= 0
-            self._spec_hi[ok] = ends[pos[ok]]
-        self._eeg: Optional[np.ndarray] = None
-        self._spec: Optional[np.ndarray] = None
+        self._x_bounds = {k: self.extra_bounds(k, s) for k in self.extras}
+        self._maps: dict[str, np.ndarray] = {}
 
     def _csv(self, name: str) -> pd.DataFrame:
         p = self.path / name
@@ -62,20 +82,35 @@ class Cache:
             raise CacheError(f"{p} is missing from the cache; re-run `{PREPARE_HINT}` with --force")
         return pd.read_csv(p)
 
+    def extra_bounds(self, name: str, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(row, hi) per row of `table` for extra input `name`: window start (-1: none) and its file's end row."""
+        x, idx = self.extras[name], self.extra_index[name]
+        stem, col = x["stem"], x["id_column"]
+        row = table[f"{stem}_row"].to_numpy(np.int64) if f"{stem}_row" in table else np.full(len(table), -1, np.int64)
+        hi = np.full(len(table), -1, dtype=np.int64)
+        if col in table:
+            pos = pd.Index(idx[col]).get_indexer(table[col])
+            ends = (idx[f"{stem}_start"] + idx[f"{stem}_len"]).to_numpy(np.int64)
+            ok = pos >= 0
+            hi[ok] = ends[pos[ok]]
+        return row, hi
+
     # ---- lazily opened memory maps (reopened in each process after unpickling)
     @property
     def eeg(self) -> np.ndarray:
         """(total_times, n_chans) float32/float16 memory map of every recording."""
-        if self._eeg is None:
-            self._eeg = self._load("eeg.npy", self.meta.get("eeg_shape"))
-        return self._eeg
+        if "eeg" not in self._maps:
+            self._maps["eeg"] = self._load("eeg.npy", self.meta.get("eeg_shape"))
+        return self._maps["eeg"]
 
-    @property
-    def spec(self) -> Optional[np.ndarray]:
-        """(total_steps, 400) float32 memory map of the Kaggle spectrograms, or None."""
-        if self._spec is None and self.meta.get("spec_shape"):
-            self._spec = self._load("spec.npy", self.meta["spec_shape"])
-        return self._spec
+    def extra(self, name: str) -> np.ndarray:
+        """(total_rows, width) float32 memory map of extra input `name` (every file's rows stacked)."""
+        if name not in self.extras:
+            raise KeyError(f"cache {self.path} holds no extra input {name!r} (it holds: {sorted(self.extras) or 'none'})")
+        if name not in self._maps:
+            x = self.extras[name]
+            self._maps[name] = self._load(f"{x['stem']}.npy", x["shape"])
+        return self._maps[name]
 
     def _load(self, name: str, shape: Optional[list[int]]) -> np.ndarray:
         p = self.path / name
@@ -88,7 +123,7 @@ class Cache:
 
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
-        d["_eeg"] = d["_spec"] = None  # never pickle the arrays: the child maps the files itself
+        d["_maps"] = {}  # never pickle the arrays: the child maps the files itself
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:
@@ -101,25 +136,17 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r}, {len(self)} samples, {len(self.channels)} channels at {self.fs:g} Hz)"
 
-    @property
-    def has_spec(self) -> bool:
-        return bool(self.meta.get("spec_shape"))
-
     def window(self, i: int, shift: int = 0) -> np.ndarray:
         """EEG window of sample row i → (n_chans, n_times) float32; `shift` samples, clamped to its recording."""
-        n, lo, hi = int(self._len[i]), int(self._lo[i]), int(self._hi[i])
-        r = max(min(int(self._row[i]) + int(shift), hi - n), lo)
-        return np.ascontiguousarray(self.eeg[r : r + n].T, dtype=np.float32)
+        return eeg_slice(self.eeg, self._row[i], self._lo[i], self._hi[i], int(self._len[i]), shift)
 
-    def spec_window(self, i: int) -> Optional[np.ndarray]:
-        """Kaggle spectrogram window of sample row i → (300, 400) float32 raw values (NaN past the file end), or None."""
-        r = int(self._spec_row[i])
-        if r < 0 or self.spec is None:
+    def extra_window(self, name: str, i: int) -> Optional[np.ndarray]:
+        """Window of extra input `name` for sample row i → (window_rows, width) float32 raw values
+        (NaN past its file's end), or None when the row has none."""
+        row, hi = self._x_bounds[name]
+        if row[i] < 0:
             return None
-        k = max(0, min(SPEC_STEPS, int(self._spec_hi[i]) - r))
-        out = np.full((SPEC_STEPS, self.spec.shape[1]), np.nan, dtype=np.float32)
-        out[:k] = self.spec[r : r + k]
-        return out
+        return extra_slice(self.extra(name), int(row[i]), int(hi[i]), int(self.extras[name]["window_rows"]))
 
 
 def cache_status(cfg: DataConfig) -> str:

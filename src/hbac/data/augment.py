@@ -29,8 +29,8 @@ def mixup(batch: dict[str, torch.Tensor], alpha: float, generator: Optional[torc
     lam = float(np.random.beta(alpha, alpha))
     perm = torch.randperm(batch["target"].shape[0], generator=generator)
     out = dict(batch)
-    for k in ("eeg", "kaggle_spec", "target"):
-        if k in batch:
-            out[k] = lam * batch[k] + (1 - lam) * batch[k][perm]
+    for k, v in batch.items():  # eeg, every extra input (e.g. kaggle_spec) and the target
+        if k not in ("weight", "index") and torch.is_floating_point(v):
+            out[k] = lam * v + (1 - lam) * v[perm]
     out["weight"] = lam * batch["weight"] + (1 - lam) * batch["weight"][perm]
     return out

@@ -1,38 +1,77 @@
 """The torch Dataset over a cache: one item per sample-table row.
 
 Datasets read caches only (memory-mapped arrays); `__getitem__` never opens a raw file.
+Windows are cut by the cache's slicers (`hbac.cache.reader.eeg_slice` / `extra_slice`).
+
+Which samples of the cached window an item holds:
+
+* `window_s` crops the model's EEG window to that many seconds centred on the row's window
+  (HMS: the labelled 10 s sit in the middle of the 50 s), instead of the whole cached window;
+* `set_view(shift_s)` shifts that crop (test-time augmentation over offsets, `tta.offsets_s`);
+* `augment.time_shift_s` shifts it at random (training);
+* `sub_windows=True` (the `per_eeg` selection with `per_eeg_window: random`) reads, for each row,
+  one of its recording's labelled sub-windows, drawn again each epoch from `set_epoch(seed)` and
+  the row index — deterministic, so a resumed run reads the same windows. The target stays the
+  row's (the recording's aggregated votes).
+
+Extra inputs (e.g. the HMS `kaggle_spec`) are whatever the dataset's adapter declares
+(`hbac.datasets.ExtraInput`): their raw window from the cache, turned into the model's array by
+the declaration's `to_input`, masked / flipped as it says.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from hbac.cache.format import SPEC_STEPS
-from hbac.config import AugmentConfig
+from hbac.cache.reader import eeg_slice, extra_slice
+from hbac.config import AugmentConfig, ExperimentConfig
+from hbac.data.albument import apply_albumentations, build_albumentations
 from hbac.data.augment import mask_spec
 from hbac.data.selection import vote_columns
-from hbac.datasets.kaggle_spec import kaggle_spec_image
-from hbac.signals.montage import SPEC_REGIONS, flip_permutation
+from hbac.datasets import ExtraInput, adapter_for, get_adapter, load_plugins
+from hbac.signals.montage import flip_permutation
+
+
+@dataclass
+class _Extra:
+    """One extra input of a WindowDataset: per-row window start / file end, and its model-array transform."""
+
+    row: np.ndarray  # (n,) first cached row of each window, -1: none
+    hi: np.ndarray  # (n,) end row of each window's file
+    window_rows: int
+    to_input: Optional[Callable[[np.ndarray], np.ndarray]]  # picklable (module-level) for DataLoader workers
+    flip: Optional[np.ndarray]  # hemisphere flip permutation of the model array's axis 0
+    masks: bool  # a (C, F, T) spectrogram image: time/frequency masks and albumentations apply
+
+
+def _declared(meta: dict[str, Any], name: str) -> Optional[ExtraInput]:
+    """The declaration of extra input `name` by the adapter that built a cache (plugins imported first)."""
+    load_plugins((meta.get("config") or {}).get("plugins"))
+    return {e.name: e for e in get_adapter(meta["dataset"]).extra_inputs}.get(name)
 
 
 class WindowDataset(Dataset):
     """Windows of a cache, one per row of `table` (a subset of the cache's samples table).
 
-    Item: dict with `eeg` (C, T) float32, optionally `kaggle_spec` (4, 100, 300) float32,
-    `target` (K,) float32 soft labels, `weight` () float32, `index` () int64 (row in `table`).
+    Item: dict with `eeg` (C, T) float32, one array per name in `extras` (the declared model
+    array, e.g. `kaggle_spec` (4, 100, 300) float32), `target` (K,) float32 soft labels,
+    `weight` () float32, `index` () int64 (row in `table`).
     """
 
     def __init__(
         self,
         cache: Any,
         table: pd.DataFrame,
-        use_kaggle_spec: bool = False,
+        extras: Sequence[str] = (),
         augment: Optional[AugmentConfig] = None,
         weights: Optional[np.ndarray] = None,
+        window_s: Optional[float] = None,
+        sub_windows: bool = False,
     ) -> None:
         self.cache = cache
         self.table = table.reset_index(drop=True)
@@ -44,57 +83,120 @@ class WindowDataset(Dataset):
         self.eeg_row = self.table["eeg_row"].to_numpy(np.int64)
         self.eeg_lo = self.table["eeg_lo"].to_numpy(np.int64)
         self.eeg_hi = self.table["eeg_hi"].to_numpy(np.int64)
-        self.use_kaggle_spec = use_kaggle_spec
-        if use_kaggle_spec:
-            if "spec_row" not in self.table or cache.spec is None:
-                raise KeyError("model input 'kaggle_spec' needs a cache built with kaggle_spec: true (HMS)")
-            self.spec_row = self.table["spec_row"].to_numpy(np.int64)
-            # end of each row's spectrogram in the flat array: a window must not run into the next one
-            specs = cache.specs
-            ends = pd.Series((specs["spec_start"] + specs["spec_len"]).to_numpy(), index=specs["spectrogram_id"].to_numpy())
-            self.spec_end = ends.reindex(self.table["spectrogram_id"].to_numpy()).fillna(-1).to_numpy(np.int64)
+        self.extras = {name: self._extra(name, self.table) for name in extras}
         self.augment = augment
+        self.albu = build_albumentations(augment.albumentations) if augment is not None else None
+        if self.albu is not None and not any(x.masks for x in self.extras.values()):
+            raise ValueError(
+                "augment.albumentations: acts on a spectrogram image the dataset provides (e.g. kaggle_spec), which this "
+                "model does not read (model.inputs); mask in-model spectrograms with augment.time_mask / freq_mask"
+            )
         self.eeg_perm = flip_permutation(list(cache.channels))
-        self.spec_perm = flip_permutation(SPEC_REGIONS)
+        # the model's window: `window_s` centred in the cached one
+        full = self.n_times
+        if window_s is not None:
+            self.n_times = np.minimum(full, int(round(window_s * self.fs)))
+        self.crop_offset = (full - self.n_times) // 2
+        self.view_shift = 0
+        self.epoch_seed = 0
+        self.sub: Optional[list[np.ndarray]] = None  # per row: candidate rows of cache.samples (empty: its own)
+        self.sub_extras: dict[str, _Extra] = {}
+        if sub_windows:
+            self._index_sub_windows()
+
+    def _extra(self, name: str, table: pd.DataFrame) -> _Extra:
+        """Where the rows of extra input `name` live for each row of `table`, and how they become the model's array."""
+        held = getattr(self.cache, "extras", None) or {}
+        if name not in held:
+            raise KeyError(f"model input {name!r} needs a cache that holds it; {self.cache.path} holds {sorted(held) or 'no extra inputs'}")
+        decl = _declared(self.cache.meta, name)
+        row, hi = self.cache.extra_bounds(name, table)
+        return _Extra(row, hi, int(held[name]["window_rows"]), decl.to_input if decl else None,
+                      np.asarray(decl.flip) if decl and decl.flip is not None else None, bool(decl and decl.masks))
+
+    def _index_sub_windows(self) -> None:
+        """For each row, the rows of `cache.samples` that are labelled sub-windows of its recording."""
+        samples = self.cache.samples
+        rec = samples["recording_id"].astype(str).to_numpy()
+        groups = pd.Series(np.arange(len(samples))).groupby(rec).indices
+        none = np.zeros(0, np.int64)
+        self.sub = [np.asarray(groups.get(r, none), np.int64) for r in self.table["recording_id"].astype(str).to_numpy()]
+        self.sub_eeg_rows = samples["eeg_row"].to_numpy(np.int64)
+        self.sub_extras = {name: self._extra(name, samples) for name in self.extras}
+
+    def set_epoch(self, seed: int) -> None:
+        """Seed of this epoch's sub-window draws (`sub_windows`); same seed → same windows."""
+        self.epoch_seed = int(seed)
+
+    def set_view(self, shift_s: float) -> None:
+        """Shift (s) of every item's EEG window from its centre, for test-time augmentation; 0 = centred."""
+        self.view_shift = int(round(shift_s * self.fs))
+
+    def _rows(self, i: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """(eeg_row, {extra: (row, hi)}) of the window item i reads: its own, or this epoch's draw among its sub-windows."""
+        cand = self.sub[i] if self.sub is not None else None
+        if cand is None or len(cand) == 0:  # not in the cache's samples: its own window only
+            return int(self.eeg_row[i]), {k: (int(x.row[i]), int(x.hi[i])) for k, x in self.extras.items()}
+        j = int(cand[int(np.random.default_rng([self.epoch_seed % 2**32, i]).integers(len(cand)))])
+        return int(self.sub_eeg_rows[j]), {k: (int(x.row[j]), int(x.hi[j])) for k, x in self.sub_extras.items()}
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def _eeg(self, i: int, shift: int) -> np.ndarray:
-        n = int(self.n_times[i])
-        start = int(np.clip(self.eeg_row[i] + shift, self.eeg_lo[i], max(self.eeg_lo[i], self.eeg_hi[i] - n)))
-        w = np.asarray(self.cache.eeg[start : start + n], dtype=np.float32)
-        if len(w) < n:  # recording shorter than the window: pad with zeros
-            w = np.concatenate([w, np.zeros((n - len(w), w.shape[1]), np.float32)])
-        return np.ascontiguousarray(w.T)
-
-    def _spec(self, i: int) -> np.ndarray:
-        r = int(self.spec_row[i])
-        raw = np.full((SPEC_STEPS, 400), np.nan, np.float32)
-        if r >= 0:
-            end = min(r + SPEC_STEPS, int(self.spec_end[i]))
-            chunk = np.asarray(self.cache.spec[r:end], dtype=np.float32)
-            raw[: len(chunk)] = chunk
-        return kaggle_spec_image(raw)
-
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         aug = self.augment
-        shift = 0
+        shift = self.view_shift
         if aug is not None and aug.time_shift_s > 0:
             m = int(aug.time_shift_s * self.fs)
-            shift = int(np.random.randint(-m, m + 1))
-        item: dict[str, Any] = {"eeg": self._eeg(i, shift)}
-        if self.use_kaggle_spec:
-            spec = self._spec(i)
-            if aug is not None:
-                spec = mask_spec(spec, aug)
-            item["kaggle_spec"] = spec
+            shift += int(np.random.randint(-m, m + 1))
+        eeg_row, extra_rows = self._rows(i)
+        n = int(self.n_times[i])
+        item: dict[str, Any] = {"eeg": eeg_slice(self.cache.eeg, eeg_row + int(self.crop_offset[i]), self.eeg_lo[i], self.eeg_hi[i], n, shift)}
+        for name, x in self.extras.items():
+            row, hi = extra_rows[name]
+            arr = extra_slice(self.cache.extra(name), row, hi, x.window_rows)
+            arr = x.to_input(arr) if x.to_input is not None else arr
+            if aug is not None and x.masks:
+                arr = mask_spec(arr, aug)
+                if self.albu is not None:
+                    arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
+            item[name] = arr
         if aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip:
             item["eeg"] = item["eeg"][self.eeg_perm]
-            if "kaggle_spec" in item:
-                item["kaggle_spec"] = item["kaggle_spec"][self.spec_perm]
+            for name, x in self.extras.items():
+                if x.flip is not None:
+                    item[name] = item[name][x.flip]
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
         out["target"] = torch.tensor(self.targets[i])
         out["weight"] = torch.tensor(self.weights[i])
         out["index"] = torch.tensor(i, dtype=torch.int64)
         return out
+
+
+def model_extras(cfg: ExperimentConfig) -> list[str]:
+    """The dataset's extra inputs the experiment's model reads: those its `model.inputs` name (2D and multimodal models)."""
+    if cfg.model.kind not in ("2d", "multimodal"):
+        return []
+    declared = {x.name for x in adapter_for(cfg.data).extra_inputs}
+    return [name for name in cfg.model.inputs if name in declared]
+
+
+def model_n_times(cfg: ExperimentConfig, duration_s: float, fs: float) -> int:
+    """Samples per model input window: `model.window_s` (centred crop) or the cached window's `duration_s`."""
+    full = int(round(duration_s * fs))
+    return full if cfg.model.window_s is None else min(full, int(round(cfg.model.window_s * fs)))
+
+
+def experiment_dataset(
+    cfg: ExperimentConfig, cache: Any, table: pd.DataFrame, train: bool = False, weights: Optional[np.ndarray] = None
+) -> WindowDataset:
+    """The Dataset an experiment trains (`train`: augmentations, random per-EEG sub-windows) or predicts on."""
+    return WindowDataset(
+        cache,
+        table,
+        extras=model_extras(cfg),
+        augment=cfg.augment if train else None,
+        weights=weights,
+        window_s=cfg.model.window_s,
+        sub_windows=train and cfg.selection.strategy == "per_eeg" and cfg.selection.per_eeg_window == "random",
+    )

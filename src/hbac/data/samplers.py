@@ -18,5 +18,7 @@ def balanced_sampler(table: pd.DataFrame, generator: torch.Generator) -> Weighte
 
 
 def worker_init(worker_id: int) -> None:
-    """Seed numpy in DataLoader workers from torch's per-worker seed (augmentations use numpy)."""
+    """Seed numpy in DataLoader workers from torch's per-worker seed (augmentations use numpy); one
+    torch thread per worker (the workers only slice arrays; many threads each would thrash the cores)."""
     np.random.seed(torch.initial_seed() % 2**32)
+    torch.set_num_threads(1)

@@ -18,22 +18,25 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from hbac.datasets import register
+from hbac.datasets.base import DatasetAdapter
 from hbac.datasets.edf import EDFRecording, read_edf
 from hbac.errors import DataError
 from hbac.signals.filters import resample
 from hbac.signals.montage import montage_names, montage_pairs
 
+if TYPE_CHECKING:
+    from hbac.config import DataConfig
+
 log = logging.getLogger(__name__)
 
 CHBMIT_CLASSES = ["background", "seizure"]
 CHBMIT_FS = 256.0
-CLASSES = CHBMIT_CLASSES
-FS = CHBMIT_FS
 DAY_S = 86400.0
 
 # --------------------------------------------------------------------------- summaries
@@ -300,11 +303,11 @@ def resolve_montage(labels: Sequence[str], pairs: Sequence[tuple[str, str]]) -> 
     return used, w, missing
 
 
-def _montage_pairs(montage: str) -> list[tuple[str, str]]:
-
+def bipolar_pairs(montage: str) -> list[tuple[str, str]]:
+    """The (anode, cathode) pairs of a bipolar montage; ValueError for a unipolar one."""
     pairs = montage_pairs(montage)
     if any(not b for _, b in pairs):
-        raise ValueError(f"montage {montage!r} is unipolar; CHB-MIT files are bipolar: use 'chbmit_banana'")
+        raise ValueError(f"montage {montage!r} is unipolar; seizure EDF readers need a bipolar one ('chbmit_banana', 'tcp')")
     return pairs
 
 
@@ -316,7 +319,7 @@ def read_montage(rec: EDFRecording, montage: str = "chbmit_banana", fs_out: Opti
     the missing channel(s).
     """
 
-    pairs = _montage_pairs(montage)
+    pairs = bipolar_pairs(montage)
     used, w, missing = resolve_montage(rec.labels, pairs)
     if missing:
         raise DataError(f"{rec.path}: missing channel(s) {missing} for montage {montage!r}; channels in file: {rec.labels}")
@@ -460,7 +463,7 @@ def patient_recordings(data_dir: str | Path, patient: str) -> list[_FileInfo]:
         if rid in on_disk:
             try:
                 duration = read_edf(path).duration_s
-            except DataError as err:  # kept in the table: `adapter_missing_reason` reports it to prepare
+            except DataError as err:  # kept in the table: `CHBMITAdapter.missing_reason` reports it to prepare
                 problem = f"unreadable header ({err})"
         if duration is None:
             if e is None or e.duration_s is None:
@@ -488,9 +491,30 @@ def _rec_starts(files: list[_FileInfo]) -> np.ndarray:
     return rs
 
 
+def recording_windows(recording_id: str, group: str, duration_s: float, seizures: Sequence[tuple[float, float]],
+                      window_s: float, stride_s: float, label: str = "hard", hard_min_overlap: float = 0.5,
+                      rec_start_s: float = 0.0) -> pd.DataFrame:
+    """Sample-table rows of one recording: its whole windows labelled by their seizure overlap (seizure task)."""
+    starts = _windows(duration_s, window_s, stride_s)
+    ov = seizure_overlap(starts, window_s, seizures)
+    sz = ov if label == "soft" else (ov >= hard_min_overlap).astype(np.float64)
+    return pd.DataFrame({
+        "sample_id": [f"{recording_id}_{s:08.1f}" for s in starts],
+        "recording_id": recording_id,
+        "group": group,
+        "start_s": starts,
+        "duration_s": float(window_s),
+        "background_vote": 1.0 - sz,
+        "seizure_vote": sz,
+        "n_votes": np.ones(len(starts), dtype=np.int64),
+        "seizure_overlap": ov,
+        "rec_start_s": float(rec_start_s),
+    })
+
+
 def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, window_s: float = 10.0,
                 stride_s: float = 5.0, label: str = "hard", hard_min_overlap: float = 0.5) -> pd.DataFrame:
-    """The CHB-MIT sample table: one row per window of every file (see `adapter_table`)."""
+    """The CHB-MIT sample table: one row per window of every file (see `CHBMITAdapter.table`)."""
     if window_s <= 0 or stride_s <= 0:
         raise ValueError(f"window_s and stride_s must be positive, got {window_s}, {stride_s}")
     if label not in ("soft", "hard"):
@@ -507,21 +531,8 @@ def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, 
     for patient in wanted:
         files = patient_recordings(data_dir, patient)
         for f, rec_start in zip(files, _rec_starts(files)):
-            starts = _windows(f.duration_s, window_s, stride_s)
-            ov = seizure_overlap(starts, window_s, f.seizures)
-            sz = ov if label == "soft" else (ov >= hard_min_overlap).astype(np.float64)
-            parts.append(pd.DataFrame({
-                "sample_id": [f"{f.recording_id}_{s:08.1f}" for s in starts],
-                "recording_id": f.recording_id,
-                "group": subject_of(patient),
-                "start_s": starts,
-                "duration_s": float(window_s),
-                "background_vote": 1.0 - sz,
-                "seizure_vote": sz,
-                "n_votes": np.ones(len(starts), dtype=np.int64),
-                "seizure_overlap": ov,
-                "rec_start_s": float(rec_start),
-            }))
+            parts.append(recording_windows(f.recording_id, subject_of(patient), f.duration_s, f.seizures, window_s,
+                                           stride_s, label, hard_min_overlap, float(rec_start)))
     cols = ["sample_id", "recording_id", "group", "start_s", "duration_s", "background_vote", "seizure_vote",
             "n_votes", "seizure_overlap", "rec_start_s"]
     if not parts:
@@ -533,69 +544,73 @@ def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, 
     return table
 
 
-# --------------------------------------------------------------------------- adapter protocol
-# The same functions as `hbac.datasets.hms`; `hbac.prepare` uses them.
+# --------------------------------------------------------------------------- adapter
 
 
-def adapter_table(cfg) -> pd.DataFrame:  # cfg: hbac.config.DataConfig
-    """All windows of every file of `cfg.patients` (all patients if unset) as the sample table.
+class CHBMITAdapter(DatasetAdapter):
+    """CHB-MIT: per-patient summaries + EDF files, cut into fixed windows; the seizure task."""
 
-    Columns: sample_id ('chb01_03_002990.0'), recording_id ('chb01_03'), group ('chb01'),
-    start_s, duration_s, background_vote, seizure_vote, n_votes (1), seizure_overlap
-    (fraction of the window in seizure), rec_start_s (file start since the patient's first
-    file, from summary clock times; previous file's end where times are absent).
-    `cfg.split` is ignored: CHB-MIT has no test split.
-    """
-    w = cfg.windows
-    return build_table(cfg.data_dir, cfg.patients, w.window_s, w.stride_s, w.label, w.hard_min_overlap)
+    name = "chbmit"
+    task = "seizure"
+    classes = CHBMIT_CLASSES
+    fs = CHBMIT_FS
+
+    def table(self, cfg: DataConfig) -> pd.DataFrame:
+        """All windows of every file of `cfg.patients` (all patients if unset) as the sample table.
+
+        Columns: sample_id ('chb01_03_002990.0'), recording_id ('chb01_03'), group ('chb01'),
+        start_s, duration_s, background_vote, seizure_vote, n_votes (1), seizure_overlap
+        (fraction of the window in seizure), rec_start_s (file start since the patient's first
+        file, from summary clock times; previous file's end where times are absent).
+        `cfg.split` is ignored: CHB-MIT has no test split.
+        """
+        w = cfg.windows
+        return build_table(cfg.data_dir, cfg.patients, w.window_s, w.stride_s, w.label, w.hard_min_overlap)
+
+    def channels(self, cfg: DataConfig) -> list[str]:
+        """Channel names of the cached signal: the bipolar montage (`chbmit_banana` → 18 pairs)."""
+        bipolar_pairs(cfg.eeg.montage)
+        return montage_names(cfg.eeg.montage)
+
+    def path(self, cfg: DataConfig, recording_id: Any) -> Path:
+        """`data_dir/chbNN/chbNN_MM.edf`."""
+        return edf_path(cfg.data_dir, str(recording_id))
+
+    def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
+        """One file → ((n_pairs, T) float32 µV, fs), channels picked by name, NOT yet filtered.
+
+        The native rate is returned (256 Hz in CHB-MIT; the cache resamples when `cfg.eeg.fs`
+        is set). Raises FileNotFoundError for a missing file, DataError naming the file and the
+        channel when a montage channel is absent (see `missing_reason`).
+        """
+        path = self.path(cfg, recording_id)
+        if not path.exists():
+            raise FileNotFoundError(f"EDF file not found: {path}")
+        return read_montage(read_edf(path), cfg.eeg.montage)
+
+    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
+        """(samples per channel, native fs) of a file from its EDF header (n_records × samples per record)."""
+        rec = read_edf(self.path(cfg, recording_id))
+        used, _, _ = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
+        i = used[0] if used else 0
+        return rec.n_times(i), float(rec.fs[i])
+
+    def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
+        """Why a recording cannot be used (missing file, unreadable header, missing channel), or None.
+
+        Reads the EDF header only. `prepare` treats a non-None reason like a missing file.
+        """
+        path = self.path(cfg, recording_id)
+        if not path.exists():
+            return f"missing file {path}"
+        try:
+            rec = read_edf(path)
+        except DataError as e:
+            return f"unreadable EDF: {e}"
+        _, _, missing = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
+        if missing:
+            return f"missing channel(s) {', '.join(missing)} in {path}"
+        return None
 
 
-def adapter_channels(cfg) -> list[str]:
-    """Channel names of the cached signal: the bipolar montage (`chbmit_banana` → 18 pairs)."""
-
-    _montage_pairs(cfg.eeg.montage)
-    return montage_names(cfg.eeg.montage)
-
-
-def adapter_path(cfg, recording_id) -> Path:
-    """`data_dir/chbNN/chbNN_MM.edf`."""
-    return edf_path(cfg.data_dir, str(recording_id))
-
-
-def adapter_read(cfg, recording_id) -> tuple[np.ndarray, float]:
-    """One file → ((n_pairs, T) float32 µV, fs), channels picked by name, NOT yet filtered.
-
-    The native rate is returned (256 Hz in CHB-MIT; the cache resamples when `cfg.eeg.fs`
-    is set). Raises FileNotFoundError for a missing file, DataError naming the file and the
-    channel when a montage channel is absent (see `adapter_missing_reason`).
-    """
-    path = adapter_path(cfg, recording_id)
-    if not path.exists():
-        raise FileNotFoundError(f"EDF file not found: {path}")
-    return read_montage(read_edf(path), cfg.eeg.montage)
-
-
-def adapter_n_times(cfg, recording_id) -> tuple[int, float]:
-    """(samples per channel, native fs) of a file from its EDF header (n_records × samples per record)."""
-    rec = read_edf(adapter_path(cfg, recording_id))
-    used, _, _ = resolve_montage(rec.labels, _montage_pairs(cfg.eeg.montage))
-    i = used[0] if used else 0
-    return rec.n_times(i), float(rec.fs[i])
-
-
-def adapter_missing_reason(cfg, recording_id) -> Optional[str]:
-    """Why a recording cannot be used (missing file, unreadable header, missing channel), or None.
-
-    Reads the EDF header only. `prepare` treats a non-None reason like a missing file.
-    """
-    path = adapter_path(cfg, recording_id)
-    if not path.exists():
-        return f"missing file {path}"
-    try:
-        rec = read_edf(path)
-    except DataError as e:
-        return f"unreadable EDF: {e}"
-    _, _, missing = resolve_montage(rec.labels, _montage_pairs(cfg.eeg.montage))
-    if missing:
-        return f"missing channel(s) {', '.join(missing)} in {path}"
-    return None
+ADAPTER = register(CHBMITAdapter())

@@ -1,11 +1,10 @@
-"""Minimal EDF (European Data Format, 16-bit) reader and writer in numpy.
+"""EDF (European Data Format, 16-bit) reading and writing through pyEDFlib (EDFlib, maintained).
 
-Reading parses the header eagerly and the data lazily: `read_edf(path)` returns an
-`EDFRecording` whose `.read(channels)` decodes only the requested signals (the data
-section is read once as `(n_records, samples_per_record_total)` int16 and sliced).
-Physical values are `phys = (dig - dmin) * (pmax - pmin) / (dmax - dmin) + pmin`
-(µV for EEG). EDF+ "EDF Annotations" signals are kept in the header lists but never
-decoded as signal data.
+`read_edf(path)` parses the header and returns an `EDFRecording` whose `.read(channels)`
+decodes only the requested signals. Physical values are
+`phys = (dig - dmin) * (pmax - pmin) / (dmax - dmin) + pmin` (µV for EEG). EDF+ annotation
+signals are not listed. Duplicate labels (CHB-MIT's two `T8-P8`) and dummy `-` channels are
+kept as they are; label lookup takes the first match.
 """
 from __future__ import annotations
 
@@ -16,17 +15,12 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
+import pyedflib
 
 from hbac.errors import DataError
 from hbac.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-ANNOTATION_LABEL = "EDF Annotations"
-_FIXED_FIELDS = [("version", 8), ("patient", 80), ("recording", 80), ("startdate", 8), ("starttime", 8),
-                 ("header_bytes", 8), ("reserved", 44), ("n_records", 8), ("record_duration", 8), ("n_signals", 4)]
-_SIGNAL_FIELDS = [("label", 16), ("transducer", 80), ("unit", 8), ("phys_min", 8), ("phys_max", 8),
-                  ("dig_min", 8), ("dig_max", 8), ("prefilter", 80), ("samples_per_record", 8), ("reserved", 32)]
 
 Channel = Union[int, str]
 
@@ -86,66 +80,49 @@ class EDFRecording:
     def read(self, channels: Optional[Sequence[Channel]] = None) -> np.ndarray:
         """Decode signals → (n_selected, n_times) float32 in physical units (µV).
 
-        `channels`: labels (case-insensitive, first match) or indices; default all
-        non-annotation signals. The selected signals must share one sampling rate.
+        `channels`: labels (case-insensitive, first match) or indices; default all signals.
+        The selected signals must share one sampling rate.
         """
-        if channels is None:
-            idx = [i for i, lab in enumerate(self.labels) if lab.strip() != ANNOTATION_LABEL]
-        else:
-            idx = [self.index(c) for c in channels]
+        idx = list(range(self.n_signals)) if channels is None else [self.index(c) for c in channels]
         if not idx:
             return np.zeros((0, 0), dtype=np.float32)
         spr = self.samples_per_record[idx]
         if np.any(spr != spr[0]):
             rates = {self.labels[i]: float(self.fs[i]) for i in idx}
             raise DataError(f"{self.path}: selected channels have different sampling rates {rates}; read them separately")
-        data = self._records()
-        offsets = np.concatenate([[0], np.cumsum(self.samples_per_record)])
-        n = int(spr[0])
-        out = np.empty((len(idx), self.n_records * n), dtype=np.float32)
-        for r, i in enumerate(idx):
-            dig = data[:, offsets[i] : offsets[i] + n].reshape(-1)
-            scale = (self.phys_max[i] - self.phys_min[i]) / (self.dig_max[i] - self.dig_min[i])
-            out[r] = (dig.astype(np.float64) - self.dig_min[i]) * scale + self.phys_min[i]
+        n = int(self.n_records * spr[0])
+        out = np.empty((len(idx), n), dtype=np.float32)
+        with _open(self.path) as f:
+            for r, i in enumerate(idx):
+                out[r] = f.readSignal(i, 0, n)
         return out
 
     @property
     def signals(self) -> np.ndarray:
-        """All non-annotation signals, (n_signals', n_times) float32 µV, decoded on first access."""
+        """All signals, (n_signals, n_times) float32 µV, decoded on first access."""
         if self._signals is None:
             self._signals = self.read()
         return self._signals
 
-    def _records(self) -> np.ndarray:
-        """The data section as (n_records, samples_per_record_total) int16 (memory-mapped)."""
-        total = int(self.samples_per_record.sum())
-        if self.n_records == 0:
-            return np.zeros((0, total), dtype="<i2")
-        return np.memmap(self.path, dtype="<i2", mode="r", offset=self.header_bytes, shape=(self.n_records, total))
 
-
-def _field(raw: bytes, pos: int, width: int, path: Path, name: str) -> tuple[str, int]:
-    chunk = raw[pos : pos + width]
-    if len(chunk) < width:
-        raise DataError(f"{path}: truncated EDF header (field '{name}' at byte {pos})")
-    return chunk.decode("latin-1").strip(), pos + width
-
-
-def _number(text: str, path: Path, name: str, cast: type = float) -> float:
+def _open(path: Path) -> pyedflib.EdfReader:
+    """Open an EDF with pyEDFlib; its format errors become a DataError naming the file."""
     try:
-        return cast(float(text)) if cast is int else cast(text)
-    except ValueError:
-        raise DataError(f"{path}: corrupt EDF header, field '{name}' = {text!r} is not a number") from None
+        return pyedflib.EdfReader(str(path))
+    except OSError as e:
+        raise DataError(f"{path}: not a valid EDF file ({_truncation(path) or str(e).removeprefix(f'{path}: ')})") from None
 
 
-def _parse_start(date: str, time: str, path: Path) -> datetime:
-    """EDF 'dd.mm.yy' + 'hh.mm.ss' → datetime (yy 85–99 → 19yy, else 20yy, per the EDF spec)."""
+def _truncation(path: Path) -> Optional[str]:
+    """'truncated EDF header (n of m bytes)' when the file is shorter than its header, else None."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(256)
     try:
-        dd, mm, yy = (int(v) for v in date.replace(":", ".").split("."))
-        hh, mi, ss = (int(v) for v in time.replace(":", ".").split("."))
-        return datetime(1900 + yy if yy >= 85 else 2000 + yy, mm, dd, hh, mi, ss)
+        need = 256 * (1 + int(head[252:256].decode("latin-1"))) if size >= 256 else 256
     except ValueError:
-        raise DataError(f"{path}: corrupt EDF header, start date/time {date!r} {time!r}") from None
+        return None
+    return f"truncated EDF header, {size} of {need} bytes" if size < need else None
 
 
 def read_edf(path: str | Path) -> EDFRecording:
@@ -153,86 +130,28 @@ def read_edf(path: str | Path) -> EDFRecording:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"EDF file not found: {path}")
-    with open(path, "rb") as f:
-        fixed = f.read(256)
-        if len(fixed) < 256:
-            raise DataError(f"{path}: truncated EDF header ({len(fixed)} of 256 bytes)")
-        vals: dict[str, str] = {}
-        pos = 0
-        for name, width in _FIXED_FIELDS:
-            vals[name], pos = _field(fixed, pos, width, path, name)
-        ns = int(_number(vals["n_signals"], path, "n_signals", int))
-        if ns <= 0:
-            raise DataError(f"{path}: corrupt EDF header, number of signals is {ns}")
-        sig_raw = f.read(256 * ns)
-        if len(sig_raw) < 256 * ns:
-            raise DataError(f"{path}: truncated EDF header ({256 + len(sig_raw)} of {256 * (ns + 1)} bytes)")
-    sig: dict[str, list[str]] = {}
-    pos = 0
-    for name, width in _SIGNAL_FIELDS:
-        sig[name] = []
-        for k in range(ns):
-            v, pos = _field(sig_raw, pos, width, path, f"{name}[{k}]")
-            sig[name].append(v)
-    header_bytes = int(_number(vals["header_bytes"], path, "header_bytes", int))
-    if header_bytes != 256 * (ns + 1):
-        raise DataError(f"{path}: corrupt EDF header, header size {header_bytes} != 256 × (1 + {ns} signals)")
-    arrays = {k: np.array([_number(v, path, f"{k}[{i}]") for i, v in enumerate(sig[k])], dtype=np.float64)
-              for k in ("phys_min", "phys_max", "dig_min", "dig_max")}
-    spr = np.array([int(_number(v, path, f"samples_per_record[{i}]", int)) for i, v in enumerate(sig["samples_per_record"])], dtype=np.int64)
-    bad = np.nonzero((arrays["dig_max"] <= arrays["dig_min"]) | (arrays["phys_max"] == arrays["phys_min"]) | (spr <= 0))[0]
-    if len(bad):
-        i = int(bad[0])
-        raise DataError(f"{path}: corrupt EDF header, signal {i} ({sig['label'][i]!r}) has digital range "
-                        f"[{arrays['dig_min'][i]}, {arrays['dig_max'][i]}], physical range "
-                        f"[{arrays['phys_min'][i]}, {arrays['phys_max'][i]}], {spr[i]} samples/record")
-    record_duration = _number(vals["record_duration"], path, "record_duration")
-    if record_duration <= 0:
-        raise DataError(f"{path}: corrupt EDF header, record duration {record_duration}")
-    record_bytes = 2 * int(spr.sum())
-    data_bytes = path.stat().st_size - header_bytes
-    n_records = int(_number(vals["n_records"], path, "n_records", int))
-    if n_records < 0:  # -1: unknown (recording in progress); infer from the file size
-        n_records = data_bytes // record_bytes
-    elif n_records * record_bytes > data_bytes:
-        raise DataError(f"{path}: truncated EDF data: header says {n_records} records × {record_bytes} bytes, "
-                        f"file has {data_bytes} bytes after the header ({data_bytes // record_bytes} complete records)")
-    return EDFRecording(
-        path=path,
-        labels=sig["label"],
-        units=sig["unit"],
-        samples_per_record=spr,
-        record_duration_s=float(record_duration),
-        n_records=n_records,
-        start=_parse_start(vals["startdate"], vals["starttime"], path),
-        phys_min=arrays["phys_min"],
-        phys_max=arrays["phys_max"],
-        dig_min=arrays["dig_min"],
-        dig_max=arrays["dig_max"],
-        header_bytes=header_bytes,
-        patient=vals["patient"],
-        recording=vals["recording"],
-        prefilters=sig["prefilter"],
-    )
-
-
-def _fmt(value: object, width: int) -> bytes:
-    """Left-aligned ASCII field padded with spaces; errors if it does not fit."""
-    s = str(value)
-    if len(s) > width:
-        raise ValueError(f"EDF header field {s!r} longer than {width} characters")
-    return s.ljust(width).encode("ascii")
-
-
-def _fmt_num(v: float, width: int = 8) -> bytes:
-    """A number in at most `width` characters (EDF numeric fields are 8 ASCII characters)."""
-    if float(v).is_integer():
-        return _fmt(str(int(v)), width)
-    for prec in range(width, 0, -1):
-        s = f"{v:.{prec}g}"
-        if len(s) <= width:
-            return _fmt(s, width)
-    raise ValueError(f"cannot write {v} in {width} characters")
+    with _open(path) as f:
+        ns = f.signals_in_file
+        n_records = int(f.datarecords_in_file)
+        record_s = float(f.datarecord_duration)
+        spr = np.array([int(round(n)) for n in f.getNSamples()], dtype=np.int64) // max(n_records, 1)
+        per = {k: np.array([getattr(f, g)(i) for i in range(ns)], dtype=np.float64) for k, g in (
+            ("phys_min", "getPhysicalMinimum"), ("phys_max", "getPhysicalMaximum"),
+            ("dig_min", "getDigitalMinimum"), ("dig_max", "getDigitalMaximum"))}
+        return EDFRecording(
+            path=path,
+            labels=[f.getLabel(i) for i in range(ns)],
+            units=[f.getPhysicalDimension(i) for i in range(ns)],
+            samples_per_record=spr,
+            record_duration_s=record_s,
+            n_records=n_records,
+            start=f.getStartdatetime(),
+            header_bytes=256 * (ns + 1),
+            patient=f.getPatientName(),
+            recording=f.getRecordingAdditional(),
+            prefilters=[f.getPrefilter(i) for i in range(ns)],
+            **per,
+        )
 
 
 def write_edf(
@@ -244,8 +163,7 @@ def write_edf(
     phys_min: Union[float, Sequence[float]] = -800.0,
     phys_max: Union[float, Sequence[float]] = 800.0,
     unit: str = "uV",
-    patient: str = "X X X X",
-    recording: str = "Startdate X X X X",
+    patient: str = "X",
 ) -> None:
     """Write signals (C, T) µV at `fs` Hz as a 16-bit EDF with 1 s data records (atomic).
 
@@ -269,35 +187,23 @@ def write_edf(
     pmax = np.broadcast_to(np.asarray(phys_max, dtype=np.float64), (c,))
     if np.any(pmax <= pmin):
         raise ValueError("phys_max must be greater than phys_min for every channel")
-    dmin, dmax = -32768.0, 32767.0
     n_clip = int(np.sum((x < pmin[:, None]) | (x > pmax[:, None])))
     if n_clip:
         log.warning("%s: %d samples outside the physical range clipped", path, n_clip)
-    dig = (np.clip(x, pmin[:, None], pmax[:, None]) - pmin[:, None]) / (pmax - pmin)[:, None] * (dmax - dmin) + dmin
-    dig = np.clip(np.round(dig), dmin, dmax).astype("<i2")
-    # data records: (n_records, C, n) → record-major, channel blocks inside each record
-    data = dig.reshape(c, n_records, n).transpose(1, 0, 2)
-
-    head = b"".join([
-        _fmt("0", 8), _fmt(patient, 80), _fmt(recording, 80),
-        _fmt(start.strftime("%d.%m.%y"), 8), _fmt(start.strftime("%H.%M.%S"), 8),
-        _fmt(256 * (c + 1), 8), _fmt("", 44), _fmt(n_records, 8), _fmt(1, 8), _fmt(c, 4),
-    ])
-    per = [
-        [_fmt(lab, 16) for lab in labels],
-        [_fmt("", 80)] * c,
-        [_fmt(unit, 8)] * c,
-        [_fmt_num(v) for v in pmin],
-        [_fmt_num(v) for v in pmax],
-        [_fmt_num(dmin)] * c,
-        [_fmt_num(dmax)] * c,
-        [_fmt("", 80)] * c,
-        [_fmt(n, 8)] * c,
-        [_fmt("", 32)] * c,
-    ]
-    header = head + b"".join(b"".join(col) for col in per)
-    assert len(header) == 256 * (c + 1)
+    # quantise here with rounding (EDFlib truncates physical values: up to one step of error)
+    dmin, dmax = -32768, 32767
+    scale = (dmax - dmin) / (pmax - pmin)
+    dig = np.round((np.clip(x, pmin[:, None], pmax[:, None]) - pmin[:, None]) * scale[:, None] + dmin)
+    dig = np.clip(dig, dmin, dmax).astype(np.int32)
+    headers = [{"label": lab, "dimension": unit, "sample_frequency": n, "physical_min": float(lo),
+                "physical_max": float(hi), "digital_min": dmin, "digital_max": dmax, "transducer": "",
+                "prefilter": ""} for lab, lo, hi in zip(labels, pmin, pmax)]
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(np.ascontiguousarray(data).tobytes())
+        w = pyedflib.EdfWriter(str(tmp), c, file_type=pyedflib.FILETYPE_EDF)
+        try:
+            w.setSignalHeaders(headers)
+            w.setStartdatetime(start)
+            w.setPatientName(patient)
+            w.writeSamples([np.ascontiguousarray(row) for row in dig], digital=True)
+        finally:
+            w.close()

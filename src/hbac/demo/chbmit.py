@@ -34,14 +34,15 @@ HELDOUT_SEED = 1000  # the held-out recording for `detect` is written with anoth
 MODELS = {"normal": ("chbmit_1d.yaml", "chbmit_2d.yaml"), "tiny": ("chbmit_1d.yaml",)}
 
 
-def _localise(cfg: Any, workdir: Path, data_dir: Path, tiny: bool) -> Any:
-    """Point a tiny CHB-MIT experiment config at the demo folder; shrink it further for --tiny."""
-    cfg.data.data_dir = str(data_dir)
-    cfg.data.cache_root = str(workdir / "inputs" / "cache")
-    cfg.output_root = str(workdir / "outputs")
+def _localise(path: Path, workdir: Path, data_dir: Path, tiny: bool) -> Any:
+    """Load a tiny CHB-MIT experiment config pointed at the demo folder (shrunk further for --tiny), validated once."""
+    overrides: dict[str, Any] = {
+        "data": {"data_dir": str(data_dir), "cache_root": str(workdir / "inputs" / "cache")},
+        "output_root": str(workdir / "outputs"),
+    }
     if tiny:
-        cfg.folds.n_folds = 2  # two patients per fold: half the training runs
-    return cfg
+        overrides["folds"] = {"n_folds": 2}  # two patients per fold: half the training runs
+    return load_config(path, overrides)
 
 
 def _write_data(data_dir: Path, n_patients: int, n_files: int, file_s: float) -> None:
@@ -83,7 +84,7 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
     src = tiny_configs_dir()
     exps = []
     for fname in MODELS[size]:
-        cfg = _localise(load_config(src / fname), workdir, data_dir, tiny)
+        cfg = _localise(src / fname, workdir, data_dir, tiny)
         save_config(cfg, cfg_dir / fname)
         exps.append(cfg)
 
@@ -103,9 +104,7 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
     ens_path = None
     if len(exps) >= 2:
         banner("4/6 ensemble (non-negative weights fitted on the OOF predictions)")
-        ens = load_config(src / "chbmit_ensemble.yaml")
-        ens.output_root = str(outputs)
-        ens.members = [c.name for c in exps]
+        ens = load_config(src / "chbmit_ensemble.yaml", {"output_root": str(outputs), "members": [c.name for c in exps]})
         ens_path = cfg_dir / "chbmit_ensemble.yaml"
         save_config(ens, ens_path)
         run_ensemble(ens)

@@ -9,7 +9,6 @@ from typing import Any
 from hbac.cache.build import prepare
 from hbac.config import load_config, save_config
 from hbac.datasets.synthetic import write_hms
-from hbac.demo.chbmit import run_demo_chbmit
 from hbac.demo.common import banner, tiny_configs_dir
 from hbac.engine.experiment import train_experiment
 from hbac.ensemble import run_ensemble
@@ -19,26 +18,22 @@ from hbac.leaderboard import print_leaderboard
 log = logging.getLogger(__name__)
 
 
-def _localise(cfg: Any, workdir: Path, data_dir: Path, tiny: bool) -> Any:
-    """Point a tiny experiment config at the demo folder; shrink it further for --tiny."""
-    cfg.data.data_dir = str(data_dir)
-    cfg.data.cache_root = str(workdir / "inputs" / "cache")
-    cfg.output_root = str(workdir / "outputs")
+def _localise(path: Path, workdir: Path, data_dir: Path, tiny: bool) -> Any:
+    """Load a tiny experiment config pointed at the demo folder (shrunk further for --tiny), validated once."""
+    overrides: dict[str, Any] = {
+        "data": {"data_dir": str(data_dir), "cache_root": str(workdir / "inputs" / "cache")},
+        "output_root": str(workdir / "outputs"),
+    }
     if tiny:
-        cfg.train.epochs = 2
-        cfg.train.stage2.epochs = 1
-    return cfg
+        overrides["train"] = {"epochs": 2, "stage2": {"epochs": 1}}
+    return load_config(path, overrides)
 
 
-def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: bool = True) -> dict[str, Path]:
+def run_demo_hms(workdir: Path, tiny: bool = False, progress: bool = True) -> dict[str, Path]:
     """synth → prepare → train two models over the folds → ensemble → leaderboard → submit.
 
     Returns the paths of the main outputs. Re-running reuses the data and caches.
     """
-    if dataset == "chbmit":
-
-        return run_demo_chbmit(workdir, tiny=tiny, progress=progress)
-
     t0 = time.time()
     workdir = Path(workdir).resolve()
     data_dir = workdir / "data" / "hms"
@@ -55,7 +50,7 @@ def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: 
     src = tiny_configs_dir()
     exps = []
     for fname in ("hms_2d.yaml", "hms_1d.yaml"):
-        cfg = _localise(load_config(src / fname), workdir, data_dir, tiny)
+        cfg = _localise(src / fname, workdir, data_dir, tiny)
         save_config(cfg, cfg_dir / fname)
         exps.append((fname, cfg))
 
@@ -69,8 +64,7 @@ def run_demo(workdir: Path, dataset: str = "hms", tiny: bool = False, progress: 
         print(f"   CV KL {scores['cv']:.4f} (n_votes >= 10: {scores['cv_min_votes']:.4f}) → {cfg.output_dir()}")
 
     banner("4/6 ensemble (non-negative weights fitted on OOF KL)")
-    ens = load_config(src / "ensemble.yaml")
-    ens.output_root = str(outputs)
+    ens = load_config(src / "ensemble.yaml", {"output_root": str(outputs)})
     save_config(ens, cfg_dir / "ensemble.yaml")
     run_ensemble(ens)
 

@@ -8,7 +8,9 @@ from typing import Any, Optional
 from hbac.config import ExperimentConfig, load_config, save_config, to_dict
 from hbac.data.split import experiment_table
 from hbac.engine.fold import train_fold
+from hbac.engine.seeds import train_fold_seeds
 from hbac.engine.outputs import collect_oof
+from hbac.engine.runtime import configure_threads
 from hbac.features.baseline import train_features_fold
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,7 @@ log = logging.getLogger(__name__)
 
 def train_experiment(cfg: ExperimentConfig, folds: Optional[list[int]] = None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train the given folds (default all) and (re)write oof.csv and scores.json from every finished fold."""
+    configure_threads(cfg.train.threads)
     out = cfg.output_dir()
     out.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, out, resume)
@@ -24,7 +27,7 @@ def train_experiment(cfg: ExperimentConfig, folds: Optional[list[int]] = None, r
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("hbac").addHandler(handler)
     try:
-        fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold
+        fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold_seeds if cfg.train.seeds else train_fold
         data = experiment_table(cfg)
         todo = folds if folds is not None else list(range(cfg.folds.n_folds))
         for k in todo:
@@ -48,7 +51,7 @@ def _check_config(cfg: ExperimentConfig, out: Path, resume: bool) -> None:
     keys = [k for k in new if k not in ("output_root",) and old.get(k) != new.get(k)]
     if not keys:
         return
-    trained = [p.parent.name for p in out.glob("fold*/best.pt")]
+    trained = sorted({p.relative_to(out).parts[0] for p in [*out.glob("fold*/best.pt"), *out.glob("fold*/seed*/best.pt")]})
     if trained:
         msg = f"{out}: config differs from the one its trained folds ({', '.join(sorted(trained))}) used, in {keys}"
         if resume:

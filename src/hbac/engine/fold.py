@@ -2,17 +2,18 @@
 
 Determinism: every epoch reseeds python/numpy/torch from `seed + fold` and the epoch
 index, so a run resumed from `last.pt` sees the same batches and augmentations as an
-uninterrupted one and ends with the same weights (on a CPU).
+uninterrupted one and ends with the same weights (on a CPU). So `last.pt` holds no RNG
+state, only tensors and plain values: every checkpoint loads with `weights_only=True`.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -21,12 +22,18 @@ from tqdm.auto import tqdm
 
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset, model_n_times
+from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import oof_frame, plot_history, save_checkpoint
+from hbac.engine.outputs import (
+    load_checkpoint,
+    oof_frame,
+    plot_history,
+    save_checkpoint,
+)
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.io import atomic_write_csv, atomic_write_json
@@ -60,18 +67,26 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
     return stages
 
 
-def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True) -> pd.DataFrame:
-    """Train one fold; write fold{k}/best.pt, last.pt, history.csv, curve.png, oof.csv; return its OOF."""
+def train_fold(
+    cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
+    out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> pd.DataFrame:
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF.
+
+    `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
+    prunes from it by raising); the checkpoint and history of that epoch are already written.
+    """
 
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
-    out = cfg.output_dir() / f"fold{fold}"
+    if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
+        tr = apply_pseudo_labels(cfg.train.pseudo, tr)
+    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
     classes = list(cache.classes)
     vcols = vote_columns(va)
-    use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-    n_times = int(round(float(va["duration_s"].iloc[0]) * cache.fs))
+    n_times = model_n_times(cfg, float(va["duration_s"].iloc[0]), cache.fs)
 
     seed_everything(_fold_seed(cfg, fold, -1))
     model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
@@ -80,7 +95,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
     loss_fn = build_loss(cfg.train)
     stages = _stages(cfg, tr)
-    va_ds = WindowDataset(cache, va, use_kaggle_spec=use_spec)
+    va_ds = experiment_dataset(cfg, cache, va)
     va_loader = make_loader(cfg, va_ds, train=False)
     va_targets = va[vcols].to_numpy(np.float64)
     hi_mask = va["n_votes"].to_numpy() >= 10
@@ -94,7 +109,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     ckpt_state: Optional[dict[str, Any]] = None
     last_path = out / "last.pt"
     if resume and last_path.exists():
-        ckpt_state = torch.load(last_path, map_location=device, weights_only=False)
+        ckpt_state = load_checkpoint(last_path, map_location=device)
         if ckpt_state.get("complete"):
             log.info("fold %d already complete (last.pt); nothing to resume", fold)
             return pd.read_csv(out / "oof.csv")
@@ -111,7 +126,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
     for si in range(start_stage, len(stages)):
         st = stages[si]
         is_last_stage = si == len(stages) - 1
-        tr_ds = WindowDataset(cache, st.table, use_kaggle_spec=use_spec, augment=cfg.augment, weights=sample_weights(cfg, st.table))
+        tr_ds = experiment_dataset(cfg, cache, st.table, train=True, weights=sample_weights(cfg, st.table))
         gen = torch.Generator()
         tr_loader = make_loader(cfg, tr_ds, train=True, gen=gen)
         steps = len(tr_loader) if cfg.train.max_steps_per_epoch is None else min(len(tr_loader), cfg.train.max_steps_per_epoch)
@@ -132,6 +147,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
         for epoch in range(e0, st.epochs):
             seed_everything(_fold_seed(cfg, fold, global_epoch))
             gen.manual_seed(_fold_seed(cfg, fold, global_epoch))
+            tr_ds.set_epoch(_fold_seed(cfg, fold, global_epoch))  # per_eeg random sub-windows of this epoch
             model.train()
             losses = []
             te = time.time()
@@ -194,21 +210,25 @@ def train_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any
                 "config": to_dict(cfg), "epoch": global_epoch + 1, "stage": st.name, "stage_index": si,
                 "epoch_in_stage": epoch, "score": val_kl, "best": best, "fold": fold, "history": history,
                 "n_params": n_params, "elapsed_s": time.time() - t0, "complete": False,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
             })
             atomic_write_csv(out / "history.csv", pd.DataFrame(history))
             global_epoch += 1
+            if on_epoch is not None:
+                on_epoch(global_epoch, val_kl)
         ckpt_state = None
 
     # OOF with the best weights
-    best_ckpt = torch.load(out / "best.pt", map_location=device, weights_only=False)
+    best_ckpt = load_checkpoint(out / "best.pt", map_location=device)
     model.load_state_dict(best_ckpt["model"])
-    probs = predict_loader(model, va_loader, device, list(cache.channels), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"fold {fold} oof")
+    probs = predict_loader(
+        model, va_loader, device, list(cache.channels), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+        offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"fold {fold} oof",
+    )
     oof = oof_frame(va, probs, classes, fold)
     atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0
     atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params})
-    last = torch.load(last_path, map_location="cpu", weights_only=False)
+    last = load_checkpoint(last_path, map_location="cpu")
     last["complete"] = True
     save_checkpoint(last_path, last)
     plot_history(pd.DataFrame(history), out / "curve.png", title=f"{cfg.name} fold {fold}")

@@ -1,8 +1,8 @@
-"""DataLoaders and the batched inference loop (with hemisphere-flip TTA)."""
+"""DataLoaders and the batched inference loop (TTA: window offsets and the hemisphere flip)."""
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig
 from hbac.data.dataset import WindowDataset
 from hbac.data.samplers import balanced_sampler, worker_init
-from hbac.engine.runtime import amp_dtype, to_device
+from hbac.engine.runtime import amp_dtype, device_auto, resolve_num_workers, to_device
 from hbac.models import hemisphere_flip
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,39 @@ def predict_loader(
     tta_flip: bool = False,
     progress: bool = True,
     desc: str = "predict",
+    offsets_s: Sequence[float] = (0.0,),
 ) -> np.ndarray:
     """Softmax probabilities (N, K) float64 for every item of `loader` (in order).
 
-    With `tta_flip` the prediction is the mean of the original and hemisphere-flipped inputs.
+    Test-time augmentation: the mean over every window offset in `offsets_s` (seconds the EEG
+    window is shifted from its centre, through the dataset's `set_view`) and, with `tta_flip`,
+    over the original and hemisphere-flipped inputs.
     """
 
     model.eval()
+    offsets = [float(o) for o in offsets_s] or [0.0]
+    ds = loader.dataset
+    if any(o != 0.0 for o in offsets) and not hasattr(ds, "set_view"):
+        raise ValueError(f"tta.offsets_s {offsets}: {type(ds).__name__} cannot shift its windows (no set_view)")
+    total: Optional[np.ndarray] = None
+    try:
+        for off in offsets:
+            if hasattr(ds, "set_view"):
+                ds.set_view(off)
+            label = desc if len(offsets) == 1 else f"{desc} offset {off:+g} s"
+            p = _predict_pass(model, loader, device, channels, amp, tta_flip, progress, label)
+            total = p if total is None else total + p
+    finally:
+        if hasattr(ds, "set_view"):
+            ds.set_view(0.0)
+    assert total is not None
+    return total / len(offsets)
+
+
+def _predict_pass(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, channels: list[str], amp: str, tta_flip: bool, progress: bool, desc: str
+) -> np.ndarray:
+    """One pass over `loader`: (N, K) float64 probabilities, averaged over the hemisphere flip when `tta_flip`."""
     dt = amp_dtype(amp, device)
     out = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
@@ -52,6 +78,8 @@ def predict_loader(
 
 
 def make_loader(cfg: ExperimentConfig, ds: WindowDataset, train: bool, gen: Optional[torch.Generator] = None) -> DataLoader:
+    """Training (shuffled or balanced) or evaluation loader; workers per `resolve_num_workers`."""
+    workers = resolve_num_workers(cfg.train.num_workers, device_auto())
     sampler = None
     if train and cfg.train.sampler == "balanced":
         sampler = balanced_sampler(ds.table, gen)
@@ -61,9 +89,10 @@ def make_loader(cfg: ExperimentConfig, ds: WindowDataset, train: bool, gen: Opti
         shuffle=train and sampler is None,
         sampler=sampler,
         drop_last=train and len(ds) > cfg.train.batch_size,
-        num_workers=cfg.train.num_workers,
+        num_workers=workers,
         worker_init_fn=worker_init,
         generator=gen,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        prefetch_factor=4 if workers else None,
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,10 @@ import pandas as pd
 import torch
 
 from hbac.config import ExperimentConfig
+from hbac.datasets import get_adapter
+from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
-from hbac.tasks.events import seizure_scores
+from hbac.tasks.events import seizure_scores, tune_postprocessing
 from hbac.tasks.kl import score_oof
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,25 @@ def oof_frame(va: pd.DataFrame, probs: np.ndarray, classes: list[str], fold: int
     for i, c in enumerate(classes):
         oof[f"{c}_pred"] = probs[:, i]
     return oof
+
+
+def average_oofs(oofs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean of several OOF tables of the same rows (e.g. one per seed): `<class>_pred` averaged, the rest from the first."""
+    base = oofs[0].copy()
+    pcols = [c for c in base.columns if str(c).endswith("_pred")]
+    for o in oofs[1:]:
+        if len(o) != len(base) or (o["sample_id"].astype(str).to_numpy() != base["sample_id"].astype(str).to_numpy()).any():
+            raise ValueError("average_oofs: the OOF tables do not hold the same rows in the same order")
+    base[pcols] = sum(o[pcols].to_numpy() for o in oofs) / len(oofs)
+    return base
+
+
+def checkpoint_paths(exp_dir: Path, cfg: ExperimentConfig) -> list[Path]:
+    """Every best.pt an experiment's inference averages: fold{k}/best.pt, or fold{k}/seed{s}/best.pt with train.seeds."""
+    folds = [Path(exp_dir) / f"fold{k}" for k in range(cfg.folds.n_folds)]
+    if cfg.train.seeds:
+        return [f / f"seed{s}" / "best.pt" for f in folds for s in cfg.train.seeds]
+    return [f / "best.pt" for f in folds]
 
 
 def plot_history(hist: pd.DataFrame, path: Path, title: str = "") -> None:
@@ -104,9 +127,10 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         "train_time_s": float(sum(v.get("train_time_s", 0.0) for v in fold_info.values())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if cfg.data.dataset == "chbmit":
-
-        scores["seizure"] = seizure_scores(oof, find_best=True)  # best_threshold: the default of `detect`
+    if get_adapter(cfg.data.dataset).task == "seizure":
+        scores["seizure"] = seizure_scores(oof, find_best=True)
+        # post-processing chosen on the out-of-fold (validation) predictions: what `detect` uses
+        scores["postprocessing"] = tune_postprocessing(oof)
     atomic_write_json(out / "scores.json", scores)
     if missing:
         log.warning("%s: folds %s not trained yet; CV covers %d rows", cfg.name, missing, len(oof))
@@ -115,8 +139,22 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint saved by the trainer; a missing file is an error that names it."""
+    """Read a checkpoint with `torch.load(weights_only=True)`: tensors and plain types only, never code.
+
+    A missing file is a FileNotFoundError naming it; a file holding other pickled objects (a crafted
+    `__reduce__` payload, or a checkpoint from another program) or a corrupt one is a CheckpointError
+    naming it.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a global: never run it
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a trusted checkpoint: it holds objects other than tensors and plain values ({first[:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a trusted checkpoint: expected a dict, found {type(obj).__name__}")
+    return obj

@@ -1,11 +1,15 @@
-"""Runtime settings: device, mixed precision, seeding."""
+"""Runtime settings: device, mixed precision, seeding, CPU threads and DataLoader workers."""
 from __future__ import annotations
 
+import logging
+import os
 import random
 from typing import Optional
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def device_auto() -> torch.device:
@@ -31,3 +35,56 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (hyper-threads counted once; logical count as a fallback)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for c in cpus:
+        try:
+            pkg = open(f"/sys/devices/system/cpu/cpu{c}/topology/physical_package_id").read().strip()
+            core = open(f"/sys/devices/system/cpu/cpu{c}/topology/core_id").read().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((pkg, core))
+    return max(1, len(cores))
+
+
+def resolve_threads(requested: Optional[int] = None, n_procs: int = 1) -> int:
+    """torch CPU threads for this process: `requested` (config `train.threads`), else `HBAC_THREADS`,
+    else `OMP_NUM_THREADS`, else the physical cores divided among the `n_procs` processes that run."""
+    if requested is not None and requested > 0:
+        return int(requested)
+    for var in ("HBAC_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v:
+            try:
+                n = int(v)
+            except ValueError:
+                raise ValueError(f"environment variable {var}={v!r} is not a whole number of threads") from None
+            if n > 0:
+                return n
+    return max(1, physical_cores() // max(1, n_procs))
+
+
+def configure_threads(requested: Optional[int] = None, n_procs: int = 1) -> int:
+    """Apply `resolve_threads` to torch once at start-up (two processes with all threads each run many
+    times slower on a small machine than with their share); returns the thread count."""
+    n = resolve_threads(requested, n_procs)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+        log.debug("torch CPU threads: %d", n)
+    return n
+
+
+def resolve_num_workers(cap: Optional[int], device: torch.device) -> int:
+    """DataLoader worker processes: on a GPU run, the cores this process may use (capped by the
+    config's `train.num_workers`); on a CPU run 0 unless the config asks, since loading in the main
+    process leaves the cores to the model's threads. Each worker uses one torch thread."""
+    if cap is not None and cap <= 0:
+        return 0
+    if device.type != "cuda":
+        return 0 if cap is None else min(cap, max(0, physical_cores() - 1))
+    avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cap if cap is not None else avail, avail)

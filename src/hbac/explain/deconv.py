@@ -67,16 +67,18 @@ def first_last_convs(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def _attr_setup(model: nn.Module, batch: dict[str, torch.Tensor], layer: nn.Module) -> tuple[nn.Module, tuple[torch.Tensor, ...], str]:
-    """(module of tensors, inputs, space): the image of a 2D model when the layer is inside its backbone, else the raw inputs."""
+def _attr_setup(model: nn.Module, batch: dict[str, torch.Tensor], layer: nn.Module) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], str]:
+    """(module of tensors, attributed inputs, extra forward args, space): the image of the 2D (branch) whose backbone
+    holds the layer, else the raw EEG (other inputs passed along unattributed)."""
     m2d = image_module(model)
-    if m2d is not None and callable(getattr(m2d, "forward_image", None)) and m2d is model \
-            and any(layer is mod for mod in m2d.backbone.modules()):
+    backbone = getattr(m2d, "backbone", None)
+    if m2d is not None and callable(getattr(m2d, "forward_image", None)) and backbone is not None \
+            and any(layer is mod for mod in backbone.modules()):
         with torch.no_grad():
             img = m2d.image(batch).float()
-        return ImageModel(model), (img,), "image"
-    keys = input_keys(model)
-    return TensorModel(model, keys), tuple(batch[k].float() for k in keys), "eeg"
+        return ImageModel(m2d), (img,), (), "image"
+    keys = ["eeg"] + [k for k in input_keys(model) if k != "eeg"]
+    return TensorModel(model, keys), (batch["eeg"].float(),), tuple(batch[k].float() for k in keys[1:]), "eeg"
 
 
 def strongest_filters(model: nn.Module, batch: dict[str, torch.Tensor], layer: nn.Module, n: int = 1) -> tuple[list[int], np.ndarray]:
@@ -98,21 +100,21 @@ def filter_maps(model: nn.Module, batch: dict[str, torch.Tensor], layer: nn.Modu
     """|Reverse map| of filter `filt`'s summed activation: ((B, C, T) on the EEG or (B, H, W) on the image, space)."""
     if method not in METHODS:
         raise ValueError(f"unknown reverse method {method!r} ({', '.join(METHODS)})")
-    fm, xs, space = _attr_setup(model, batch, layer)
-    nd = None
+    fm, xs, extra, space = _attr_setup(model, batch, layer)
     with torch.no_grad():
         acts: list[torch.Tensor] = []
         h = layer.register_forward_hook(lambda _m, _i, o: acts.append(o))
         try:
-            fm(*xs)
+            fm(*xs, *extra)
         finally:
             h.remove()
-        nd = acts[0].dim()
-    selector = (filt,) + (slice(None),) * (nd - 2)  # the whole feature map of one filter, summed
+    selector = (filt,) + (slice(None),) * (acts[0].dim() - 2)  # the whole feature map of one filter, summed
     with grad_mode(model):
-        attr = METHODS[method](fm, layer).attribute(xs if len(xs) > 1 else xs[0], neuron_selector=selector)
+        attr = METHODS[method](fm, layer).attribute(xs[0], neuron_selector=selector, additional_forward_args=extra or None)
     a = attr[0] if isinstance(attr, tuple) else attr
     a = a.detach().abs().float().cpu().numpy()
+    if a.shape[0] != xs[0].shape[0]:
+        raise ValueError(f"reverse map batch {a.shape[0]} differs from the input's {xs[0].shape[0]}")
     if space == "image":
         a = a.sum(axis=1)  # the in_chans copies of the grey image
     return a, space
@@ -126,7 +128,11 @@ def reverse_maps(model: nn.Module, batch: dict[str, torch.Tensor], n_filters: in
         idx, mean = strongest_filters(model, batch, layer, n_filters)
         for f in idx:
             for meth in methods:
-                maps, space = filter_maps(model, batch, layer, f, meth)
+                try:
+                    maps, space = filter_maps(model, batch, layer, f, meth)
+                except RuntimeError as e:  # the layer does not depend on the attributed input (e.g. a Kaggle-only branch)
+                    log.warning("%s filter %d: no %s map (%s)", name, f, meth, str(e).splitlines()[0])
+                    continue
                 out.append(FilterMap(name, f, float(mean[f]), meth, space, maps))
     return out
 

@@ -61,7 +61,11 @@ def layer_cam(model: nn.Module, batch: dict[str, torch.Tensor], target: Target, 
     tm, xs = _inputs(model, batch)
     with grad_mode(model):
         cam = LayerGradCam(tm, layer).attribute(xs, target=_target(target, xs[0]), relu_attributions=True)
-    return cam.detach().float()
+    cam = cam.detach().float()
+    b = xs[0].shape[0]
+    if cam.shape[0] != b and cam.shape[0] % b == 0:  # the layer sees each channel as its own row (e.g. WaveNet): mean over them
+        cam = cam.reshape(b, cam.shape[0] // b, *cam.shape[1:]).mean(dim=1)
+    return cam
 
 
 def _target(target: Target, x: torch.Tensor) -> Any:
@@ -129,7 +133,11 @@ def _mel_centres(fmin: float, fmax: float, n: int) -> np.ndarray:
 
 
 def _eeg_freqs(spec: Any, rows: int) -> Optional[np.ndarray]:
-    """Frequency (Hz) of each image row of an `EEGSpectrogram` after its resize to `rows` rows."""
+    """Frequency (Hz) of each image row of an EEG transform (`EEGSpectrogram`, `MorletCWT`) after its resize to `rows` rows."""
+    freqs = getattr(spec, "freqs", None)
+    if isinstance(freqs, torch.Tensor) and freqs.dim() == 1:  # e.g. the CWT's wavelet frequencies, low first
+        f = freqs.detach().cpu().numpy().astype(np.float64)
+        return np.interp((np.arange(rows) + 0.5) * len(f) / rows - 0.5, np.arange(len(f)), f)
     fmin, fmax = getattr(spec, "fmin", None), getattr(spec, "fmax", None)
     if fmin is None or fmax is None:
         return None
@@ -140,40 +148,54 @@ def _eeg_freqs(spec: Any, rows: int) -> Optional[np.ndarray]:
     return np.linspace(fmin, fmax, rows)
 
 
+def _part_tiles(m: nn.Module, name: str, batch: dict[str, torch.Tensor], duration_s: float) -> tuple[tuple[int, int], list[Tile]]:
+    """((h, w), tiles in the part's own pixels) of one input image of a Spec2D-like model."""
+    if name == "kaggle_spec":
+        h, w = m.kaggle_image(batch["kaggle_spec"]).shape[-2:]
+        half = 300.0  # the Kaggle window: 10 minutes centred on the EEG window
+        return (h, w), [Tile(n, name, (i // 2) * h // 2, (i // 2 + 1) * h // 2, (i % 2) * w // 2, (i % 2 + 1) * w // 2,
+                             np.asarray(SPEC_FREQS), duration_s / 2 - half, duration_s / 2 + half) for i, n in enumerate(SPEC_REGIONS)]
+    if name in ("eeg_spec", "eeg_cwt"):
+        tf = getattr(m, "spec" if name == "eeg_spec" else "cwt", None)
+        h, w = m.eeg_image(batch["eeg"], tf).shape[-2:]
+        if getattr(m, "chain_idx", None) is not None:
+            names, ncol = list(SPEC_REGIONS), 2
+        else:
+            names, ncol = list(getattr(m, "channels", [])), int(getattr(m, "grid_cols", 1))
+        nrow = max(1, math.ceil(len(names) / ncol))
+        th = h // nrow
+        freqs = _eeg_freqs(tf, th)
+        return (h, w), [Tile(n, name, (i // ncol) * th, (i // ncol + 1) * th, (i % ncol) * w // ncol, (i % ncol + 1) * w // ncol,
+                             freqs, 0.0, duration_s) for i, n in enumerate(names)]
+    h, w = m.raw2d_image(batch["eeg"]).shape[-2:]  # eeg_raw2d: segments of the raw signal stacked; no frequency axis
+    return (h, w), [Tile("raw", name, 0, h, 0, w, None, 0.0, duration_s)]
+
+
 def image_layout(model: nn.Module, batch: dict[str, torch.Tensor], duration_s: float) -> tuple[torch.Tensor, list[Tile]]:
-    """(backbone image (B, H, W), its tiles) for a 2D model; unknown image builders give one 'image' tile over the window."""
+    """(backbone image (B, H, W), its tiles in image pixels) for a 2D model, following its image(): the Kaggle image,
+    then each EEG image, resized to the last one's width, stacked, then resized to `image_size`; unknown builders give one tile."""
     m = image_module(model)
     if m is None:
         raise ValueError(f"{type(model).__name__}: no image(batch) method; 2D Grad-CAM cannot place its map")
     with torch.no_grad():
         img = m.image(batch)[:, 0].float()
-    h, w = img.shape[-2:]
-    inputs = list(getattr(m, "inputs", []))
-    if not inputs or any(i not in ("kaggle_spec", "eeg_spec") for i in inputs):
-        return img, [Tile("image", "image", 0, h, 0, w, None, 0.0, duration_s)]
-    tiles: list[Tile] = []
-    r = 0
-    if "kaggle_spec" in inputs:
-        kh = m.kaggle_image(batch["kaggle_spec"]).shape[-2] // 2
-        half = 300.0  # the Kaggle window: 10 minutes centred on the EEG window
-        for i, name in enumerate(SPEC_REGIONS):
-            rr, cc = divmod(i, 2)
-            tiles.append(Tile(name, "kaggle_spec", r + rr * kh, r + (rr + 1) * kh, cc * w // 2, (cc + 1) * w // 2,
-                              np.asarray(SPEC_FREQS), duration_s / 2 - half, duration_s / 2 + half))
-        r += 2 * kh
-    if "eeg_spec" in inputs:
-        eh = (h - r)
-        if getattr(m, "layout", "") == "chains":
-            th, names, ncol = eh // 2, SPEC_REGIONS, 2
-        else:
-            ncol = int(getattr(m, "grid_cols", 1))
-            names = list(getattr(m, "channels", []))
-            th = eh // max(1, math.ceil(len(names) / ncol))
-        freqs = _eeg_freqs(getattr(m, "spec", None), th)
-        for i, name in enumerate(names):
-            rr, cc = divmod(i, ncol)
-            tiles.append(Tile(name, "eeg_spec", r + rr * th, r + (rr + 1) * th, cc * w // ncol, (cc + 1) * w // ncol,
-                              freqs, 0.0, duration_s))
+        h, w = img.shape[-2:]
+        inputs = list(getattr(m, "inputs", []))
+        known = ("kaggle_spec", "eeg_spec", "eeg_cwt", "eeg_raw2d")
+        if not inputs or any(i not in known for i in inputs):
+            return img, [Tile("image", "image", 0, h, 0, w, None, 0.0, duration_s)]
+        order = (["kaggle_spec"] if "kaggle_spec" in inputs else []) + [i for i in inputs if i != "kaggle_spec"]
+        parts = [_part_tiles(m, name, batch, duration_s) for name in order]
+    width = parts[-1][0][1]
+    total_h = sum(ph for (ph, _), _ in parts)
+    sy, sx = h / total_h, w / width
+    tiles, r = [], 0
+    for (ph, pw), ts in parts:
+        fx = width / pw  # each part is resized to the last part's width before stacking
+        for t in ts:
+            tiles.append(Tile(t.name, t.source, round((r + t.r0) * sy), round((r + t.r1) * sy), round(t.c0 * fx * sx),
+                              round(t.c1 * fx * sx), t.freqs, t.t0, t.t1))
+        r += ph
     return img, tiles
 
 
@@ -196,7 +218,7 @@ def region_maps(cam: np.ndarray, tiles: Sequence[Tile]) -> dict[str, np.ndarray]
 
 def eeg_time_profile(cam: np.ndarray, tiles: Sequence[Tile], n_times: int) -> Optional[np.ndarray]:
     """Mean of the map over frequency and over the EEG-spectrogram tiles (or the one 'image' tile), resampled to (…, n_times)."""
-    parts = [cam[..., t.r0 : t.r1, t.c0 : t.c1].mean(axis=-2) for t in tiles if t.source in ("eeg_spec", "image")]
+    parts = [cam[..., t.r0 : t.r1, t.c0 : t.c1].mean(axis=-2) for t in tiles if t.source in ("eeg_spec", "eeg_cwt", "image")]
     if not parts:
         return None
     width = min(p.shape[-1] for p in parts)

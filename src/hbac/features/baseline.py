@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import skops.io as sio
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -21,7 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
-from hbac.engine.outputs import oof_frame, plot_history
+from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history
+from hbac.errors import CheckpointError
 from hbac.features.extract import (
     FEATURES_VERSION,
     _window_rows,
@@ -42,6 +44,14 @@ LOGREG_C = 0.01  # inverse L2 strength on standardised features: hundreds of cor
 
 
 PROB_FLOOR = 1e-4  # probability given to a class the model never saw in training
+
+
+# Types a feature checkpoint may hold beyond skops' own safe list (numpy, scikit-learn's
+# standard estimators): nothing else is ever constructed when one is loaded.
+TRUSTED_TYPES = [
+    "hbac.features.baseline.QuantileBinner",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
 
 
 class QuantileBinner(TransformerMixin, BaseEstimator):
@@ -224,7 +234,7 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
     out.mkdir(parents=True, exist_ok=True)
     last_path = out / "last.pt"
     if resume and last_path.exists():
-        last = torch.load(last_path, map_location="cpu", weights_only=False)
+        last = load_checkpoint(last_path, map_location="cpu")
         if last.get("complete") and (out / "oof.csv").exists():
             log.info("fold %d already complete (last.pt); nothing to resume", fold)
             return pd.read_csv(out / "oof.csv")
@@ -269,7 +279,7 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
         "train_loss": train_kl, "val_kl": val_kl, "val_kl_min_votes": val_kl_hi, "time_s": time.time() - tf,
     }])
     ckpt: dict[str, Any] = {
-        "kind": "features", "sklearn": est, "config": to_dict(cfg), "epoch": 1, "stage": "stage1", "score": val_kl,
+        "kind": "features", "sklearn": dump_estimator(est), "config": to_dict(cfg), "epoch": 1, "stage": "stage1", "score": val_kl,
         "fold": fold, "n_params": n_params, "classes": classes, "channels": channels, "fs": fs, "n_times": n_times,
         "feature_names": names, "features_version": FEATURES_VERSION,
     }
@@ -284,6 +294,26 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
     plot_history(history, out / "curve.png", title=f"{cfg.name} fold {fold}")
     log.info("fold %d done in %.0f s: train KL %.4f, val KL %.4f (n_votes>=10: %.4f), %s fitted parameters", fold, elapsed, train_kl, val_kl, val_kl_hi, f"{n_params:,}")
     return oof
+
+
+def dump_estimator(est: Any) -> torch.Tensor:
+    """A fitted estimator as skops bytes in a (n_bytes,) uint8 tensor: loads with torch's weights_only."""
+    return torch.frombuffer(bytearray(sio.dumps(est)), dtype=torch.uint8)
+
+
+def load_estimator(ckpt: dict[str, Any], source: str = "checkpoint") -> Any:
+    """The fitted estimator of a feature checkpoint; only numpy, scikit-learn and `TRUSTED_TYPES` are built."""
+    blob = ckpt.get("sklearn")
+    if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8:
+        raise CheckpointError(f"{source} is not a trusted checkpoint: its 'sklearn' entry is not a skops byte tensor")
+    data = blob.numpy().tobytes()
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise CheckpointError(f"{source} is not a trusted checkpoint: its estimator holds untrusted types {untrusted[:5]}")
+    try:
+        return sio.loads(data, trusted=TRUSTED_TYPES)
+    except Exception as e:  # skops raises assorted errors on malformed archives: report the file
+        raise CheckpointError(f"{source}: unreadable estimator in feature checkpoint: {type(e).__name__}: {e}") from None
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
@@ -315,4 +345,4 @@ def predict_features(ckpt: dict[str, Any], cache: Any, table: pd.DataFrame, prog
         _MEMO.clear()
         _MEMO.update(key=key, X=extract(cache, table, progress=progress))
     tta = bool(ckpt["config"].get("tta", {}).get("hemisphere_flip", False))
-    return _proba_tta(ckpt["sklearn"], _MEMO["X"], names, channels, K, tta)
+    return _proba_tta(load_estimator(ckpt), _MEMO["X"], names, channels, K, tta)

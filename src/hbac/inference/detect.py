@@ -6,10 +6,12 @@ pairs picked or derived by name), preprocessed exactly as the member's checkpoin
 (`signals.preprocess` with its `EEGParams`, resampled to its rate), cut into the windows it
 was trained on (`window_s` every `stride_s`), and every window is predicted by every fold's
 `best.pt` (mean of the folds). Window probabilities → `events.detect_events` at the
-threshold (default: the entry's `best_threshold` in `scores.json`, else 0.5).
+post-processing the entry's `scores.json` stores (threshold, smoothing, minimum event length,
+chosen on its out-of-fold predictions by `events.tune_postprocessing`; `--threshold` overrides the
+threshold).
 
 Outputs in `out_dir` (default `<outputs>/detect/<edf stem>/`), written atomically:
-`windows.csv` (start_s, end_s, seizure_prob), `events.csv` (start_s, end_s, peak_prob),
+`windows.csv` (start_s, end_s, seizure_prob), `events.csv` (start_s, end_s, peak_prob), `events.tsv` (SzCORE),
 `timeline.png` (probability timeline above a few EEG channels) and `detect.json`
 (which model, threshold, recording length, events).
 """
@@ -28,22 +30,25 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
-from hbac.data.dataset import WindowDataset
+from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.datasets.chbmit import read_any_edf, resolve_montage
+from hbac.datasets import get_adapter
+from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto
+from hbac.engine.runtime import configure_threads, device_auto
 from hbac.errors import DataError
 from hbac.explain.gradcam import stitch, time_cam
 from hbac.features.baseline import predict_features
+from hbac.inference.export import OnnxDetector
 from hbac.inference.predict import member_folds, resolve_members
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json, read_json
 from hbac.leaderboard import build_leaderboard
 from hbac.models import build_model
 from hbac.signals.filters import preprocess
 from hbac.signals.montage import montage_pairs
-from hbac.tasks.events import detect_events, events_to_frame
+from hbac.tasks.events import POST_DEFAULT, detect_events, events_to_frame
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +129,31 @@ def resolve_detector(outputs: Path, name: Optional[str] = None) -> tuple[str, di
     return name, {name: 1.0}
 
 
-def default_threshold(entry_dir: Path) -> float:
-    """The entry's event threshold: `scores.json` → seizure → best_threshold if present, else 0.5."""
+def default_postprocessing(entry_dir: Path) -> dict[str, float]:
+    """The entry's post-processing: `scores.json` → postprocessing → params (chosen on its OOF predictions),
+    else seizure → best_threshold with the default smoothing, else POST_DEFAULT (threshold 0.5)."""
+    post = dict(POST_DEFAULT)
     path = Path(entry_dir) / "scores.json"
-    if path.exists():
-        seizure = read_json(path).get("seizure")
-        if isinstance(seizure, dict):
-            t = seizure.get("best_threshold")
-            if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0.0 < t < 1.0:
-                return float(t)
-    return DEFAULT_THRESHOLD
+    if not path.exists():
+        return post
+    scores = read_json(path)
+    tuned = scores.get("postprocessing")
+    if isinstance(tuned, dict) and isinstance(tuned.get("params"), dict):
+        post.update({k: v for k, v in tuned["params"].items() if k in POST_DEFAULT and _finite(v)})
+        return post
+    seizure = scores.get("seizure")
+    if isinstance(seizure, dict) and _finite(seizure.get("best_threshold")) and 0.0 < seizure["best_threshold"] < 1.0:
+        post["threshold"] = float(seizure["best_threshold"])
+    return post
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def default_threshold(entry_dir: Path) -> float:
+    """The entry's event threshold (see `default_postprocessing`)."""
+    return float(default_postprocessing(entry_dir)["threshold"])
 
 
 def window_starts(duration_s: float, window_s: float, stride_s: float) -> np.ndarray:
@@ -195,9 +215,9 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
 
 def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
     cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
-    if cfg.data.dataset != "chbmit" or "seizure" not in list(ckpt.get("classes", [])):
-        raise ValueError(f"{exp_dir.name}: not a CHB-MIT experiment (dataset {cfg.data.dataset!r}, classes "
-                         f"{ckpt.get('classes')}); detect needs a model trained on dataset: chbmit")
+    if get_adapter(cfg.data.dataset).task != "seizure" or "seizure" not in list(ckpt.get("classes", [])):
+        raise ValueError(f"{exp_dir.name}: not a seizure experiment (dataset {cfg.data.dataset!r}, classes "
+                         f"{ckpt.get('classes')}); detect needs a model trained on a seizure dataset (chbmit, bids, tusz)")
     return cfg
 
 
@@ -211,7 +231,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
 
 
     device = device or device_auto()
-    paths = member_folds(exp_dir)
+    paths = member_folds(exp_dir, partial=True)  # `train --fold 0` is enough to detect
     total: Optional[np.ndarray] = None
     cache: Optional[RecordingCache] = None
     for path in paths:
@@ -228,7 +248,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         cache = memo[key]
         if list(ckpt["channels"]) != cache.channels:
             raise ValueError(f"{path}: trained on channels {ckpt['channels']}, the montage gives {cache.channels}")
-        n_win = int(round(w.window_s * fs))
+        n_win = model_n_times(cfg, w.window_s, fs)  # model.window_s: a centred crop of the window
         if int(ckpt.get("n_times", n_win)) != n_win:
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
@@ -242,9 +262,9 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
                                 n_times=ckpt.get("n_times"))
             model.load_state_dict(ckpt["model"])
             model.to(device)
-            loader = DataLoader(WindowDataset(cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
+            loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
             p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
-                               progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
+                               offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
         total = p if total is None else total + p
     assert cache is not None and total is not None
     return cache, total / len(paths)
@@ -339,33 +359,9 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     plt.close(fig)
 
 
-def detect(
-    edf: Path,
-    outputs: Path = Path("outputs"),
-    name: Optional[str] = None,
-    out_dir: Optional[Path] = None,
-    threshold: Optional[float] = None,
-    progress: bool = True,
-    explain: bool = False,
-) -> dict[str, Any]:
-    """Seizure detection on one EDF → windows.csv, events.csv, timeline.png, detect.json in `out_dir`.
-
-    Returns {"name", "members", "threshold", "out_dir", "windows_csv", "events_csv", "timeline_png",
-    "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
-    """
-
-    edf = Path(edf)
-    if not edf.is_file():
-        raise FileNotFoundError(f"EDF file not found: {edf}")
-    outputs = Path(outputs)
-    entry, members = resolve_detector(outputs, name)
-    if threshold is None:
-        threshold = default_threshold(outputs / entry)
-        log.info("event threshold %.2f (from %s)", threshold, outputs / entry / "scores.json")
-    elif not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    out_dir = Path(out_dir) if out_dir is not None else outputs / "detect" / edf.stem
-
+def _blend_members(outputs: Path, entry: str, members: dict[str, float], edf: Path,
+                   progress: bool) -> tuple[RecordingCache, np.ndarray]:
+    """(the recording's windows, blended seizure probability (N,)) of an experiment or ensemble (torch)."""
     memo: dict[str, RecordingCache] = {}
     wsum = sum(members.values())
     blend: Optional[np.ndarray] = None
@@ -381,19 +377,97 @@ def detect(
         seizure = probs[:, cache.classes.index("seizure")]
         blend = (w / wsum) * seizure if blend is None else blend + (w / wsum) * seizure
     assert ref is not None and blend is not None
-    prob = np.clip(blend, 0.0, 1.0)
+    return ref, blend
+
+
+def predict_onnx(onnx: Path, edf: Path) -> tuple[RecordingCache, np.ndarray, dict[str, Any]]:
+    """(the recording's windows, seizure probability (N,), export metadata) from an exported ONNX model."""
+    det = OnnxDetector(Path(onnx))
+    m = det.meta
+    data = from_dict(DataConfig, m["data"], str(onnx))
+    fs = float(m["fs"])
+    x, names = read_preprocessed(edf, data, fs)
+    if list(names) != list(m["channels"]):
+        raise ValueError(f"{onnx}: exported for channels {m['channels']}, the montage gives {names}")
+    cache = recording_cache(edf, x, fs, names, m["classes"], m["window_s"], m["stride_s"],
+                            params={"eeg": m["data"]["eeg"]})
+    n = int(m["n_times"])
+    rows = cache.samples["eeg_row"].to_numpy()
+    windows = np.stack([cache.eeg[r : r + n].T for r in rows]).astype(np.float32)
+    probs = det.predict(windows)
+    return cache, probs[:, list(m["classes"]).index("seizure")], m
+
+
+def _resolve_post(post: dict[str, Any], threshold: Optional[float], source: Path) -> dict[str, Any]:
+    """Stored post-processing with `threshold` overriding its threshold (checked)."""
+    post = {**POST_DEFAULT, **{k: v for k, v in (post or {}).items() if k in POST_DEFAULT}}
+    if threshold is None:
+        log.info("post-processing %s (from %s)", post, source)
+    elif not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    else:
+        post["threshold"] = float(threshold)
+    post["threshold"] = float(post["threshold"])
+    post["smooth_windows"] = int(post["smooth_windows"])
+    return post
+
+
+def detect(
+    edf: Path,
+    outputs: Path = Path("outputs"),
+    name: Optional[str] = None,
+    out_dir: Optional[Path] = None,
+    threshold: Optional[float] = None,
+    progress: bool = True,
+    onnx: Optional[Path] = None,
+    explain: bool = False,
+) -> dict[str, Any]:
+    """Seizure detection on one EDF → windows.csv, events.csv, events.tsv, timeline.png, detect.json in `out_dir`.
+
+    With `onnx` (an exported `model.onnx`) the windows are scored by onnxruntime from the export's
+    metadata alone (no checkpoints, no torch model). `explain` adds a Grad-CAM strip of the seizure class
+    under the timeline (the first member's first fold; not with `onnx`). Returns {"name", "members", "threshold",
+    "postprocessing", "out_dir", "windows_csv", "events_csv", "events_tsv", "timeline_png",
+    "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
+    """
+    configure_threads()
+    edf = Path(edf)
+    if not edf.is_file():
+        raise FileNotFoundError(f"EDF file not found: {edf}")
+    outputs = Path(outputs)
+    if onnx is not None:
+        ref, prob, meta = predict_onnx(Path(onnx), edf)
+        entry, members = f"{meta['experiment']} (onnx)", {meta["experiment"]: 1.0}
+        post = _resolve_post(meta.get("postprocessing") or {}, threshold, Path(onnx))
+    else:
+        entry, members = resolve_detector(outputs, name)
+        post = _resolve_post(default_postprocessing(outputs / entry), threshold, outputs / entry / "scores.json")
+        ref, prob = _blend_members(outputs, entry, members, edf, progress)
+    out_dir = Path(out_dir) if out_dir is not None else outputs / "detect" / edf.stem
+    prob = np.clip(prob, 0.0, 1.0)
+    if explain and onnx is not None:
+        log.warning("--explain needs the torch checkpoints; no Grad-CAM strip with --onnx")
+    cam = explain_strip(outputs / next(iter(members)), ref, prob) if explain and onnx is None else None
+    return _write_detection(edf, out_dir, entry, members, post, ref, prob, cam)
+
+
+def _write_detection(edf: Path, out_dir: Path, entry: str, members: dict[str, float], post: dict[str, Any],
+                     ref: RecordingCache, prob: np.ndarray, cam: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Events from window probabilities (N,) → the detection files; returns the result dict of `detect`."""
     starts = ref.samples["start_s"].to_numpy(np.float64)
     window_s = float(ref.samples["duration_s"].iloc[0])
-    events = detect_events(prob, starts, window_s, threshold)
+    events = detect_events(prob, starts, window_s, **post)
     duration = len(ref.eeg) / ref.fs
+    threshold = post["threshold"]
+    wsum = sum(members.values())
 
-    windows_csv, events_csv = out_dir / "windows.csv", out_dir / "events.csv"
+    windows_csv, events_csv, events_tsv = out_dir / "windows.csv", out_dir / "events.csv", out_dir / "events.tsv"
     timeline_png, summary_json = out_dir / "timeline.png", out_dir / "detect.json"
     atomic_write_csv(windows_csv, pd.DataFrame({"start_s": starts, "end_s": starts + window_s, "seizure_prob": prob}))
     atomic_write_csv(events_csv, events_to_frame(events))
+    write_events_tsv(events_tsv, events, duration, read_edf(edf).start)  # SzCORE format, scorable by its tools
     title = f"{edf.name}: {entry} ({'ensemble of ' + str(len(members)) if len(members) > 1 else 'experiment'}), " \
             f"{len(events)} event(s) at threshold {threshold:.2f}"
-    cam = explain_strip(outputs / next(iter(members)), ref, prob) if explain else None
     plot_timeline(timeline_png, starts, window_s, prob, threshold, events, ref.eeg.T, ref.fs, ref.channels, title,
                   units="z" if ref.meta["params"].get("eeg", {}).get("standardize") else "µV", cam=cam)
     result: dict[str, Any] = {
@@ -401,9 +475,11 @@ def detect(
         "name": entry,
         "members": {k: v / wsum for k, v in members.items()},
         "threshold": float(threshold),
+        "postprocessing": post,
         "out_dir": out_dir,
         "windows_csv": windows_csv,
         "events_csv": events_csv,
+        "events_tsv": events_tsv,
         "timeline_png": timeline_png,
         "summary_json": summary_json,
         "events": events,

@@ -1,8 +1,8 @@
 """Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
 from __future__ import annotations
 
-import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -12,11 +12,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from hbac.cache import open_cache
-from hbac.config import ExperimentConfig, from_dict, load_config
-from hbac.data.dataset import WindowDataset
+from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
+from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
-from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import device_auto
+from hbac.engine.outputs import checkpoint_paths, load_checkpoint
+from hbac.engine.runtime import configure_threads, device_auto
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
@@ -52,57 +52,83 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
     return {k: float(v) for k, v in w.items() if float(v) > 0}
 
 
-def member_folds(exp_dir: Path) -> list[Path]:
-    """Every fold's best.pt of an experiment; a missing one is an error that names it."""
+def member_folds(exp_dir: Path, partial: bool = False) -> list[Path]:
+    """Every fold's (and seed's) best.pt of an experiment; a missing one is an error that names it.
+
+    `partial`: use the checkpoints trained so far (a warning names the missing ones; none at all is an error).
+    """
 
     cfg_path = exp_dir / "config.yaml"
     if not cfg_path.exists():
         raise FileNotFoundError(f"experiment config not found: {cfg_path}")
     cfg = load_config(cfg_path)
-    paths = [exp_dir / f"fold{k}" / "best.pt" for k in range(cfg.folds.n_folds)]
+    paths = checkpoint_paths(exp_dir, cfg)
     missing = [p for p in paths if not p.exists()]
+    if missing and partial and len(missing) < len(paths):
+        log.warning("%s: %d of %d folds trained; using those (missing: %s)", exp_dir.name, len(paths) - len(missing),
+                    len(paths), ", ".join(str(p.relative_to(exp_dir).parent) for p in missing))
+        return [p for p in paths if p.exists()]
     if missing:
         raise FileNotFoundError(f"model weights not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return paths
 
 
+def _tick(timings: Optional[dict[str, float]], key: str, t0: float) -> float:
+    """Add the seconds since `t0` to `timings[key]` (when timing); return now."""
+    now = time.perf_counter()
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + now - t0
+    return now
+
+
 def predict_experiment(
-    exp_dir: Path, data_dir: Path, split: str, cache_root: Path, batch_size: int = 32, device: Optional[torch.device] = None, progress: bool = True
+    exp_dir: Path, data_dir: Path, split: str, cache_root: Path, batch_size: int = 32, device: Optional[torch.device] = None,
+    progress: bool = True, timings: Optional[dict[str, float]] = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Average of every fold's predictions on a split, preprocessed exactly as the checkpoints say.
 
-    Returns (the test cache's sample table, probabilities (N, K)).
+    Returns (the test cache's sample table, probabilities (N, K)). With `timings`, adds the seconds
+    spent building the cache (`cache`), loading models (`model_load`) and predicting (`forward`).
     """
-
-
+    configure_threads()
     device = device or device_auto()
     paths = member_folds(exp_dir)
     total: Optional[np.ndarray] = None
     cache = None
+    t = time.perf_counter()
     for path in paths:
         ckpt = load_checkpoint(path, map_location="cpu")
+        t = _tick(timings, "model_load", t)
         cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
         if cache is None:
-            dcfg = dataclasses.replace(
-                cfg.data, split=split, data_dir=str(data_dir), cache_root=str(cache_root), allow_missing=True, skip_unreadable=True,
-                name=f"{cfg.data.name}_{split}",
+            dcfg = with_overrides(  # the test-split cache: same preprocessing, another split and folder (re-validated)
+                cfg.data,
+                {"split": split, "data_dir": str(data_dir), "cache_root": str(cache_root), "allow_missing": True, "skip_unreadable": True,
+                 "name": f"{cfg.data.name}_{split}"},
+                f"{path} (config for the {split} split)",
             )
             cache = open_cache(dcfg)
+            t = _tick(timings, "cache", t)
             if len(cache.samples) == 0:
                 return cache.samples, np.zeros((0, len(ckpt["classes"])))
         if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
 
             p = predict_features(ckpt, cache, cache.samples, progress=progress)
             total = p if total is None else total + p
+            t = _tick(timings, "forward", t)
             continue
         model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
         model.load_state_dict(ckpt["model"])
         model.to(device)
-        use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-        ds = WindowDataset(cache, cache.samples, use_kaggle_spec=use_spec)
+        t = _tick(timings, "model_load", t)
+        ds = experiment_dataset(cfg, cache, cache.samples)
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-        p = predict_loader(model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
+        p = predict_loader(
+            model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+            offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}",
+        )
         total = p if total is None else total + p
+        t = _tick(timings, "forward", t)
     assert cache is not None and total is not None
     return cache.samples, total / len(paths)
 

@@ -1,10 +1,9 @@
 """Offline inference on test.csv → submission.csv (`python submit.py`)."""
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -31,11 +30,11 @@ def make_submission(
     out: Path = Path("submission.csv"),
     batch_size: int = 32,
     progress: bool = True,
+    timings: Optional[dict[str, float]] = None,
 ) -> pd.DataFrame:
     """Offline inference on `test.csv` → `submission.csv` (columns of sample_submission.csv,
-    one row per test eeg_id in test.csv order, rows summing to 1)."""
-
-
+    one row per test eeg_id in test.csv order, rows summing to 1). With `timings`, adds the seconds
+    spent per step (`cache`, `model_load`, `forward`, `write`)."""
     data_dir = Path(data_dir) if data_dir else (find_kaggle_dir() or Path("inputs/hms"))
     test = read_test_csv(data_dir / "test.csv")
     ss_path = data_dir / "sample_submission.csv"
@@ -47,7 +46,7 @@ def make_submission(
     with tempfile.TemporaryDirectory(prefix="hbac_submit_") as tmp:
         for name, w in members.items():
             exp_dir = Path(outputs) / name
-            samples, probs = predict_experiment(exp_dir, data_dir, "test", Path(tmp), batch_size=batch_size, progress=progress)
+            samples, probs = predict_experiment(exp_dir, data_dir, "test", Path(tmp), batch_size=batch_size, progress=progress, timings=timings)
             prior = class_prior(exp_dir, HMS_CLASSES)
             full = np.tile(prior, (len(test), 1))
             pos = pd.Series(np.arange(len(samples)), index=samples["eeg_id"].to_numpy())
@@ -63,27 +62,9 @@ def make_submission(
     for i, c in enumerate(HMS_VOTE_COLS):
         sub[c] = blend[:, i]
     sub = sub[[c for c in columns if c in sub.columns]]
+    t = time.perf_counter()
     atomic_write_csv(out, sub)
+    if timings is not None:
+        timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t
     log.info("wrote %s (%d rows)", out, len(sub))
     return sub
-
-
-def submit_main(argv: Optional[list[str]] = None) -> int:
-    """`python submit.py`: argument parsing for make_submission."""
-
-    p = argparse.ArgumentParser(prog="python submit.py", description="Offline inference on test.csv → submission.csv.")
-    p.add_argument("--data-dir", default=None, help="competition folder (default: the Kaggle input folder when present, else inputs/hms)")
-    p.add_argument("--outputs", default="outputs", help="folder of trained experiments (default: outputs)")
-    p.add_argument("--ensemble", default=None, help="ensemble to use (default: the best HMS entry on the leaderboard)")
-    p.add_argument("--experiment", default=None, help="use one experiment instead of an ensemble")
-    p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
-    p.add_argument("--batch-size", type=int, default=32)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"submission written to {a.out}")
-    return 0

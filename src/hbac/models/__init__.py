@@ -14,9 +14,11 @@ import torch.nn as nn
 
 from hbac.config import ModelConfig
 from hbac.models.eeg1d import EEG1DModel
+from hbac.models.effnet1d import EfficientNet1DModel
 from hbac.models.layers import GeM, hemisphere_flip
 from hbac.models.multimodal import MultimodalModel
 from hbac.models.spec2d import Spec2DModel
+from hbac.models.wavenet import WaveNetModel
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ ModelBuilder = Callable[..., nn.Module]
 MODELS: dict[str, ModelBuilder] = {
     "2d": Spec2DModel,
     "1d": EEG1DModel,
+    "wavenet": WaveNetModel,
+    "effnet1d": EfficientNet1DModel,
     "multimodal": MultimodalModel,
 }
 
@@ -43,7 +47,7 @@ def build_model(
         raise ValueError("build_model: empty channel list")
     model = MODELS[cfg.kind](cfg, n_classes, list(channels), float(fs), n_times)
     log.info(
-        "model %s%s: %s parameters", cfg.kind, f" ({cfg.backbone})" if cfg.kind != "1d" else "", f"{count_parameters(model):,}"
+        "model %s%s: %s parameters", cfg.kind, f" ({cfg.backbone})" if cfg.kind in ("2d", "multimodal") else "", f"{count_parameters(model):,}"
     )
     return model
 
@@ -61,5 +65,7 @@ __all__ = [
     "GeM",
     "Spec2DModel",
     "EEG1DModel",
+    "WaveNetModel",
+    "EfficientNet1DModel",
     "MultimodalModel",
 ]

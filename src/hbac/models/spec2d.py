@@ -8,7 +8,11 @@ Image layout (one grey image, replicated to `in_chans`):
   and the chains tiled 2x2 like the Kaggle image → (2H, 2W); other channel sets are tiled in a
   grid of ceil(sqrt(C)) columns. Extra channels (e.g. the central Fz-Cz chain) are left out of
   the chain image.
-- both: the Kaggle image is resized to the EEG image's width and stacked on top of it.
+- `eeg_cwt`: `signals.MorletCWT` scalograms of the montage, laid out exactly like `eeg_spec`.
+- `eeg_raw2d`: the raw montage itself as an image (`raw_image`): each channel's window cut into
+  `raw2d.segments` consecutive pieces stacked as rows, channels under each other →
+  (C·segments, T / segments), scaled by a fixed µV factor, optionally resized.
+- several inputs: each image is resized to the last one's width and they are stacked vertically.
 
 Left/right chains sit in the left/right tile columns, so a hemisphere flip of the inputs is a
 horizontal swap of tiles.
@@ -29,11 +33,12 @@ from timm.models import adapt_input_conv, load_state_dict
 from hbac.config import ModelConfig, to_dict
 from hbac.models.layers import FlipMixin, GeM, random_axis_mask
 from hbac.signals.montage import BANANA_CHAINS
+from hbac.signals.cwt import MorletCWT
 from hbac.signals.spectrogram import EEGSpectrogram
 
 log = logging.getLogger(__name__)
 
-INPUTS_2D = ("kaggle_spec", "eeg_spec")
+INPUTS_2D = ("kaggle_spec", "eeg_spec", "eeg_cwt", "eeg_raw2d")
 # 10-20 electrode names changed between nomenclatures: CHB-MIT uses T7/P7/T8/P8 for T3/T5/T4/T6
 _ALIASES = {"T7": "T3", "P7": "T5", "T8": "T4", "P8": "T6"}
 
@@ -69,6 +74,16 @@ def tile_grid(x: torch.Tensor, n_cols: int) -> torch.Tensor:
     if rows * n_cols > n:
         x = torch.cat([x, x.new_zeros(b, rows * n_cols - n, h, w)], dim=1)
     return x.reshape(b, rows, n_cols, h, w).permute(0, 1, 3, 2, 4).reshape(b, rows * h, n_cols * w)
+
+
+def raw_image(eeg: torch.Tensor, segments: int, scale_uv: float) -> torch.Tensor:
+    """(B, C, T) µV → (B, C·segments, T // segments) image: channel c's piece j is row c·segments + j."""
+    b, c, t = eeg.shape
+    n = t // segments
+    if n < 1:
+        raise ValueError(f"model.raw2d.segments: {segments} segments of a {t}-sample window leave nothing")
+    x = eeg[..., : n * segments].float() / scale_uv
+    return x.reshape(b, c * segments, n)
 
 
 def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -133,12 +148,17 @@ class Spec2DModel(FlipMixin, nn.Module):
         for name in self.inputs:
             if name not in INPUTS_2D:
                 raise ValueError(f"model.inputs: unknown input {name!r} (allowed: {', '.join(INPUTS_2D)})")
-        self.input_keys = tuple(sorted({"eeg" if i == "eeg_spec" else "kaggle_spec" for i in self.inputs}))
+        self.input_keys = tuple(sorted({"kaggle_spec" if i == "kaggle_spec" else "eeg" for i in self.inputs}))
         self.in_chans = cfg.in_chans
+        if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) < 8):
+            raise ValueError(f"model.image_size: expected [height, width] of at least 8 pixels, got {cfg.image_size}")
+        self.image_size: Optional[tuple[int, int]] = tuple(cfg.image_size) if cfg.image_size is not None else None  # type: ignore[assignment]
         self.time_mask = 0.0
         self.freq_mask = 0.0
 
         self.spec: Optional[EEGSpectrogram] = None
+        self.cwt: Optional[MorletCWT] = None
+        self.raw2d = cfg.raw2d
         self.register_buffer("chain_idx", None, persistent=False)  # (4, 4) pair indices per chain
         self.layout = "none"
         if "eeg_spec" in self.inputs:
@@ -146,6 +166,11 @@ class Spec2DModel(FlipMixin, nn.Module):
             if n_times is not None and sp["n_fft"] // 2 >= n_times:
                 raise ValueError(f"model.spec.n_fft: {sp['n_fft']} is too long for {n_times}-sample windows")
             self.spec = EEGSpectrogram(fs, **sp)
+        if "eeg_cwt" in self.inputs:
+            self.cwt = MorletCWT(fs, **to_dict(cfg.cwt))
+        if "eeg_raw2d" in self.inputs and cfg.raw2d.segments < 1:
+            raise ValueError(f"model.raw2d.segments: must be >= 1, got {cfg.raw2d.segments}")
+        if self.spec is not None or self.cwt is not None:
             idx = chain_indices(self.channels)
             if idx is not None:
                 self.register_buffer("chain_idx", torch.tensor(idx, dtype=torch.long), persistent=False)
@@ -191,10 +216,11 @@ class Spec2DModel(FlipMixin, nn.Module):
             raise KeyError(f"model input {key!r} missing from batch (keys: {sorted(batch)})")
         return batch[key]
 
-    def eeg_image(self, eeg: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) montage → (B, H', W') EEG-spectrogram image (chains 2x2 or channel grid), fp32."""
-        assert self.spec is not None
-        s = self._augment(self.spec(eeg))  # (B, C, H, W) fp32
+    def eeg_image(self, eeg: torch.Tensor, transform: Optional[nn.Module] = None) -> torch.Tensor:
+        """(B, C, T) montage → (B, H', W') EEG-spectrogram (or CWT) image (chains 2x2 or channel grid), fp32."""
+        transform = transform if transform is not None else self.spec
+        assert transform is not None
+        s = self._augment(transform(eeg))  # (B, C, H, W) fp32
         if self.chain_idx is not None:
             b, _, h, w = s.shape
             s = s.index_select(1, self.chain_idx.flatten()).reshape(b, 4, 4, h, w).mean(dim=2)
@@ -205,13 +231,27 @@ class Spec2DModel(FlipMixin, nn.Module):
         """(B, 4, 100, 300) Kaggle spectrogram regions → (B, 200, 600) image."""
         return tile_2x2(spec.float())
 
+    def raw2d_image(self, eeg: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) montage → (B, H, W) raw-signal image (`raw_image`, then the configured resize), fp32."""
+        p = self.raw2d
+        img = raw_image(eeg, p.segments, p.scale_uv)
+        if p.out_height or p.out_width:
+            size = (p.out_height or img.shape[-2], p.out_width or img.shape[-1])
+            img = F.interpolate(img[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        return img
+
     def image(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → (B, in_chans, H, W) backbone input."""
         parts = []
         if "kaggle_spec" in self.inputs:
             parts.append(self.kaggle_image(self._batch_key(batch, "kaggle_spec")))
-        if "eeg_spec" in self.inputs:
-            parts.append(self.eeg_image(self._batch_key(batch, "eeg")))
+        for name in self.inputs:
+            if name == "eeg_spec":
+                parts.append(self.eeg_image(self._batch_key(batch, "eeg"), self.spec))
+            elif name == "eeg_cwt":
+                parts.append(self.eeg_image(self._batch_key(batch, "eeg"), self.cwt))
+            elif name == "eeg_raw2d":
+                parts.append(self.raw2d_image(self._batch_key(batch, "eeg")))
         if len(parts) > 1:
             width = parts[-1].shape[-1]
             parts = [
@@ -219,6 +259,8 @@ class Spec2DModel(FlipMixin, nn.Module):
                 for p in parts
             ]
         img = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        if self.image_size is not None and tuple(img.shape[-2:]) != self.image_size:
+            img = F.interpolate(img[:, None], size=self.image_size, mode="bilinear", align_corners=False)[:, 0]
         return img[:, None].expand(-1, self.in_chans, -1, -1)
 
     def cam_layers(self) -> dict[str, nn.Module]:

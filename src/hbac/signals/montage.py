@@ -36,6 +36,14 @@ CHBMIT_BANANA = [
 ]
 
 
+# TUH's temporal central parasagittal (TCP) montage: 22 bipolar pairs, old 10-20 names
+TCP_MONTAGE = [
+    "FP1-F7", "F7-T3", "T3-T5", "T5-O1", "FP2-F8", "F8-T4", "T4-T6", "T6-O2",
+    "A1-T3", "T3-C3", "C3-CZ", "CZ-C4", "C4-T4", "T4-A2",
+    "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
+]
+
+
 HMS_EEG_CHANNELS = [
     "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz",
     "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG",
@@ -52,6 +60,8 @@ def montage_pairs(montage: str) -> list[tuple[str, str]]:
         return [(c, "") for c in HMS_EEG_CHANNELS]
     if montage == "chbmit_banana":
         return [tuple(n.split("-")) for n in CHBMIT_BANANA]  # type: ignore[misc]
+    if montage == "tcp":
+        return [tuple(n.split("-")) for n in TCP_MONTAGE]  # type: ignore[misc]
     raise ValueError(f"unknown montage {montage!r}")
 
 
@@ -61,7 +71,7 @@ def montage_names(montage: str) -> list[str]:
 
 
 def montage_matrix(montage: str, channels: Sequence[str]) -> np.ndarray:
-    """(n_out, n_in) float32 matrix M with bipolar = M @ unipolar; raises naming a missing channel."""
+    """(n_out, n_in) float32 matrix M with bipolar = M @ unipolar (for analysis; `apply_montage` works pair by pair)."""
     idx = {c.upper(): i for i, c in enumerate(channels)}
     pairs = montage_pairs(montage)
     m = np.zeros((len(pairs), len(channels)), dtype=np.float32)
@@ -75,9 +85,29 @@ def montage_matrix(montage: str, channels: Sequence[str]) -> np.ndarray:
     return m
 
 
+def montage_indices(montage: str, channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(anode (n_out,), cathode (n_out,)) indices into `channels`; cathode -1 for a unipolar channel."""
+    m = montage_matrix(montage, channels)  # validates names; each row has one +1 and at most one -1
+    anode = np.argmax(m > 0, axis=1)
+    has_cathode = (m < 0).any(axis=1)
+    cathode = np.where(has_cathode, np.argmax(m < 0, axis=1), -1)
+    return anode.astype(np.int64), cathode.astype(np.int64)
+
+
 def apply_montage(x: np.ndarray, channels: Sequence[str], montage: str) -> np.ndarray:
-    """x: (n_in, n_times) unipolar → (n_out, n_times) bipolar float32."""
-    return (montage_matrix(montage, channels) @ x).astype(np.float32, copy=False)
+    """x: (n_in, n_times) unipolar → (n_out, n_times) bipolar float32, pair by pair.
+
+    Each output channel is `x[anode] - x[cathode]` of its own two electrodes only, so a NaN in
+    one electrode (or in EKG, which no pair uses) reaches only the pairs that contain it; a
+    matrix product over all inputs would spread it to every pair (0 * NaN = NaN).
+    """
+    anode, cathode = montage_indices(montage, channels)
+    x = np.asarray(x, dtype=np.float32)
+    out = x[anode]  # fancy indexing: a copy
+    bip = cathode >= 0
+    if bip.any():
+        out[bip] -= x[cathode[bip]]
+    return out
 
 
 _ELECTRODE = re.compile(r"^([A-Za-z]+?)(\d+|[zZ])$")

@@ -1,11 +1,15 @@
 """Seizure detection: window metrics, events from window probabilities, event scoring."""
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from timescoring.annotations import Annotation
+from timescoring.scoring import EventScoring, SampleScoring
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +148,13 @@ def detect_events(
     smooth_windows: int = 3,
     merge_gap_s: float = 90.0,
     max_event_s: float = 300.0,
+    min_event_s: float = 0.0,
 ) -> list[Event]:
     """Window probabilities (N,) of one recording → events [(start_s, end_s, peak_prob)].
 
     Moving average over `smooth_windows` windows → smoothed >= threshold → runs of
-    overlapping/adjacent windows → events closer than `merge_gap_s` merged → events longer
+    overlapping/adjacent windows → runs shorter than `min_event_s` dropped → events closer
+    than `merge_gap_s` merged → events longer
     than `max_event_s` split into `max_event_s` pieces. peak_prob is the maximum smoothed
     probability of the windows overlapping the event.
     """
@@ -162,6 +168,7 @@ def detect_events(
     p, starts = p[order], starts[order]
     ps = smooth(p, smooth_windows)
     runs = intervals_from_windows(starts, window_s, ps >= threshold)
+    runs = [r for r in runs if r[1] - r[0] >= min_event_s - 1e-9]
     events = merge_events([(s, e, float(ps[i:j].max())) for s, e, i, j in runs], merge_gap_s)
     if not max_event_s or max_event_s <= 0:
         return events
@@ -183,47 +190,80 @@ def events_to_frame(events: Sequence[Sequence[float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["start_s", "end_s", "peak_prob"]).astype("float64")
 
 
+# SzCORE scoring (the `timescoring` library) works on a 10 Hz timeline of each recording.
+SZCORE_FS = 10
+# timescoring's defaults: 30 s before / 60 s after a reference seizure, merge < 90 s, split > 300 s, any overlap
+SZCORE_PARAMS = {"pre_s": 30.0, "post_s": 60.0, "merge_gap_s": 90.0, "max_event_s": 300.0, "min_overlap": 0.0}
+
+
+def _annotation(events: Sequence[Sequence[float]], n_samples: int, fs: int) -> Annotation:
+    """Events [(start_s, end_s, …)] → a timescoring Annotation on [0, n_samples / fs), sorted and clipped."""
+    end = n_samples / fs
+    ev = sorted((max(0.0, float(e[0])), min(end, float(e[1]))) for e in events)
+    return Annotation([(a, b) for a, b in ev if b > a], fs, n_samples)
+
+
+def _timeline(duration_s: float, events: Sequence[Sequence[float]], fs: int) -> int:
+    """Samples at `fs` of a timeline covering the recording and every event (at least one)."""
+    last = max([float(duration_s)] + [float(e[1]) for e in events])
+    return max(1, int(round(last * fs)))
+
+
 def event_counts(true_events: Sequence[Sequence[float]], pred_events: Sequence[Sequence[float]],
-                 pre_s: float = 30.0, post_s: float = 60.0) -> dict[str, int]:
-    """Any-overlap matching → counts n_true, n_detected, n_pred, n_tp_pred, n_fp."""
-    t = np.asarray([(e[0], e[1]) for e in true_events], dtype=np.float64).reshape(-1, 2)
-    q = np.asarray([(e[0], e[1]) for e in pred_events], dtype=np.float64).reshape(-1, 2)
-    lo, hi = t[:, 0] - pre_s, t[:, 1] + post_s
-    hit = (q[:, None, 0] <= hi[None]) & (q[:, None, 1] >= lo[None])  # (n_pred, n_true), closed intervals
-    n_tp_pred = int(hit.any(axis=1).sum())
-    return {
-        "n_true": len(t),
-        "n_detected": int(hit.any(axis=0).sum()),
-        "n_pred": len(q),
-        "n_tp_pred": n_tp_pred,
-        "n_fp": len(q) - n_tp_pred,
-    }
+                 duration_s: float = 0.0, pre_s: float = 30.0, post_s: float = 60.0, merge_gap_s: float = 90.0,
+                 max_event_s: float = 300.0, min_overlap: float = 0.0) -> dict[str, int]:
+    """SzCORE event scoring of one recording by `timescoring` → counts n_true, n_detected, n_pred, n_fp.
+
+    Reference and hypothesis events are both merged (gap < merge_gap_s) and split (> max_event_s);
+    a reference seizure extended by pre_s/post_s is detected when a hypothesis covers more than
+    `min_overlap` of it (any 0.1 s sample for 0); a hypothesis event is a false alarm when it touches
+    no detected (extended) seizure. The timeline is [0, duration_s] (extended to the last event).
+    """
+    n = _timeline(duration_s, list(true_events) + list(pred_events), SZCORE_FS)
+    ref, hyp = _annotation(true_events, n, SZCORE_FS), _annotation(pred_events, n, SZCORE_FS)
+    param = EventScoring.Parameters(toleranceStart=pre_s, toleranceEnd=post_s, minOverlap=min_overlap,
+                                    maxEventDuration=max_event_s, minDurationBetweenEvents=merge_gap_s)
+    sc = EventScoring(ref, hyp, param)
+    return {"n_true": int(sc.refTrue), "n_detected": int(sc.tp), "n_pred": len(sc.hyp.events), "n_fp": int(sc.fp)}
+
+
+def sample_counts(true_events: Sequence[Sequence[float]], pred_events: Sequence[Sequence[float]],
+                  duration_s: float = 0.0, fs: int = 1) -> dict[str, int]:
+    """SzCORE sample (epoch) scoring by `timescoring` at `fs` Hz → counts n_true, n_detected, n_pred, n_fp (samples)."""
+    n = _timeline(duration_s, list(true_events) + list(pred_events), fs)
+    sc = SampleScoring(_annotation(true_events, n, fs), _annotation(pred_events, n, fs), fs)
+    return {"n_true": int(sc.refTrue), "n_detected": int(sc.tp), "n_pred": int(sc.tp + sc.fp), "n_fp": int(sc.fp)}
 
 
 def event_metrics(counts: dict[str, Any], duration_s: float) -> dict[str, float]:
-    """Counts (summed over recordings if wanted) + recording time → sensitivity, precision, f1, fp_per_24h."""
-    sens = _nan_div(counts["n_detected"], counts["n_true"])
-    prec = _nan_div(counts["n_tp_pred"], counts["n_pred"])
-    if counts["n_true"] == 0 and counts["n_pred"] == 0:
-        f1 = float("nan")
-    else:
-        s0 = 0.0 if np.isnan(sens) else sens
-        p0 = 0.0 if np.isnan(prec) else prec
-        f1 = 2 * s0 * p0 / (s0 + p0) if s0 + p0 > 0 else 0.0
+    """Counts (summed over recordings if wanted) + recording time → sensitivity, precision, f1, fp_per_24h.
+
+    timescoring's formulas: sensitivity = TP / n_true, precision = TP / (TP + FP), F1 = 2TP / (2TP + FP + FN)
+    with TP = detected seizures (NaN when undefined).
+    """
+    tp, fp, n_true = counts["n_detected"], counts["n_fp"], counts["n_true"]
     return {
-        "sensitivity": sens,
-        "precision": prec,
-        "f1": float(f1),
-        "fp_per_24h": _nan_div(counts["n_fp"], duration_s / 86400.0),
+        "sensitivity": _nan_div(tp, n_true),
+        "precision": _nan_div(tp, tp + fp),
+        "f1": _nan_div(2 * tp, 2 * tp + fp + (n_true - tp)) if n_true + fp else float("nan"),
+        "fp_per_24h": _nan_div(fp, duration_s / 86400.0),
         **{k: int(v) for k, v in counts.items()},
         "duration_s": float(duration_s),
     }
 
 
 def score_events(true_events: Sequence[Sequence[float]], pred_events: Sequence[Sequence[float]], duration_s: float,
-                 pre_s: float = 30.0, post_s: float = 60.0) -> dict[str, float]:
-    """Any-overlap event scoring of one recording (or pooled events): see the module docstring."""
-    return event_metrics(event_counts(true_events, pred_events, pre_s, post_s), duration_s)
+                 pre_s: float = 30.0, post_s: float = 60.0, merge_gap_s: float = 90.0,
+                 max_event_s: float = 300.0) -> dict[str, float]:
+    """SzCORE event scoring of one recording of `duration_s` seconds (see `event_counts`)."""
+    return event_metrics(event_counts(true_events, pred_events, duration_s, pre_s, post_s, merge_gap_s, max_event_s),
+                         duration_s)
+
+
+def score_samples(true_events: Sequence[Sequence[float]], pred_events: Sequence[Sequence[float]], duration_s: float,
+                  fs: int = 1) -> dict[str, float]:
+    """SzCORE sample scoring of one recording (seconds of seizure at `fs` = 1 Hz); fp_per_24h counts samples."""
+    return event_metrics(sample_counts(true_events, pred_events, duration_s, fs), duration_s)
 
 
 def _coverage_s(starts: np.ndarray, window_s: float) -> float:
@@ -258,40 +298,44 @@ def true_events(starts_s: np.ndarray, window_s: float, vote: np.ndarray,
     return out
 
 
-def _event_counts_oof(groups: list[tuple[np.ndarray, np.ndarray, list]], window_s: float, threshold: float,
-                      smooth_windows: int, merge_gap_s: float, max_event_s: float, pre_s: float, post_s: float) -> dict[str, int]:
-    total = {"n_true": 0, "n_detected": 0, "n_pred": 0, "n_tp_pred": 0, "n_fp": 0}
-    for starts, prob, truth in groups:
-        pred = detect_events(prob, starts, window_s, threshold, smooth_windows, merge_gap_s, max_event_s)
-        for k, v in event_counts(truth, pred, pre_s, post_s).items():
+@functools.lru_cache(maxsize=4096)
+def _missed(truth: tuple, end: float, score: tuple) -> dict[str, int]:
+    """Event counts of a recording without alarms (memoised: post-processing searches hit it often)."""
+    return event_counts(list(truth), [], end, **dict(score))
+
+
+Group = tuple[np.ndarray, np.ndarray, list, float]  # (window starts, probabilities, reference events, timeline end)
+
+
+def _counts_oof(groups: list[Group], window_s: float, post: dict[str, float], score: dict[str, float],
+                samples: bool = False) -> dict[str, int]:
+    """Counts summed over recordings (SzCORE micro-average) of the events detected with `post` parameters."""
+    total = {"n_true": 0, "n_detected": 0, "n_pred": 0, "n_fp": 0}
+    for starts, prob, truth, end in groups:
+        pred = detect_events(prob, starts, window_s, **post)
+        if not pred and not truth:
+            continue  # nothing to count
+        if not pred and not samples:  # no alarms: only the (merged, split) reference count matters
+            c = _missed(tuple(map(tuple, truth)), end, tuple(sorted(score.items())))
+        else:
+            c = sample_counts(truth, pred, end) if samples else event_counts(truth, pred, end, **score)
+        for k, v in c.items():
             total[k] += v
     return total
 
 
-def seizure_scores(
-    oof: pd.DataFrame,
-    threshold: float = 0.5,
-    window_s: Optional[float] = None,
-    smooth_windows: int = 3,
-    merge_gap_s: float = 90.0,
-    max_event_s: float = 300.0,
-    pre_s: float = 30.0,
-    post_s: float = 60.0,
-    find_best: bool = False,
-    thresholds: Optional[Sequence[float]] = None,
-) -> dict[str, Any]:
-    """Window and event scores of an OOF table (recording_id, start_s, seizure_vote, seizure_pred).
+# Post-processing searched on out-of-fold predictions (`tune_postprocessing`): the product of these grids.
+# merge_gap_s is not searched: SzCORE scoring merges alarms closer than 90 s itself.
+POST_GRID = {
+    "threshold": [round(float(t), 2) for t in np.arange(0.05, 0.951, 0.05)],
+    "smooth_windows": [1, 3, 5],
+    "min_event_s": [0.0, 10.0, 20.0],
+}
+POST_DEFAULT = {"threshold": 0.5, "smooth_windows": 3, "min_event_s": 0.0, "merge_gap_s": 90.0, "max_event_s": 300.0}
 
-    Without `start_s`, window starts are read from CHB-MIT sample ids ('chb01_03_002990.0').
 
-    Window metrics use hard labels seizure_vote >= 0.5. Events are detected per recording
-    and counts summed over recordings; reference seizures come from `seizure_overlap` when
-    present, else from runs of positive windows. Window length: `duration_s` column, else
-    `window_s`. Recording time is the union of its windows. `find_best`: also scan
-    `thresholds` (default 0.05 … 0.95) for the best event F1 (ties: fewer FP/24h, then
-    closer to 0.5) → `best_threshold`, `best_event`. Per-fold window AUROC and event F1 go
-    under `folds` when a `fold` column exists.
-    """
+def _oof_window(oof: pd.DataFrame, window_s: Optional[float]) -> tuple[pd.DataFrame, float]:
+    """OOF table with `start_s` (parsed from CHB-MIT sample ids if absent) sorted, and the window length (s)."""
     need = ["recording_id", "start_s", "seizure_vote", "seizure_pred"]
     if "start_s" not in oof.columns and "sample_id" in oof.columns:
         # CHB-MIT sample ids end in the window start: "chb01_03_002990.0"
@@ -310,42 +354,108 @@ def seizure_scores(
         w = float(window_s)
     else:
         raise KeyError("OOF table has no 'duration_s' column: pass window_s")
-    df = oof.sort_values(["recording_id", "start_s"], kind="stable")
-    y = (df["seizure_vote"].to_numpy(dtype=np.float64) >= 0.5).astype(np.float64)
-    prob = df["seizure_pred"].to_numpy(dtype=np.float64)
-    win = window_metrics(y, prob, threshold)
+    return oof.sort_values(["recording_id", "start_s"], kind="stable"), w
 
+
+def _oof_groups(df: pd.DataFrame, w: float) -> tuple[list[Group], float]:
+    """Per recording (starts, probabilities, reference events, timeline end) and the scored time (s)."""
     has_ov = "seizure_overlap" in df.columns
-    groups: list[tuple[np.ndarray, np.ndarray, list]] = []
+    groups: list[Group] = []
     duration = 0.0
     for _, g in df.groupby("recording_id", sort=False):
         starts = g["start_s"].to_numpy(dtype=np.float64)
         truth = true_events(starts, w, g["seizure_vote"].to_numpy(), g["seizure_overlap"].to_numpy() if has_ov else None)
-        groups.append((starts, g["seizure_pred"].to_numpy(dtype=np.float64), truth))
+        groups.append((starts, g["seizure_pred"].to_numpy(dtype=np.float64), truth, float(starts.max() + w)))
         duration += _coverage_s(starts, w)
-    kw = dict(smooth_windows=smooth_windows, merge_gap_s=merge_gap_s, max_event_s=max_event_s, pre_s=pre_s, post_s=post_s)
-    ev = event_metrics(_event_counts_oof(groups, w, threshold, **kw), duration)
+    return groups, duration
+
+
+def _post_key(m: dict[str, float], post: dict[str, float]) -> tuple[float, float, float]:
+    """Ranking of a post-processing choice: event F1, then fewer FP/24h, then threshold closer to 0.5."""
+    f1 = -1.0 if np.isnan(m["f1"]) else m["f1"]
+    fp = np.inf if np.isnan(m["fp_per_24h"]) else m["fp_per_24h"]
+    return (f1, -fp, -abs(float(post["threshold"]) - 0.5))
+
+
+def tune_postprocessing(oof: pd.DataFrame, grid: Optional[dict[str, Sequence[float]]] = None,
+                        window_s: Optional[float] = None, **fixed: float) -> dict[str, Any]:
+    """Search the post-processing grid (default POST_GRID) for the best pooled event F1 on an OOF table.
+
+    Returns {"params": best post-processing, "event": its event metrics, "n_tried": grid size}.
+    Ties prefer fewer false alarms per 24 h, then a threshold closer to 0.5.
+    """
+    df, w = _oof_window(oof, window_s)
+    groups, duration = _oof_groups(df, w)
+    grid = {**POST_GRID, **(grid or {})}
+    base = {**POST_DEFAULT, **fixed}
+    names = list(grid)
+    best: Optional[tuple[tuple[float, float, float], dict[str, float], dict]] = None
+    n = 0
+    for combo in itertools.product(*(grid[k] for k in names)):
+        post = {**base, **dict(zip(names, combo))}
+        post["smooth_windows"] = int(post["smooth_windows"])
+        m = event_metrics(_counts_oof(groups, w, post, SZCORE_PARAMS), duration)
+        n += 1
+        key = _post_key(m, post)
+        if best is None or key > best[0]:
+            best = (key, post, m)
+    assert best is not None
+    return {"params": best[1], "event": best[2], "n_tried": n}
+
+
+def seizure_scores(
+    oof: pd.DataFrame,
+    threshold: float = 0.5,
+    window_s: Optional[float] = None,
+    smooth_windows: int = 3,
+    merge_gap_s: float = 90.0,
+    max_event_s: float = 300.0,
+    min_event_s: float = 0.0,
+    find_best: bool = False,
+    thresholds: Optional[Sequence[float]] = None,
+) -> dict[str, Any]:
+    """Window, SzCORE event and sample scores of an OOF table (recording_id, start_s, seizure_vote, seizure_pred).
+
+    Without `start_s`, window starts are read from CHB-MIT sample ids ('chb01_03_002990.0').
+    Window metrics use hard labels seizure_vote >= 0.5. Events are detected per recording with
+    the post-processing arguments and scored by `timescoring` (SzCORE defaults), counts summed
+    over recordings. Reference seizures come from `seizure_overlap` when present, else from runs
+    of positive windows. Window length: `duration_s` column, else `window_s`. FP/24h divides by
+    the union of the windows (timescoring divides by the file length: equal for whole recordings).
+    `find_best`: scan `thresholds` (default 0.05 … 0.95) for the best event F1 → `best_threshold`,
+    `best_event`. Per-fold window AUROC and event F1 go under `folds` when a `fold` column exists.
+    """
+    df, w = _oof_window(oof, window_s)
+    y = (df["seizure_vote"].to_numpy(dtype=np.float64) >= 0.5).astype(np.float64)
+    prob = df["seizure_pred"].to_numpy(dtype=np.float64)
+    win = window_metrics(y, prob, threshold)
+    groups, duration = _oof_groups(df, w)
+    post = {"threshold": float(threshold), "smooth_windows": int(smooth_windows), "merge_gap_s": merge_gap_s,
+            "max_event_s": max_event_s, "min_event_s": min_event_s}
+    ev = event_metrics(_counts_oof(groups, w, post, SZCORE_PARAMS), duration)
+    smp = event_metrics(_counts_oof(groups, w, post, SZCORE_PARAMS, samples=True), duration)
     out: dict[str, Any] = {
         "threshold": float(threshold),
+        "postprocessing": post,
         "auroc": win["auroc"],
         "auprc": win["auprc"],
         "event_sensitivity": ev["sensitivity"],
         "event_precision": ev["precision"],
         "event_f1": ev["f1"],
         "fp_per_24h": ev["fp_per_24h"],
+        "sample_f1": smp["f1"],
         "window": win,
         "event": ev,
+        "sample": smp,
         "n_recordings": len(groups),
         "hours": duration / 3600.0,
     }
     if find_best:
-        grid = np.round(np.arange(0.05, 0.951, 0.05), 4) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        grid = POST_GRID["threshold"] if thresholds is None else [float(t) for t in thresholds]
         best: Optional[tuple[tuple[float, float, float], float, dict]] = None
         for t in grid:
-            m = event_metrics(_event_counts_oof(groups, w, float(t), **kw), duration)
-            f1 = -1.0 if np.isnan(m["f1"]) else m["f1"]
-            fp = np.inf if np.isnan(m["fp_per_24h"]) else m["fp_per_24h"]
-            key = (f1, -fp, -abs(float(t) - 0.5))
+            m = event_metrics(_counts_oof(groups, w, {**post, "threshold": float(t)}, SZCORE_PARAMS), duration)
+            key = _post_key(m, {"threshold": t})
             if best is None or key > best[0]:
                 best = (key, float(t), m)
         assert best is not None
@@ -354,7 +464,7 @@ def seizure_scores(
     if "fold" in df.columns and df["fold"].nunique() > 1:
         folds = {}
         for k, g in df.groupby("fold", sort=True):
-            sub = seizure_scores(g.drop(columns="fold"), threshold, w, **kw)
+            sub = seizure_scores(g.drop(columns="fold"), threshold, w, smooth_windows, merge_gap_s, max_event_s, min_event_s)
             folds[str(k)] = {"auroc": sub["auroc"], "auprc": sub["auprc"], "event_f1": sub["event_f1"],
                              "fp_per_24h": sub["fp_per_24h"]}
         out["folds"] = folds

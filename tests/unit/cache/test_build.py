@@ -72,13 +72,13 @@ def test_resampled_length_matches_signals_resample() -> None:
 def test_synthetic_windows_are_the_preprocessed_recording(synth_src: Path, tmp_path: Path) -> None:
     cfg = cfg_for(synth_src, tmp_path)
     cache = Cache(prepare(cfg, progress=False))
-    table = hms.adapter_table(cfg)
+    table = hms.ADAPTER.table(cfg)
     assert len(cache) == len(table) and cache.meta["n_samples"] == len(table)
     assert cache.meta["hash"] == cfg.hash() and cache.meta["skipped"] == {}
     assert cache.eeg.shape == tuple(cache.meta["eeg_shape"]) and cache.eeg.dtype == np.float32
     # one recording, preprocessed independently, against every window cut from it
     rid = cache.samples.recording_id.iloc[0]
-    x, fs = hms.adapter_read(cfg, rid)
+    x, fs = hms.ADAPTER.read(cfg, rid)
     e = cfg.eeg
     y = preprocess(x, fs, nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, fs_out=e.fs)
     rows = np.nonzero(cache.samples.recording_id.to_numpy() == rid)[0]
@@ -89,7 +89,7 @@ def test_synthetic_windows_are_the_preprocessed_recording(synth_src: Path, tmp_p
     for i in (0, len(cache) - 1):
         r = cache.samples.iloc[i]
         t, v = hms.read_spectrogram(hms.spec_path(synth_src, int(r.spectrogram_id)))
-        np.testing.assert_array_equal(cache.spec_window(i), kaggle_spec_window(v, t, r.spec_offset_s))
+        np.testing.assert_array_equal(cache.extra_window("kaggle_spec", i), kaggle_spec_window(v, t, r.spec_offset_s))
 
 
 def test_reused_when_unchanged_rebuilt_when_a_param_changes(synth_src: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -123,7 +123,7 @@ def test_reused_when_unchanged_rebuilt_when_a_param_changes(synth_src: Path, tmp
 def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: Path, damage: str) -> None:
     # garbage: fails while sizing (footer); missing_column: footer fine, fails in a worker while reading
     cfg = cfg_for(synth, tmp_path / "cache", name="broken", workers=2)  # the error crosses a process boundary
-    rid = hms.adapter_table(cfg).recording_id.iloc[-1]
+    rid = hms.ADAPTER.table(cfg).recording_id.iloc[-1]
     bad = hms.eeg_path(synth, rid)
     if damage == "garbage":
         bad.write_bytes(b"not a parquet file" * 100)
@@ -135,11 +135,11 @@ def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: 
     assert str(bad) in str(ei.value)
     no_leftovers(tmp_path / "cache", "broken")
     # skip_unreadable builds the cache without that recording's rows, and counts them
-    n_bad = int((hms.adapter_table(cfg).recording_id == rid).sum())
+    n_bad = int((hms.ADAPTER.table(cfg).recording_id == rid).sum())
     cache = Cache(prepare(dataclasses.replace(cfg, skip_unreadable=True), progress=False))
     assert cache.meta["skipped"] == {"unreadable": n_bad}
     assert rid not in set(cache.samples.recording_id) and rid not in set(cache.recordings.recording_id)
-    assert len(cache) == len(hms.adapter_table(cfg)) - n_bad
+    assert len(cache) == len(hms.ADAPTER.table(cfg)) - n_bad
 
 
 def test_interrupted_build_is_never_trusted(synth_src: Path, tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_interrupted_build_is_never_trusted(synth_src: Path, tmp_path: Path) -> 
 
 def test_missing_files_are_counted(synth: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = cfg_for(synth, tmp_path / "cache")
-    table = hms.adapter_table(cfg)
+    table = hms.ADAPTER.table(cfg)
     rid, sid = table.recording_id.iloc[0], table.spectrogram_id.iloc[-1]
     hms.eeg_path(synth, rid).unlink()
     hms.spec_path(synth, sid).unlink()
@@ -210,16 +210,16 @@ def test_workers_do_not_change_the_arrays(synth_src: Path, tmp_path: Path) -> No
     a = Cache(prepare(cfg_for(synth_src, tmp_path, name="w1", workers=1), progress=False))
     b = Cache(prepare(cfg_for(synth_src, tmp_path, name="w2", workers=2), progress=False))
     np.testing.assert_array_equal(a.eeg, b.eeg)
-    np.testing.assert_array_equal(a.spec, b.spec)
+    np.testing.assert_array_equal(a.extra("kaggle_spec"), b.extra("kaggle_spec"))
     pd.testing.assert_frame_equal(a.samples, b.samples)
-    pd.testing.assert_frame_equal(a.specs, b.specs)
+    pd.testing.assert_frame_equal(a.extra_index["kaggle_spec"], b.extra_index["kaggle_spec"])
 
 
 def test_eeg_window_and_no_spectrograms(synth_src: Path, tmp_path: Path) -> None:
     cfg = cfg_for(synth_src, tmp_path, eeg_window_s=10.0, kaggle_spec=False)
     cache = Cache(prepare(cfg, progress=False))
     full = Cache(prepare(cfg_for(synth_src, tmp_path, name="full"), progress=False))
-    assert cache.window(4).shape == (16, 2000) and cache.spec is None and cache.spec_window(4) is None
+    assert cache.window(4).shape == (16, 2000) and cache.extras == {}
     assert not (cache.path / "spec.npy").exists() and (cache.samples.spec_row == -1).all()
     # the central 10 s of the 50 s window (band-pass edge effects differ only at the recording ends)
     np.testing.assert_allclose(cache.window(4), full.window(4)[:, 4000:6000], rtol=1e-5, atol=1e-4)
@@ -244,7 +244,7 @@ def test_real_caches_exactly_the_complete_rows(real_raw: Cache, real_hms: Path) 
     assert set(real_raw.samples.label_id) == set(
         train.label_id[train.eeg_id.isin(counts) & train.spectrogram_id.isin([353733, 198643605, 780890284])]
     )
-    assert real_raw.meta["n_recordings"] == 3 and real_raw.meta["n_specs"] == 3
+    assert real_raw.meta["n_recordings"] == 3 and real_raw.meta["extras"]["kaggle_spec"]["n_files"] == 3
 
 
 def test_real_raw_window_is_the_montage_of_the_parquet(real_raw: Cache, real_hms: Path) -> None:
@@ -253,7 +253,7 @@ def test_real_raw_window_is_the_montage_of_the_parquet(real_raw: Cache, real_hms
         df = pd.read_parquet(real_hms / "train_eegs" / f"{int(r.eeg_id)}.parquet")
         s = int(r.start_s * 200)
         x = df[HMS_EEG_CHANNELS].to_numpy(np.float32)[s : s + 10000].T
-        expect = apply_montage(fill_nan(x, "interp"), HMS_EEG_CHANNELS, "double_banana")
+        expect = fill_nan(apply_montage(x, HMS_EEG_CHANNELS, "double_banana"), "interp")
         np.testing.assert_allclose(real_raw.window(i), expect, rtol=1e-5, atol=1e-5)
 
 
@@ -264,7 +264,7 @@ def test_real_spec_window_is_the_parquet_rows(real_raw: Cache, real_hms: Path) -
         rows = df[df.time >= r.spec_offset_s].drop(columns="time").to_numpy(np.float32)[:300]
         expect = np.full((300, 400), np.nan, np.float32)
         expect[: len(rows)] = rows
-        np.testing.assert_array_equal(real_raw.spec_window(i), expect)
+        np.testing.assert_array_equal(real_raw.extra_window("kaggle_spec", i), expect)
 
 
 def test_real_missing_files_error(real_hms: Path, tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_real_missing_files_error(real_hms: Path, tmp_path: Path) -> None:
 def test_real_test_example(real_hms: Path, tmp_path: Path) -> None:
     cache = Cache(prepare(cfg_for(real_hms, tmp_path, split="test"), progress=False))
     assert len(cache) == 1 and cache.meta["skipped"] == {}
-    assert cache.window(0).shape == (16, 10000) and cache.spec_window(0).shape == (300, 400)
+    assert cache.window(0).shape == (16, 10000) and cache.extra_window("kaggle_spec", 0).shape == (300, 400)
     assert np.isfinite(cache.window(0)).all() and np.abs(cache.window(0)).max() <= 1024.0
 
 

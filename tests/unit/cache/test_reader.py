@@ -54,8 +54,9 @@ def write_cache(path: Path, cfg: DataConfig | None = None) -> dict:
     samples.to_csv(path / "samples.csv", index=False)
     meta = {
         "format": CACHE_FORMAT, "dataset": "hms", "classes": ["a", "b"], "fs": FS, "channels": ["x", "y", "z"],
-        "hash": cfg.hash() if cfg else "0", "params": {}, "n_samples": 4, "n_recordings": 2, "n_specs": 2,
-        "eeg_shape": [total, C], "spec_shape": [350, 400], "created": "now", "skipped": {},
+        "hash": cfg.hash() if cfg else "0", "params": {}, "n_samples": 4, "n_recordings": 2,
+        "eeg_shape": [total, C], "created": "now", "skipped": {},
+        "extras": {"kaggle_spec": {"stem": "spec", "id_column": "spectrogram_id", "shape": [350, 400], "window_rows": 300, "n_files": 2}},
     }
     atomic_write_json(path / "meta.json", meta)
     return {"eeg": eeg, "spec": spec, "samples": samples}
@@ -71,8 +72,8 @@ def test_attributes(made: tuple[Cache, dict]) -> None:
     cache, d = made
     assert len(cache) == 4 and cache.fs == FS and cache.channels == ["x", "y", "z"] and cache.classes == ["a", "b"]
     assert isinstance(cache.eeg, np.memmap) and cache.eeg.shape == (70, C)
-    assert cache.spec.shape == (350, 400) and cache.has_spec
-    assert list(cache.recordings.recording_id) == [7, 8] and list(cache.specs.spectrogram_id) == [70, 80]
+    assert cache.extra("kaggle_spec").shape == (350, 400) and list(cache.extras) == ["kaggle_spec"]
+    assert list(cache.recordings.recording_id) == [7, 8] and list(cache.extra_index["kaggle_spec"].spectrogram_id) == [70, 80]
     pd.testing.assert_frame_equal(cache.samples, d["samples"])
 
 
@@ -102,17 +103,17 @@ def test_shift_is_clamped_to_the_recording(made: tuple[Cache, dict]) -> None:
             assert w.shape == (C, 20) and lo <= first(w) and first(w) + 20 <= hi
 
 
-def test_spec_window_pads_with_nan_and_none_without_spec(made: tuple[Cache, dict]) -> None:
+def test_extra_window_pads_with_nan_and_none_without_a_row(made: tuple[Cache, dict]) -> None:
     cache, d = made
-    w = cache.spec_window(0)
+    w = cache.extra_window("kaggle_spec", 0)
     assert w.shape == (300, 400) and w.dtype == np.float32
     np.testing.assert_array_equal(w, d["spec"][:300])
-    w = cache.spec_window(1)  # rows 20 … 319 of a 320-row spectrogram: 300 rows, no padding
+    w = cache.extra_window("kaggle_spec", 1)  # rows 20 … 319 of a 320-row spectrogram: 300 rows, no padding
     np.testing.assert_array_equal(w, d["spec"][20:320])
-    w = cache.spec_window(2)  # a 30-row spectrogram: 30 rows then NaN, never rows of the next file
+    w = cache.extra_window("kaggle_spec", 2)  # a 30-row spectrogram: 30 rows then NaN, never rows of the next file
     np.testing.assert_array_equal(w[:30], d["spec"][320:350])
     assert np.isnan(w[30:]).all()
-    assert cache.spec_window(3) is None  # spec_row -1
+    assert cache.extra_window("kaggle_spec", 3) is None  # spec_row -1
 
 
 def test_missing_meta_is_an_incomplete_cache(tmp_path: Path) -> None:
@@ -133,13 +134,13 @@ def test_wrong_shape_is_detected(tmp_path: Path) -> None:
 
 def test_pickle_carries_no_arrays(made: tuple[Cache, dict]) -> None:
     cache, d = made
-    cache.window(0), cache.spec_window(0)  # maps opened
+    cache.window(0), cache.extra_window("kaggle_spec", 0)  # maps opened
     blob = pickle.dumps(cache)
     assert len(blob) < d["spec"].nbytes / 10  # the 560 kB spectrogram array is not inside
     clone = pickle.loads(blob)
-    assert clone._eeg is None and clone._spec is None
+    assert clone._maps == {}
     np.testing.assert_array_equal(clone.window(3, shift=2), cache.window(3, shift=2))
-    np.testing.assert_array_equal(clone.spec_window(1), cache.spec_window(1))
+    np.testing.assert_array_equal(clone.extra_window("kaggle_spec", 1), cache.extra_window("kaggle_spec", 1))
 
 
 def test_a_spawned_process_reopens_the_maps(made: tuple[Cache, dict]) -> None:

@@ -181,7 +181,7 @@ def test_seizures_stand_out_in_theta_band(synth: Path) -> None:
     for f in chbmit.parse_summary(synth / "chb01" / "chb01-summary.txt") + chbmit.parse_summary(synth / "chb02" / "chb02-summary.txt"):
         if not f.seizures:
             continue
-        x, fs = chbmit.adapter_read(cfg, f.recording_id)
+        x, fs = chbmit.ADAPTER.read(cfg, f.recording_id)
         s, e = f.seizures[0]
         mid = int((s + e) / 2 * fs)
         sz = x[:, mid - 1280 : mid + 1280]
@@ -192,8 +192,8 @@ def test_seizures_stand_out_in_theta_band(synth: Path) -> None:
 
 
 def test_adapter_table_windows_and_labels(synth: Path) -> None:
-    soft = chbmit.adapter_table(_cfg(synth, "soft"))
-    hard = chbmit.adapter_table(_cfg(synth, "hard"))
+    soft = chbmit.ADAPTER.table(_cfg(synth, "soft"))
+    hard = chbmit.ADAPTER.table(_cfg(synth, "hard"))
     assert list(soft.columns) == ["sample_id", "recording_id", "group", "start_s", "duration_s", "background_vote",
                                   "seizure_vote", "n_votes", "seizure_overlap", "rec_start_s"]
     n_win = int((FILE_S - 10) // 5) + 1
@@ -223,7 +223,7 @@ def test_adapter_table_windows_and_labels(synth: Path) -> None:
 
 
 def test_rec_start_crosses_midnight_and_fallback(synth: Path, tmp_path: Path) -> None:
-    table = chbmit.adapter_table(_cfg(synth, patients=["chb02"]))
+    table = chbmit.ADAPTER.table(_cfg(synth, patients=["chb02"]))
     assert set(table.group) == {"chb02"}
     starts = table.groupby("recording_id").rec_start_s.first().to_numpy()
     assert starts[0] == 0.0 and 3 <= starts[1] - FILE_S <= 10  # chb02 crosses midnight between its files
@@ -235,38 +235,38 @@ def test_rec_start_crosses_midnight_and_fallback(synth: Path, tmp_path: Path) ->
     (d / "chb02" / "chb02-summary.txt").unlink()
     lines = [ln for ln in text.splitlines() if not ln.startswith("File Start") and not ln.startswith("File End")]
     (d / "chb02-summary.txt").write_text("\n".join(lines) + "\n")
-    t2 = chbmit.adapter_table(_cfg(d, patients=["2"]))
+    t2 = chbmit.ADAPTER.table(_cfg(d, patients=["2"]))
     np.testing.assert_array_equal(t2.groupby("recording_id").rec_start_s.first().to_numpy(), [0.0, FILE_S])
     np.testing.assert_array_equal(t2.seizure_vote.to_numpy(), table.seizure_vote.to_numpy())
     # an EDF not listed in the summary is included as seizure-free
     shutil.copy(d / "chb02" / "chb02_01.edf", d / "chb02" / "chb02_03.edf")
-    t3 = chbmit.adapter_table(_cfg(d, patients=["chb02"]))
+    t3 = chbmit.ADAPTER.table(_cfg(d, patients=["chb02"]))
     assert (t3[t3.recording_id == "chb02_03"].seizure_vote == 0).all() and t3.recording_id.nunique() == 3
     with pytest.raises(DataError, match="chb07"):
-        chbmit.adapter_table(_cfg(d, patients=["chb07"]))
+        chbmit.ADAPTER.table(_cfg(d, patients=["chb07"]))
 
 
 def test_adapter_read_picks_pairs_by_name(synth: Path) -> None:
     cfg = _cfg(synth)
-    assert chbmit.adapter_channels(cfg) == CHBMIT_BANANA
+    assert chbmit.ADAPTER.channels(cfg) == CHBMIT_BANANA
     for rid in ("chb01_01", "chb03_02"):  # chb03_02 uses the 28-channel layout with '-' dummies
-        path = chbmit.adapter_path(cfg, rid)
+        path = chbmit.ADAPTER.path(cfg, rid)
         assert path == synth / rid[:5] / f"{rid}.edf"
         rec = read_edf(path)
-        x, fs = chbmit.adapter_read(cfg, rid)
+        x, fs = chbmit.ADAPTER.read(cfg, rid)
         assert x.shape == (18, int(FILE_S * 256)) and x.dtype == np.float32 and fs == 256.0
         for r, name in enumerate(CHBMIT_BANANA):
             i = [lab.upper() for lab in rec.labels].index(name)
             np.testing.assert_array_equal(x[r], rec.read([i])[0])
-        assert chbmit.adapter_n_times(cfg, rid) == (x.shape[1], 256.0)
-        assert chbmit.adapter_missing_reason(cfg, rid) is None
-    assert len(read_edf(chbmit.adapter_path(cfg, "chb03_02")).labels) == 28
+        assert chbmit.ADAPTER.n_times(cfg, rid) == (x.shape[1], 256.0)
+        assert chbmit.ADAPTER.missing_reason(cfg, rid) is None
+    assert len(read_edf(chbmit.ADAPTER.path(cfg, "chb03_02")).labels) == 28
     # the HMS double banana (T3/T5 names) is found in CHB-MIT files too
-    x16, _ = chbmit.adapter_read(_cfg(synth, montage="double_banana"), "chb01_01")
-    x18, _ = chbmit.adapter_read(cfg, "chb01_01")
+    x16, _ = chbmit.ADAPTER.read(_cfg(synth, montage="double_banana"), "chb01_01")
+    x18, _ = chbmit.ADAPTER.read(cfg, "chb01_01")
     np.testing.assert_array_equal(x16[1], x18[CHBMIT_BANANA.index("F7-T7")])
     with pytest.raises(ValueError, match="unipolar"):
-        chbmit.adapter_channels(_cfg(synth, montage="raw"))
+        chbmit.ADAPTER.channels(_cfg(synth, montage="raw"))
 
 
 def test_missing_channel_and_missing_file(tmp_path: Path) -> None:
@@ -280,20 +280,20 @@ def test_missing_channel_and_missing_file(tmp_path: Path) -> None:
         "File End Time: 10:00:50\nNumber of Seizures in File: 0\n")
     cfg = _cfg(tmp_path)
     with pytest.raises(DataError, match="CZ-PZ") as e:
-        chbmit.adapter_read(cfg, "chb05_01")
+        chbmit.ADAPTER.read(cfg, "chb05_01")
     assert str(path) in str(e.value)
-    reason = chbmit.adapter_missing_reason(cfg, "chb05_01")
+    reason = chbmit.ADAPTER.missing_reason(cfg, "chb05_01")
     assert reason is not None and "CZ-PZ" in reason
     # a listed file absent on disk keeps its summary length in the table; reading it fails clearly
-    table = chbmit.adapter_table(cfg)
+    table = chbmit.ADAPTER.table(cfg)
     assert table.recording_id.value_counts().to_dict() == {"chb05_01": 3, "chb05_02": 3}
-    assert "missing file" in chbmit.adapter_missing_reason(cfg, "chb05_02")
+    assert "missing file" in chbmit.ADAPTER.missing_reason(cfg, "chb05_02")
     with pytest.raises(FileNotFoundError, match="chb05_02"):
-        chbmit.adapter_read(cfg, "chb05_02")
+        chbmit.ADAPTER.read(cfg, "chb05_02")
     # a truncated file stays in the table (summary length) and is reported as unusable
     (tmp_path / "chb05" / "chb05_02.edf").write_bytes(path.read_bytes()[:300])
-    assert chbmit.adapter_table(cfg).recording_id.value_counts().to_dict() == {"chb05_01": 3, "chb05_02": 3}
-    assert "truncated EDF header" in chbmit.adapter_missing_reason(cfg, "chb05_02")
+    assert chbmit.ADAPTER.table(cfg).recording_id.value_counts().to_dict() == {"chb05_01": 3, "chb05_02": 3}
+    assert "truncated EDF header" in chbmit.ADAPTER.missing_reason(cfg, "chb05_02")
 
 
 def test_resolve_montage_reversed_and_duplicates() -> None:

@@ -1,4 +1,5 @@
-"""EDF reader/writer: round trip, header errors, and the real CHB-MIT clips."""
+"""EDF reading/writing through pyEDFlib: round trip, header errors, and the real CHB-MIT clips (checked
+against an independent struct decode)."""
 from __future__ import annotations
 
 import struct
@@ -73,7 +74,7 @@ def test_truncated_and_corrupt_files(tmp_path: Path) -> None:
     p = tmp_path / "good.edf"
     write_edf(p, _signals(c=2), 256, ["A", "B"], START)
     raw = p.read_bytes()
-    for n, msg in ((100, "truncated EDF header"), (256 + 300, "truncated EDF header"), (len(raw) - 10, "truncated EDF data")):
+    for n, msg in ((100, "truncated EDF header"), (256 + 300, "truncated EDF header"), (len(raw) - 10, "Filesize")):
         bad = tmp_path / f"cut{n}.edf"
         bad.write_bytes(raw[:n])
         with pytest.raises(DataError, match=msg) as e:
@@ -82,7 +83,7 @@ def test_truncated_and_corrupt_files(tmp_path: Path) -> None:
     # a non-numeric field: number of data records
     bad = tmp_path / "corrupt.edf"
     bad.write_bytes(raw[:236] + b"abc     " + raw[244:])
-    with pytest.raises(DataError, match="n_records") as e:
+    with pytest.raises(DataError, match="Number of Datarecords") as e:
         read_edf(bad)
     assert str(bad) in str(e.value)
     with pytest.raises(FileNotFoundError):

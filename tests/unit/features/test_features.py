@@ -182,11 +182,11 @@ def test_fold_outputs_and_learning(trained):
     fold = out / "fold0"
     for f in ("best.pt", "last.pt", "history.csv", "curve.png", "oof.csv", "fold.json"):
         assert (fold / f).exists(), f
-    ck = torch.load(fold / "best.pt", weights_only=False)
+    ck = torch.load(fold / "best.pt", weights_only=True)
     assert ck["kind"] == "features" and ck["fold"] == 0 and ck["epoch"] == 1 and ck["stage"] == "stage1"
     assert ck["config"]["name"] == cfg.name and ck["n_params"] > 0 and np.isfinite(ck["score"])
-    assert len(ck["feature_names"]) == ck["sklearn"].n_features_in_ and ck["classes"][0] == "seizure"
-    assert torch.load(fold / "last.pt", weights_only=False)["complete"] is True
+    assert len(ck["feature_names"]) == FB.load_estimator(ck).n_features_in_ and ck["classes"][0] == "seizure"
+    assert torch.load(fold / "last.pt", weights_only=True)["complete"] is True
     hist = pd.read_csv(fold / "history.csv")
     assert list(hist.columns) == ["epoch", "stage", "epoch_in_stage", "lr", "train_loss", "val_kl", "val_kl_min_votes", "time_s"]
     assert hist.val_kl.iloc[0] == pytest.approx(ck["score"])
@@ -241,7 +241,7 @@ def test_chbmit_seizure_detection(tmp_path):
     cfg.train.class_weights = [1.0, 3.0]
     train_experiment(cfg, folds=[0, 1], progress=False)
     oof = pd.read_csv(cfg.output_dir() / "oof.csv")
-    ck = torch.load(cfg.output_dir() / "fold0" / "best.pt", weights_only=False)
+    ck = torch.load(cfg.output_dir() / "fold0" / "best.pt", weights_only=True)
     assert ck["classes"] == ["background", "seizure"] and not any(n.startswith("c10s_") for n in ck["feature_names"])
     np.testing.assert_allclose(oof[["background_pred", "seizure_pred"]].sum(axis=1), 1.0, atol=1e-6)
     y = oof["seizure_vote"].to_numpy() > 0.5

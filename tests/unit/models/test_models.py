@@ -205,7 +205,7 @@ def test_overfit_tiny_batch() -> None:
 
 
 def test_registry_and_errors() -> None:
-    assert set(MODELS) == {"2d", "1d", "multimodal"}
+    assert set(MODELS) == {"2d", "1d", "wavenet", "effnet1d", "multimodal"}
     with pytest.raises(ValueError, match="features"):
         build_model(ModelConfig(kind="features"), 6, HMS_CH, FS, T)
     with pytest.raises(ValueError, match="model.inputs.*'wavelet'"):

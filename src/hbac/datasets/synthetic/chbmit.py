@@ -132,6 +132,26 @@ def _add_seizure(x: np.ndarray, rng: np.random.Generator, fs: float, start_s: fl
     x[:, i1:j1] *= np.linspace(0.4, 1.0, j1 - i1)[None]
 
 
+def simulate_electrodes(rng: np.random.Generator, n: int, fs: float, seizures: list[tuple[float, float]],
+                        focus: str) -> tuple[np.ndarray, list[str]]:
+    """(n_electrodes, n) µV of background plus the given seizures (s) from `focus`, and the electrode names.
+
+    Names are the modern 10-20 ones in upper case (T7/T8/P7/P8, FP1, FZ, …; FT9/FT10 too).
+    """
+    x = _background(rng, n, fs)
+    for s, e in seizures:
+        _add_seizure(x, rng, fs, s, e, focus)
+    return x, list(_NAMES)
+
+
+def place_seizures(rng: np.random.Generator, k: int, length_s: float) -> list[tuple[int, int]]:
+    """k non-overlapping 20–90 s seizures (whole seconds) inside a recording of `length_s` s (fewer if no room)."""
+    return _place_seizures(rng, k, length_s)
+
+
+FOCI = _FOCI
+
+
 def _to_bipolar(x: np.ndarray, labels: list[str]) -> np.ndarray:
     """(n_electrodes, n) → (len(labels), n) bipolar channels; dummy labels ('-') are zeros."""
     idx = {n: i for i, n in enumerate(_NAMES)}

@@ -1,0 +1,115 @@
+"""The dataset adapter protocol: what `prepare` needs to turn one raw layout into a cache.
+
+An adapter is one module that subclasses `DatasetAdapter` and calls
+`hbac.datasets.register(MyAdapter())` on import (docs/internals.md, "Datasets").
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # only for hints: hbac.config imports this package to validate `dataset:`
+    from hbac.config import DataConfig
+
+TASKS = ("hms", "seizure")  # the task a dataset's labels belong to (hbac.tasks.get_task)
+
+
+@dataclass(frozen=True)
+class ExtraInput:
+    """An extra array cached beside the EEG (e.g. the HMS Kaggle spectrogram), one file per `id_column` value.
+
+    Every file is a time series of rows `(n_rows, width)`; a sample's window is the
+    `window_rows` rows starting at the first row whose time is ≥ the sample's `offset_column`
+    (rows past the file's end read as NaN). Cached as `<stem>.npy` (all files' rows stacked),
+    `<stem>s.csv` (`id_column, <stem>_start, <stem>_len, time0`) and the samples column
+    `<stem>_row` (-1: no window).
+    """
+
+    name: str  # model input key, e.g. "kaggle_spec"
+    stem: str  # cache file stem, e.g. "spec" → spec.npy, specs.csv, samples.spec_row
+    width: int  # values per row (400 for the Kaggle spectrogram)
+    window_rows: int  # rows per sample window (300 = 10 min at 2 s)
+    id_column: str  # sample-table column naming the file, e.g. "spectrogram_id"
+    offset_column: str  # sample-table column: window start, in the file's time units (s)
+    path: Callable[["DataConfig", Any], Path]  # (cfg, file id) → the raw file
+    n_rows: Callable[[Path], int]  # rows in a file, ideally from its footer/header only
+    read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # file → (times (n,), values (n, width) float32)
+    enabled: Callable[["DataConfig"], bool] = lambda cfg: True  # cache it for this config?
+    to_input: Optional[Callable[[np.ndarray], np.ndarray]] = None  # raw (window_rows, width) window → model array
+    flip: Optional[Sequence[int]] = None  # hemisphere flip: permutation of the model array's axis 0
+    label: str = ""  # what one file is, in messages and `skipped` keys ("spectrogram" → missing_spectrogram); default: name
+    masks: bool = False  # time/frequency masks (augment.time_mask/freq_mask) apply: a (C, F, T) image
+
+
+class DatasetAdapter(ABC):
+    """One raw dataset layout → the common sample table and a signal reader.
+
+    Required: `name` (the config's `dataset:` value), `task` (one of `TASKS`), `classes`,
+    `table`, `channels`, `path`, `read`. Optional hooks have defaults: `n_times` reads the
+    signal (override it with a header-only read), `missing_reason` says nothing is wrong,
+    `extra_inputs` is empty, `fs` (native Hz, used only for an empty cache) is None.
+    """
+
+    name: ClassVar[str]
+    task: ClassVar[str]
+    classes: ClassVar[Sequence[str]]
+    fs: ClassVar[Optional[float]] = None
+    extra_inputs: ClassVar[Sequence[ExtraInput]] = ()
+
+    @abstractmethod
+    def table(self, cfg: DataConfig) -> pd.DataFrame:
+        """The common sample table: sample_id, recording_id, group, start_s, duration_s, `<class>_vote`…, n_votes."""
+
+    @abstractmethod
+    def channels(self, cfg: DataConfig) -> list[str]:
+        """Names of the channels `read` returns, in order."""
+
+    @abstractmethod
+    def path(self, cfg: DataConfig, recording_id: Any) -> Path:
+        """The raw file a recording is read from (missing-file checks and error messages)."""
+
+    @abstractmethod
+    def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
+        """One recording → ((n_chans, n_times) float32 µV, fs Hz), montage applied, not yet filtered."""
+
+    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
+        """(n_times, fs Hz) of a recording; this default reads the whole signal."""
+        x, fs = self.read(cfg, recording_id)
+        return int(x.shape[1]), float(fs)
+
+    def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
+        """Why a recording cannot be used (treated like a missing file by `prepare`), or None."""
+        return None
+
+    def extras(self, cfg: DataConfig) -> list[ExtraInput]:
+        """The extra inputs cached for this config (those of `extra_inputs` that are enabled)."""
+        return [e for e in self.extra_inputs if e.enabled(cfg)]
+
+    def __repr__(self) -> str:
+        return f"<dataset adapter {self.name!r} ({type(self).__module__}.{type(self).__qualname__}), task {self.task!r}>"
+
+
+def check_adapter(adapter: Any) -> None:
+    """Raise TypeError naming what an object lacks to be a dataset adapter."""
+    if not isinstance(adapter, DatasetAdapter):
+        raise TypeError(f"{adapter!r} is not a hbac.datasets.DatasetAdapter instance")
+    name = getattr(adapter, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{type(adapter).__qualname__}: `name` must be a non-empty string")
+    if getattr(adapter, "task", None) not in TASKS:
+        raise TypeError(f"dataset {name!r}: `task` must be one of {list(TASKS)}, got {getattr(adapter, 'task', None)!r}")
+    classes = list(getattr(adapter, "classes", None) or [])
+    if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise TypeError(f"dataset {name!r}: `classes` must list at least two class names")
+    seen: set[str] = {"eeg"}
+    for e in adapter.extra_inputs:
+        if not isinstance(e, ExtraInput):
+            raise TypeError(f"dataset {name!r}: extra input {e!r} is not an ExtraInput")
+        if e.name in seen or e.stem in seen or e.stem in ("recording", "sample"):
+            raise TypeError(f"dataset {name!r}: extra input name/stem {e.name!r}/{e.stem!r} clashes with another input or cache file")
+        seen |= {e.name, e.stem}

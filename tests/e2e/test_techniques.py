@@ -1,0 +1,144 @@
+"""Top-solution techniques trained for real on tiny synthetic HMS data: each moves the result.
+
+New model families (WaveNet, EfficientNet-1D, CWT, raw-EEG image), per_eeg random sub-windows,
+centre crops with multi-offset TTA (also on the submission path), pseudo-labels, multi-seed runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO_ROOT
+from torch.utils.data import DataLoader
+
+from hbac.cache import open_cache
+from hbac.config import ExperimentConfig, PseudoConfig, from_dict, load_config
+from hbac.data.dataset import experiment_dataset
+from hbac.data.split import experiment_table
+from hbac.engine.experiment import train_experiment
+from hbac.engine.fold import _fold_seed
+from hbac.engine.loop import predict_loader
+from hbac.engine.outputs import load_checkpoint
+from hbac.engine.runtime import seed_everything
+from hbac.inference.predict import predict_experiment
+from hbac.models import build_model
+
+TINY = REPO_ROOT / "configs" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("techniques")
+
+
+def tiny(name: str, data_dir: Path, root: Path, **train) -> ExperimentConfig:
+    cfg = load_config(TINY / name)
+    cfg.data.data_dir = str(data_dir)
+    cfg.data.cache_root = str(root / "cache")
+    cfg.output_root = str(root / "outputs")
+    cfg.train.stage2.enabled = False
+    for k, v in {"epochs": 1, "max_steps_per_epoch": 3, **train}.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def initial_weights(cfg: ExperimentConfig, ckpt: dict) -> dict[str, torch.Tensor]:
+    """The weights train_fold started fold 0 from (same seed, same builder)."""
+    seed_everything(_fold_seed(cfg, 0, -1))
+    m = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
+    return m.state_dict()
+
+
+def moved(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].dtype.is_floating_point)
+
+
+@pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml"])
+def test_new_families_train(config, synth_hms, root):
+    cfg = tiny(config, synth_hms, root)
+    scores = train_experiment(cfg, folds=[0], progress=False)
+    assert np.isfinite(scores["cv"])
+    fold = cfg.output_dir() / "fold0"
+    seeds = cfg.train.seeds
+    best = [fold / f"seed{s}" / "best.pt" for s in seeds] if seeds else [fold / "best.pt"]
+    ck = load_checkpoint(best[0])
+    assert ck["n_times"] == (2000 if cfg.model.window_s == 10.0 else 10_000)  # centre crop: 10 s at 200 Hz
+    assert moved(weights(best[0]), initial_weights(from_dict(ExperimentConfig, ck["config"]), ck)) > 1e-4
+    if seeds:  # two seeds: two different models, fold OOF = their mean
+        assert moved(weights(best[0]), weights(best[1])) > 1e-4
+        parts = [pd.read_csv(fold / f"seed{s}" / "oof.csv") for s in seeds]
+        oof = pd.read_csv(fold / "oof.csv")
+        pcols = [c for c in oof.columns if c.endswith("_pred")]
+        np.testing.assert_allclose(oof[pcols].to_numpy(), (parts[0][pcols].to_numpy() + parts[1][pcols].to_numpy()) / 2, atol=1e-9)
+        assert not np.allclose(parts[0][pcols].to_numpy(), parts[1][pcols].to_numpy())
+
+
+def test_per_eeg_random_windows_deterministic_and_different(synth_hms, root):
+    runs = {}
+    for name, window in [("a", "random"), ("b", "random"), ("mid", "middle")]:
+        cfg = tiny("hms_1d.yaml", synth_hms, root, epochs=3, max_steps_per_epoch=None)
+        cfg.selection.strategy, cfg.selection.per_eeg_window = "per_eeg", window
+        cfg.augment.time_shift_s, cfg.augment.hemisphere_flip = 0.0, 0.0  # only the sub-window draw differs
+        cfg.name = f"per_eeg_{name}"
+        train_experiment(cfg, folds=[0], progress=False)
+        runs[name] = weights(cfg.output_dir() / "fold0" / "last.pt")
+    assert moved(runs["a"], runs["b"]) == 0.0  # same seed, fold, epochs → same sub-windows → same weights
+    assert moved(runs["a"], runs["mid"]) > 1e-4  # the random sub-windows are not the middle ones
+
+
+def test_tta_offsets_on_the_submission_path(synth_hms, root):
+    """predict_experiment (submit.py) averages the folds over every tta.offsets_s window, as the OOF does."""
+    cfg = tiny("hms_wavenet.yaml", synth_hms, root, max_steps_per_epoch=2)
+    cfg.name = "tta_all_folds"
+    train_experiment(cfg, progress=False)
+    samples, probs = predict_experiment(cfg.output_dir(), synth_hms, "test", root / "test_cache", progress=False)
+    assert probs.shape == (len(samples), 6) and np.allclose(probs.sum(axis=1), 1.0)
+    # the same average by hand, one offset at a time, and the centre-only prediction
+    cache = open_cache(dataclasses.replace(
+        cfg.data, split="test", data_dir=str(synth_hms), cache_root=str(root / "hand_cache"), allow_missing=True,
+        skip_unreadable=True, name="hand_test",
+    ), progress=False)
+    per_offset = {o: 0.0 for o in cfg.tta.offsets_s}
+    for k in range(cfg.folds.n_folds):
+        ck = load_checkpoint(cfg.output_dir() / f"fold{k}" / "best.pt")
+        m = build_model(cfg.model, 6, ck["channels"], ck["fs"], ck["n_times"])
+        m.load_state_dict(ck["model"])
+        loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=8)
+        for o in per_offset:
+            per_offset[o] = per_offset[o] + predict_loader(m, loader, torch.device("cpu"), ck["channels"], tta_flip=True, offsets_s=[o], progress=False)
+    by_hand = sum(per_offset.values()) / (len(per_offset) * cfg.folds.n_folds)
+    np.testing.assert_allclose(probs, by_hand, atol=1e-6)
+    centre = per_offset[0.0] / cfg.folds.n_folds
+    assert np.abs(probs - centre).max() > 1e-5  # the offsets changed the prediction
+
+
+def test_pseudo_labels_move_predictions(synth_hms, root):
+    """A teacher that says "other" for every row: students trained on its pseudo-labels predict more "other"."""
+    base = tiny("hms_1d.yaml", synth_hms, root, epochs=3, max_steps_per_epoch=None)
+    base.augment.hemisphere_flip, base.augment.time_shift_s = 0.0, 0.0
+    _, table, _ = experiment_table(base)
+    teacher = table[["sample_id", "recording_id", "fold"]].copy()
+    for c in ["seizure", "lpd", "gpd", "lrda", "grda", "other"]:
+        teacher[f"{c}_pred"] = 1.0 if c == "other" else 0.0
+    src = root / "teacher_oof.csv"
+    teacher.to_csv(src, index=False)
+    other = {}
+    for name, pseudo in [("plain", None), ("pseudo", PseudoConfig(source=str(src), max_votes=9, weight=1.0))]:
+        base.name, base.train.pseudo = f"pseudo_{name}", pseudo
+        train_experiment(base, folds=[0], progress=False)
+        other[name] = pd.read_csv(base.output_dir() / "oof.csv")["other_pred"].mean()
+    assert other["pseudo"] > other["plain"] + 0.05, other
+    # a teacher validated on other folds is refused
+    teacher["fold"] = (teacher["fold"] + 1) % base.folds.n_folds
+    teacher.to_csv(src, index=False)
+    base.name = "pseudo_bad"
+    with pytest.raises(ValueError, match="other folds"):
+        train_experiment(base, folds=[0], progress=False)

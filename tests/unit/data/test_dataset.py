@@ -1,0 +1,58 @@
+"""`WindowDataset` over a hand-written cache: EEG windows, declared extra inputs, hemisphere flip."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hbac.cache.reader import Cache
+from hbac.config import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
+from hbac.data.dataset import WindowDataset, model_extras
+from hbac.datasets.kaggle_spec import kaggle_spec_image
+
+_spec = importlib.util.spec_from_file_location("_reader_fixture", Path(__file__).parents[1] / "cache" / "test_reader.py")
+_reader = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_reader)  # reuse its write_cache (hbac's tests are not a package)
+
+
+@pytest.fixture()
+def cache(tmp_path: Path) -> Cache:
+    _reader.write_cache(tmp_path / "c")
+    return Cache(tmp_path / "c")
+
+
+def test_items_are_the_cache_windows_and_the_declared_model_array(cache: Cache) -> None:
+    ds = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])
+    assert len(ds) == 4
+    for i in range(4):
+        item = ds[i]
+        np.testing.assert_array_equal(item["eeg"].numpy(), cache.window(i))
+        raw = cache.extra_window("kaggle_spec", i)
+        expect = kaggle_spec_image(raw if raw is not None else np.full((300, 400), np.nan, np.float32))
+        np.testing.assert_array_equal(item["kaggle_spec"].numpy(), expect)  # (4, 100, 300) image of the raw rows
+        assert item["kaggle_spec"].shape == (4, 100, 300) and int(item["index"]) == i
+    np.testing.assert_allclose(ds[1]["target"].numpy(), [0.5, 0.5])
+    assert set(WindowDataset(cache, cache.samples)[0]) == {"eeg", "target", "weight", "index"}
+
+
+def test_hemisphere_flip_permutes_the_extra_by_its_declared_permutation(cache: Cache) -> None:
+    plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])[0]["kaggle_spec"].numpy()
+    flipped = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(hemisphere_flip=1.0))[0]["kaggle_spec"].numpy()
+    np.testing.assert_array_equal(flipped, plain[[1, 0, 3, 2]])  # LL↔RL, LP↔RP
+
+
+def test_an_extra_the_cache_lacks_is_a_named_error(cache: Cache) -> None:
+    with pytest.raises(KeyError, match="model input 'eeg_image' needs a cache that holds it"):
+        WindowDataset(cache, cache.samples, extras=["eeg_image"])
+
+
+def test_model_extras_are_the_declared_inputs_the_model_names() -> None:
+    def exp(dataset: str, kind: str, inputs: list[str]) -> ExperimentConfig:
+        return ExperimentConfig(name="e", data=DataConfig(name="c", dataset=dataset), model=ModelConfig(kind=kind, inputs=inputs))
+
+    assert model_extras(exp("hms", "2d", ["kaggle_spec", "eeg_spec"])) == ["kaggle_spec"]
+    assert model_extras(exp("hms", "2d", ["eeg_spec"])) == []
+    assert model_extras(exp("hms", "1d", ["kaggle_spec"])) == []  # model.inputs is read by 2D / multimodal models only
+    assert model_extras(exp("chbmit", "multimodal", ["kaggle_spec", "eeg_spec"])) == []  # CHB-MIT declares no extras

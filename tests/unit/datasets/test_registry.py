@@ -1,0 +1,121 @@
+"""The dataset registry: lookup, unknown names, plugins from a path, a module name or $HBAC_PLUGINS."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hbac import datasets
+from hbac.config import DataConfig, ExperimentConfig, load_config
+from hbac.datasets import DatasetAdapter, get_adapter, register, registered
+from hbac.errors import ConfigError
+
+PLUGIN = '''
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from hbac.datasets import DatasetAdapter, register
+
+class ToyAdapter(DatasetAdapter):
+    name = "{name}"
+    task = "seizure"
+    classes = ["background", "seizure"]
+
+    def table(self, cfg):
+        return pd.DataFrame()
+
+    def channels(self, cfg):
+        return ["x"]
+
+    def path(self, cfg, rid):
+        return Path(cfg.data_dir) / f"{{rid}}.npy"
+
+    def read(self, cfg, rid):
+        return np.zeros((1, 10), np.float32), 10.0
+
+register(ToyAdapter())
+'''
+
+
+def _plugin(tmp_path: Path, name: str) -> Path:
+    p = tmp_path / f"{name}_adapter.py"
+    p.write_text(PLUGIN.format(name=name))
+    return p
+
+
+def test_builtins_are_registered_with_their_task() -> None:
+    names = registered()
+    assert {"hms", "chbmit"} <= set(names)
+    assert get_adapter("hms").task == "hms" and get_adapter("chbmit").task == "seizure"
+    assert list(get_adapter("chbmit").classes) == ["background", "seizure"]
+    assert [e.name for e in get_adapter("hms").extra_inputs] == ["kaggle_spec"]
+    assert get_adapter("chbmit").extra_inputs == ()
+
+
+def test_unknown_dataset_is_a_config_error_listing_the_registered(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown dataset 'nope' \(registered: .*chbmit.*hms") as e:
+        get_adapter("nope")
+    assert "data.plugins" in str(e.value)
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "e", "data": {"name": "c", "dataset": "nope"}}))
+    with pytest.raises(ConfigError, match=r"exp.yaml: data.dataset: unknown dataset 'nope' \(registered: .*chbmit, .*hms"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"^dataset: unknown dataset 'eeg2'"):
+        DataConfig(name="c", dataset="eeg2")
+
+
+def test_plugin_from_a_path_registers_at_config_load(tmp_path: Path) -> None:
+    path = _plugin(tmp_path, "toy_path")
+    assert "toy_path" not in registered()
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "e", "data": {"name": "c", "dataset": "toy_path", "plugins": [str(path)]}}))
+    loaded = load_config(cfg)
+    assert isinstance(loaded, ExperimentConfig) and loaded.data.dataset == "toy_path"
+    a = get_adapter("toy_path")
+    assert a.task == "seizure" and a.n_times(loaded.data, "r") == (10, 10.0) and a.missing_reason(loaded.data, "r") is None
+    assert DataConfig(name="c", dataset="toy_path").hash() == DataConfig(name="c", dataset="toy_path", plugins=[str(path)]).hash()
+
+
+def test_plugin_errors_name_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "e", "data": {"name": "c", "dataset": "x", "plugins": [str(tmp_path / "absent.py")]}}))
+    with pytest.raises(ConfigError, match=r"data.plugins: adapter module .*absent.py.* not found"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"plugins: cannot import adapter module 'no_such_module_xyz'"):
+        DataConfig(name="c", plugins=["no_such_module_xyz"])
+    broken = tmp_path / "broken_adapter.py"
+    broken.write_text("raise RuntimeError('oops')\n")
+    with pytest.raises(ConfigError, match=r"^plugins: importing adapter module .*broken_adapter.py failed: RuntimeError: oops"):
+        DataConfig(name="c", plugins=[str(broken)])
+
+
+def test_plugin_from_env_and_dotted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_path = _plugin(tmp_path, "toy_env")
+    monkeypatch.setenv("HBAC_PLUGINS", str(env_path))
+    assert "toy_env" in registered()
+    pkg = tmp_path / "site"
+    pkg.mkdir()
+    (pkg / "toy_dotted_adapter.py").write_text(PLUGIN.format(name="toy_dotted"))
+    monkeypatch.syspath_prepend(str(pkg))
+    assert DataConfig(name="c", dataset="toy_dotted", plugins=["toy_dotted_adapter"]).dataset == "toy_dotted"
+
+
+def test_register_rejects_bad_adapters_and_name_clashes() -> None:
+    class NoTask(DatasetAdapter):
+        name, task, classes = "bad_task", "regression", ["a", "b"]
+        table = channels = path = read = lambda self, *a: None
+
+    with pytest.raises(TypeError, match="task"):
+        register(NoTask())
+    with pytest.raises(TypeError, match="not a hbac.datasets.DatasetAdapter"):
+        register(object())  # type: ignore[arg-type]
+
+    class Clash(DatasetAdapter):
+        name, task, classes = "hms", "hms", ["a", "b"]
+        table = channels = path = read = lambda self, *a: None
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Clash())
+    assert type(get_adapter("hms")).__name__ == "HMSAdapter"
+    assert datasets.registered() == sorted(datasets.registered())

@@ -1,0 +1,175 @@
+"""The Task API: registry, columns, OOF scoring (strict JSON), direction, tie-breaks, fit objective."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hbac.config import DataConfig
+from hbac.errors import ConfigError
+from hbac.tasks import get_task, json_safe, task_for, task_from_classes, task_names
+from hbac.tasks.events import seizure_scores
+from hbac.tasks.kl import kl_score
+from hbac.tasks.kl import score_oof as kl_score_oof
+
+HMS = ["seizure", "lpd", "gpd", "lrda", "grda", "other"]
+WINDOW_S, STRIDE_S = 10.0, 5.0
+
+
+def strict_loads(text: str):
+    """json.loads that refuses NaN / Infinity (what a strict parser in another language does)."""
+    def bad(c: str):
+        raise ValueError(f"non-standard JSON constant {c}")
+    return json.loads(text, parse_constant=bad)
+
+
+def hms_oof(n: int = 60, seed: int = 0, high_votes: bool = True) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = rng.dirichlet(np.ones(6) * 0.5, n)
+    p = 0.6 * t + 0.4 * rng.dirichlet(np.ones(6), n)
+    df = pd.DataFrame({"sample_id": np.arange(n), "fold": np.arange(n) % 3,
+                       "n_votes": rng.integers(1, 20, n) if high_votes else np.ones(n, int)})
+    for i, c in enumerate(HMS):
+        df[f"{c}_vote"] = t[:, i]
+    for i, c in enumerate(HMS):
+        df[f"{c}_pred"] = p[:, i]
+    return df
+
+
+def seizure_oof(quality: float = 1.0, n_rec: int = 4, n_win: int = 60, seed: int = 0, false_alarm: bool = False) -> pd.DataFrame:
+    """OOF rows of `n_rec` recordings, one 60 s seizure each at windows 20-31; predictions track it by `quality`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(n_rec):
+        for i in range(n_win):
+            sz = 1.0 if 20 <= i < 32 else 0.0
+            p = float(np.clip(quality * sz + (1 - quality) * rng.random() * 0.5 + rng.normal(0, 0.03), 0.01, 0.99))
+            if false_alarm and 45 <= i < 50:
+                p = 0.9
+            rows.append({"sample_id": f"r{r}_{i * STRIDE_S}", "recording_id": f"r{r}", "group": f"p{r}", "fold": r % 2,
+                         "start_s": i * STRIDE_S, "duration_s": WINDOW_S, "n_votes": 1,
+                         "background_vote": 1 - sz, "seizure_vote": sz, "background_pred": 1 - p, "seizure_pred": p})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_names_and_unknown_task() -> None:
+    assert task_names() == ["hms", "seizure"]
+    assert get_task("hms").classes == tuple(HMS) and get_task("seizure").classes == ("background", "seizure")
+    with pytest.raises(ConfigError, match=r"unknown task 'tuh'.*hms, seizure"):
+        get_task("tuh")
+
+
+def test_task_for_infers_from_classes_and_checks_them() -> None:
+    assert task_from_classes(["seizure", "background"]).name == "seizure"
+    assert task_for(DataConfig(name="x", dataset="chbmit"), classes=["background", "seizure"]).name == "seizure"
+    assert task_for("hms", classes=HMS).name == "hms"
+    with pytest.raises(ConfigError, match="no task has the classes"):
+        task_from_classes(["a", "b", "c"])
+
+
+def test_columns() -> None:
+    t = get_task("seizure")
+    assert t.vote_cols() == ["background_vote", "seizure_vote"] and t.pred_cols() == ["background_pred", "seizure_pred"]
+    with pytest.raises(ValueError, match="do not match task 'seizure'"):
+        t.check_classes(HMS, "cache x")
+
+
+# --------------------------------------------------------------------------- hms
+
+
+def test_hms_scores_equal_the_kl_scorer_and_are_strict_json() -> None:
+    df = hms_oof()
+    task = get_task("hms")
+    s = task.score_oof(df)
+    ref = kl_score_oof(df)
+    assert s["kl"] == ref["kl"] and s["kl_min_votes"] == ref["kl_min_votes"]
+    assert s["folds"]["2"]["kl"] == ref["fold2_kl"]
+    assert task.metric == "kl" and task.direction == "min"
+    # no row with n_votes >= 10: undefined → None, and strict JSON still parses
+    low = task.score_oof(hms_oof(high_votes=False))
+    assert low["kl_min_votes"] is None and low["folds"]["0"]["kl_min_votes"] is None
+    assert strict_loads(json.dumps(low, allow_nan=False))["kl_min_votes"] is None
+    ep = task.epoch_scores(df[df.fold == 0])
+    assert ep["kl"] == pytest.approx(ref["fold0_kl"])
+    lines = "\n".join(task.report_lines(s))
+    assert "kl_min_votes" in lines and "fold1_kl" in lines
+
+
+def test_hms_direction_lower_is_better() -> None:
+    task = get_task("hms")
+    assert task.is_better({"kl": 0.5}, {"kl": 0.6}) and not task.is_better({"kl": 0.6}, {"kl": 0.5})
+    assert task.is_better({"kl": 0.9}, None)
+    assert not task.is_better({"kl": None}, None) and not task.is_better({"kl": float("nan")}, {"kl": 3.0})
+    t = hms_oof()
+    targets, probs = t[[f"{c}_vote" for c in HMS]].to_numpy(), t[[f"{c}_pred" for c in HMS]].to_numpy()
+    assert task.fit_loss(targets, probs) == kl_score(targets, probs)
+
+
+# --------------------------------------------------------------------------- seizure
+
+
+def test_seizure_scores_at_the_chosen_threshold() -> None:
+    df = seizure_oof(quality=0.9)
+    task = get_task("seizure")
+    s = task.score_oof(df)
+    ref = seizure_scores(df.drop(columns="fold"), find_best=True)
+    assert s["threshold"] == ref["best_threshold"]
+    assert s["event_f1"] == pytest.approx(ref["best_event"]["f1"])
+    assert s["event_sensitivity"] == pytest.approx(ref["best_event"]["sensitivity"])
+    assert s["fp_per_24h"] == pytest.approx(ref["best_event"]["fp_per_24h"])
+    assert s["auroc"] == pytest.approx(ref["auroc"]) and s["auroc"] > 0.95
+    assert s["event_f1"] == pytest.approx(1.0) and s["n_rows"] == len(df)
+    assert set(s["folds"]) == {"0", "1"} and s["folds"]["0"]["threshold"] == s["threshold"]
+    strict_loads(json.dumps(s, allow_nan=False))
+    # a fixed threshold is used as given
+    fixed = get_task("seizure", threshold=0.95).score_oof(df)
+    assert fixed["threshold"] == 0.95 and fixed["event_f1"] <= s["event_f1"]
+
+
+def test_seizure_undefined_metrics_are_none() -> None:
+    df = seizure_oof(quality=0.9)
+    df["seizure_vote"], df["background_vote"] = 0.0, 1.0  # no seizure at all: AUROC and sensitivity undefined
+    s = get_task("seizure").score_oof(df)
+    assert s["auroc"] is None and s["event_sensitivity"] is None
+    strict_loads(json.dumps(s, allow_nan=False))
+
+
+def test_seizure_direction_and_auroc_tiebreak() -> None:
+    task = get_task("seizure")
+    assert task.direction == "max"
+    assert task.is_better({"event_f1": 0.8, "auroc": 0.5}, {"event_f1": 0.7, "auroc": 0.99})
+    assert task.is_better({"event_f1": 0.8, "auroc": 0.9}, {"event_f1": 0.8, "auroc": 0.85})
+    assert not task.is_better({"event_f1": 0.8, "auroc": 0.85}, {"event_f1": 0.8, "auroc": 0.9})
+    assert not task.is_better({"event_f1": None, "auroc": 0.99}, {"event_f1": 0.1, "auroc": 0.5})
+    keys = sorted([{"event_f1": 0.5}, {"event_f1": None}, {"event_f1": 0.9}], key=task.rank_key)
+    assert [k["event_f1"] for k in keys] == [0.9, 0.5, None]
+
+
+def test_seizure_fit_loss_is_binary_log_loss() -> None:
+    df = seizure_oof(quality=0.7)
+    task = get_task("seizure")
+    t, p = df[task.vote_cols()].to_numpy(), df[task.pred_cols()].to_numpy()
+    y, q = t[:, 1], p[:, 1]
+    assert task.fit_loss(t, p) == pytest.approx(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    better = df.assign(seizure_pred=0.9 * df.seizure_vote + 0.05, background_pred=0.95 - 0.9 * df.seizure_vote)
+    assert task.fit_loss(t, better[task.pred_cols()].to_numpy()) < task.fit_loss(t, p)
+
+
+def test_report_lines_name_the_seizure_metrics() -> None:
+    task = get_task("seizure")
+    text = "\n".join(task.report_lines(task.score_oof(seizure_oof(quality=0.8, false_alarm=True))))
+    for k in ("event_f1", "auroc", "event_sensitivity", "event_precision", "fp_per_24h", "threshold"):
+        assert k in text, k
+    assert "kl" not in text.split()
+
+
+def test_json_safe() -> None:
+    out = json_safe({"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": {"d": float("inf")}, "e": np.bool_(True)})
+    assert out == {"a": 1.5, "b": [None, 3], "c": {"d": None}, "e": True}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in out["b"] if v is not None)

@@ -38,8 +38,8 @@ def main() -> None:
     if not (data / "train.csv").exists():
         write_hms(data, n_eegs=60, seed=0, n_test=4)
     for name in a.configs:
-        cfg = load_config(REPO / "configs" / "tiny" / name)
-        cfg.data.data_dir, cfg.data.cache_root, cfg.output_root = str(data), str(work / "cache"), str(work / "outputs")
+        cfg = load_config(REPO / "configs" / "tiny" / name,
+                          {"data": {"data_dir": str(data), "cache_root": str(work / "cache")}, "output_root": str(work / "outputs")})
         t0 = time.time()
         s = train_experiment(cfg, folds=[0], progress=False)
         oof = pd.read_csv(cfg.output_dir() / "oof.csv")

@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hbac.procs import Terminated  # stdlib-only module: keeps --help fast
+
 log = logging.getLogger("hbac")
+
+# printed as one `error:` line (exit 2): ConfigError, DataError, CheckpointError are ValueErrors; CacheError,
+# DiskFullError, PermissionError, FileNotFoundError are OSErrors
+USER_ERRORS = (ValueError, OSError, KeyError)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -74,31 +80,33 @@ def _output_flags(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))  # before the heavy imports: config errors come fast
     from hbac.cache.build import prepare
     from hbac.config import ExperimentConfig
 
-    cfg = load_cli_config(a, ("data", "experiment"), data_overrides=_data_flags(a))
     path = prepare(cfg.data if isinstance(cfg, ExperimentConfig) else cfg, force=a.force)
     print(f"cache ready: {path}")
     return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
+    from hbac.tasks import get_task
 
-    cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))
     folds = [a.fold] if a.fold is not None else None
-    result = train_experiment(cfg, folds=folds, resume=a.resume)
+    result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
-        print(f"CV KL: {result['cv']:.4f}   (n_votes >= 10: {result.get('cv_min_votes', float('nan')):.4f})")
+        print(f"CV {get_task(result['task']).headline(result)}")
     return 0
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
+    cfg = load_cli_config(a, ("ensemble",), overrides=_output_flags(a))
     from hbac.ensemble import run_ensemble
 
-    run_ensemble(load_cli_config(a, ("ensemble",), overrides=_output_flags(a)))
+    run_ensemble(cfg)
     return 0
 
 
@@ -110,11 +118,11 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from hbac.tasks.kl import score_oof_file
+    from hbac.tasks.registry import score_oof_file
 
-    res = score_oof_file(Path(a.oof), min_votes=a.min_votes)
-    for k, v in res.items():
-        print(f"{k:>20}: {v:.5f}" if isinstance(v, float) else f"{k:>20}: {v}")
+    task, res = score_oof_file(Path(a.oof), min_votes=a.min_votes, threshold=a.threshold)
+    print(f"{'task':>20}: {task.title()}")
+    print("\n".join(task.report_lines(res)))
     return 0
 
 
@@ -231,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
     s.add_argument("--cache-root", help="cache folder (overrides the config)")
     s.add_argument("--outputs", help="outputs folder (default: outputs)")
@@ -246,9 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
     s.set_defaults(func=cmd_leaderboard)
 
-    s = sub.add_parser("score", help="score an OOF file (KL on all rows and on n_votes >= 10)")
+    s = sub.add_parser("score", help="score an OOF file by its task's metrics (HMS: KL on all rows and on n_votes >= 10; "
+                                     "seizure: event F1, AUROC, sensitivity, precision, FP/24h)")
     s.add_argument("oof", help="OOF CSV with <class>_vote and <class>_pred columns")
-    s.add_argument("--min-votes", type=int, default=10)
+    s.add_argument("--min-votes", type=int, default=10, help="HMS: the n_votes subset (default 10)")
+    s.add_argument("--threshold", type=float, default=None, help="seizure: event threshold (default: the event-F1-best)")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("demo", help="the whole pipeline on synthetic data (minutes on a CPU)")
@@ -319,13 +330,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    # ConfigError, DataError, CheckpointError are ValueErrors; CacheError, DiskFullError, PermissionError are OSErrors
-    except (ValueError, OSError, KeyError) as e:
+    except USER_ERRORS as e:
         if args.verbose:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command turns it into hbac.procs.Terminated
+        if args.verbose:
+            raise
+        print(f"interrupted: {e or 'Ctrl-C'} (temp files removed; run the command again to continue)", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 def build_submit_parser() -> argparse.ArgumentParser:
@@ -353,7 +368,7 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
 
         timings: dict[str, float] = {"imports": time.perf_counter() - t0}
         make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     total = time.perf_counter() - t0

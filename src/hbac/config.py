@@ -45,6 +45,13 @@ class EEGParams:
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = bounded(None, gt=0)  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
+    # recordings with more than bad_channels_max dead (all-NaN or flat) channels: keep them with those
+    # channels zeroed, drop their rows, or stop with an error (hbac.cache.health); counted in meta.json either way
+    bad_channels: Literal["zero", "drop", "error"] = "zero"
+    bad_channels_max: int = 0
+    ica: bool = False  # ICA artifact removal (signals.ica: automatic EOG/EMG component rejection); costs time
+    ica_eog_corr: float = 0.6  # reject a component whose 0.1-3 Hz activity correlates this much with FP channels
+    ica_emg_ratio: float = 0.6  # reject a component with this share of its power above 20 Hz
 
 
 @dataclass
@@ -87,11 +94,15 @@ class DataConfig:
         return Path(self.cache_root) / self.name
 
     def hash_params(self) -> dict[str, Any]:
-        """The parameters that change cache content (not where it lives or how fast it builds)."""
+        """The parameters that change cache content (not where it lives, how fast it builds, or what the build was
+        allowed to skip: `allow_missing` / `skip_unreadable` are recorded in meta.json's `build` and `skipped`)."""
         d = to_dict(self)
-        for k in ("name", "cache_root", "workers", "plugins"):
+        for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
+        if not self.eeg.ica:  # ICA off: its thresholds change nothing (and caches built before it stay valid)
+            for k in ("ica", "ica_eog_corr", "ica_emg_ratio"):
+                d["eeg"].pop(k, None)
         return d
 
     def hash(self) -> str:
@@ -114,7 +125,7 @@ class SelectionConfig:
     strategy: Literal["all", "per_eeg", "min_votes"] = "all"
     min_votes: int = bounded(10, ge=1)  # for strategy min_votes
     # per_eeg: which labelled sub-window of an EEG a training item reads: always the middle one, or a
-    # random one each epoch (deterministic per seed, fold and epoch); validation always reads the middle
+    # random one each epoch (deterministic per seed, fold and epoch); validation reads each row's own window
     per_eeg_window: Literal["middle", "random"] = "middle"
 
 
@@ -137,10 +148,10 @@ class SpecParams:
 class CWTParams:
     """Morlet CWT scalogram computed inside the model (torch, runs on the GPU): `eeg_cwt` input."""
 
-    fmin: float = 0.5  # Hz, lowest centre frequency
-    fmax: float = 20.0  # Hz, highest centre frequency
-    n_freqs: int = 40  # log-spaced centre frequencies
-    n_cycles: float = 7.0  # wavelet width: cycles per standard deviation × 2π (time/frequency trade-off)
+    fmin: float = bounded(0.5, gt=0)  # Hz, lowest centre frequency
+    fmax: float = bounded(20.0, gt=0)  # Hz, highest centre frequency
+    n_freqs: int = bounded(40, ge=2)  # log-spaced centre frequencies
+    n_cycles: float = bounded(7.0, gt=0)  # wavelet width: cycles per standard deviation × 2π (time/frequency trade-off)
     out_height: int = 128  # frequency rows after resize
     out_width: int = 256  # time frames after resize
 
@@ -149,38 +160,38 @@ class CWTParams:
 class Raw2DParams:
     """The raw montage laid out as a 2D image: `eeg_raw2d` input."""
 
-    segments: int = 4  # each channel's window is cut into this many rows, stacked under each other
-    scale_uv: float = 100.0  # fixed scaling: image = µV / scale_uv
-    out_height: Optional[int] = None  # resize (null = native: channels × segments rows)
-    out_width: Optional[int] = None  # resize (null = native: n_times / segments columns)
+    segments: int = bounded(4, ge=1)  # each channel's window is cut into this many rows, stacked under each other
+    scale_uv: float = bounded(100.0, gt=0)  # fixed scaling: image = µV / scale_uv
+    out_height: Optional[int] = bounded(None, ge=1)  # resize (null = native: channels × segments rows)
+    out_width: Optional[int] = bounded(None, ge=1)  # resize (null = native: n_times / segments columns)
 
 
 @dataclass
 class WaveNetParams:
     """WaveNet-style 1D model: gated dilated-convolution blocks, shared over channels."""
 
-    channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64])  # width of each block
-    dilation_layers: list[int] = field(default_factory=lambda: [6, 6, 6, 6])  # n layers: dilations 1, 2, …, 2^(n-1)
-    kernel_size: int = 3
-    downsample: int = 2  # average-pool stride after each block (1 = full rate throughout)
-    scale_uv: float = 32.0  # fixed input scaling: µV / scale_uv
-    hidden: int = 64  # head width
+    channels: list[int] = bounded(factory=lambda: [8, 16, 32, 64], ge=1)  # width of each block
+    dilation_layers: list[int] = bounded(factory=lambda: [6, 6, 6, 6], ge=1)  # n layers: dilations 1, 2, …, 2^(n-1)
+    kernel_size: int = bounded(3, ge=1)
+    downsample: int = bounded(2, ge=1)  # average-pool stride after each block (1 = full rate throughout)
+    scale_uv: float = bounded(32.0, gt=0)  # fixed input scaling: µV / scale_uv
+    hidden: int = bounded(64, ge=1)  # head width
 
 
 @dataclass
 class EffNet1DParams:
     """EfficientNet-1D: MBConv blocks (expand, depthwise conv, squeeze-excitation, project)."""
 
-    stem: int = 32  # stem width
-    stem_stride: int = 2
-    widths: list[int] = field(default_factory=lambda: [24, 40, 80, 112, 192])  # per stage
-    depths: list[int] = field(default_factory=lambda: [2, 2, 3, 3, 2])  # blocks per stage
-    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2])  # first block of each stage
-    kernel_size: int = 7  # depthwise kernel
-    expand: int = 4  # expansion ratio of the inverted bottleneck
-    se_ratio: float = 0.25  # squeeze-excitation width / block input width
-    head: int = 512  # 1x1 conv width before pooling
-    scale_uv: float = 50.0  # fixed input scaling: µV / scale_uv
+    stem: int = bounded(32, ge=1)  # stem width
+    stem_stride: int = bounded(2, ge=1)
+    widths: list[int] = bounded(factory=lambda: [24, 40, 80, 112, 192], ge=1)  # per stage
+    depths: list[int] = bounded(factory=lambda: [2, 2, 3, 3, 2], ge=1)  # blocks per stage
+    strides: list[int] = bounded(factory=lambda: [2, 2, 2, 2, 2], ge=1)  # first block of each stage
+    kernel_size: int = bounded(7, ge=1)  # depthwise kernel
+    expand: int = bounded(4, ge=1)  # expansion ratio of the inverted bottleneck
+    se_ratio: float = bounded(0.25, ge=0)  # squeeze-excitation width / block input width
+    head: int = bounded(512, ge=1)  # 1x1 conv width before pooling
+    scale_uv: float = bounded(50.0, gt=0)  # fixed input scaling: µV / scale_uv
 
 
 @dataclass
@@ -205,7 +216,7 @@ class ModelConfig:
     inputs: list[Literal["kaggle_spec", "eeg_spec", "eeg_cwt", "eeg_raw2d"]] = field(default_factory=lambda: ["kaggle_spec", "eeg_spec"])
     # seconds of EEG fed to the model, centred on the label (the labelled part is the central 10 s);
     # null = the whole cached window (data.eeg_window_s). TTA offsets shift this crop.
-    window_s: Optional[float] = None
+    window_s: Optional[float] = bounded(None, gt=0)
     spec: SpecParams = field(default_factory=SpecParams)
     cwt: CWTParams = field(default_factory=CWTParams)
     raw2d: Raw2DParams = field(default_factory=Raw2DParams)
@@ -253,8 +264,8 @@ class PseudoConfig:
     """Pseudo-labels for low-vote training rows from another run's out-of-fold predictions (stage 1)."""
 
     source: str  # an OOF file with `<class>_pred` columns: outputs/<experiment or ensemble>/oof.csv
-    max_votes: int = 9  # rows with n_votes <= max_votes get pseudo-labels
-    weight: float = 0.5  # target = (1 - weight) · votes + weight · OOF prediction (1 = replace)
+    max_votes: int = bounded(9, ge=0)  # rows with n_votes <= max_votes get pseudo-labels
+    weight: float = bounded(0.5, ge=0, le=1)  # target = (1 - weight) · votes + weight · OOF prediction (1 = replace)
 
 
 @dataclass

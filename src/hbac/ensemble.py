@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,12 @@ from scipy.optimize import minimize
 
 from hbac.config import EnsembleConfig, config_kind, read_yaml, save_config
 from hbac.errors import AlignmentError
-from hbac.io import atomic_write_csv, atomic_write_json, read_json
-from hbac.tasks.events import seizure_scores
-from hbac.tasks.kl import kl_score, score_oof
+from hbac.engine.provenance import check_experiment
+from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, clean_stale_temps, read_json
+from hbac.engine.outputs import score_table, write_scores
+from hbac.tasks import Task, task_from_classes, task_names
+from hbac.tasks.base import fmt
+from hbac.tasks.kl import kl_score
 from hbac.tasks.kl import oof_classes as _classes
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,6 @@ log = logging.getLogger(__name__)
 EPS = 1e-15  # the Kaggle metric clips predictions to [EPS, 1 - EPS]
 TARGET_TOL = 1e-6  # members' targets must agree to this absolute tolerance
 SUM_TOL = 1e-3  # a member's probabilities must sum to 1 within this (as hbac.metrics requires)
-TASK_OF_CLASSES = {("background", "seizure"): "chbmit"}  # fallback when no scores.json names the task
 
 
 # --------------------------------------------------------------------------- loading
@@ -57,6 +59,7 @@ def load_member_oof(outputs_root: Path, name: str) -> pd.DataFrame:
             f"{path} not found: member '{name}' has no OOF predictions yet; "
             f"train it first with `python -m hbac train CONFIG` (its config's name must be '{name}')"
         )
+    check_experiment(path.parent)  # all its folds from one config
     df = pd.read_csv(path)
     for col in ("sample_id", "fold", "n_votes"):
         if col not in df.columns:
@@ -227,11 +230,15 @@ def _project(w: np.ndarray) -> np.ndarray:
     return w / s if s > 0 else np.full(len(w), 1.0 / len(w))
 
 
-def fit_weights(targets: np.ndarray, preds: Sequence[np.ndarray], mask: Optional[np.ndarray] = None) -> np.ndarray:
-    """Non-negative weights summing to 1 minimising the KL of the blend: targets (N, K), preds M × (N, K).
+def fit_weights(targets: np.ndarray, preds: Sequence[np.ndarray], mask: Optional[np.ndarray] = None,
+                objective: Callable[[np.ndarray, np.ndarray], float] = kl_score) -> np.ndarray:
+    """Non-negative weights summing to 1 minimising `objective(targets, blend)` (default KL; a task's
+    `fit_loss`): targets (N, K), preds M × (N, K).
 
-    SLSQP on the simplex from the uniform point and every vertex; the result is never worse
-    than the best single member (every one-hot and the uniform blend are candidates too).
+    SLSQP on the simplex (on the cross-entropy, whose minimiser is KL's and, for two classes, the
+    binary log loss's) from the uniform point and every vertex; the candidate with the best
+    `objective` wins, and it is never worse than the best single member (every one-hot and the
+    uniform blend are candidates too).
     """
 
     t = np.asarray(targets, dtype=np.float64)
@@ -258,7 +265,7 @@ def fit_weights(targets: np.ndarray, preds: Sequence[np.ndarray], mask: Optional
         return np.ones(1)
 
     def score(w: np.ndarray) -> float:
-        return kl_score(t, np.tensordot(w, p, axes=1))
+        return objective(t, np.tensordot(w, p, axes=1))
 
     eye = np.eye(m)
     starts = [np.full(m, 1.0 / m)] + list(eye)
@@ -278,21 +285,24 @@ def fit_weights(targets: np.ndarray, preds: Sequence[np.ndarray], mask: Optional
     single = np.array([score(e) for e in eye])
     if score(best) > single.min():  # guarantee: never worse than the best member alone
         best = eye[int(np.argmin(single))].copy()
-    log.debug("fit_weights: blend KL %.6f, best single %.6f, weights %s", score(best), single.min(), np.round(best, 4))
+    log.debug("fit_weights: blend objective %.6f, best single %.6f, weights %s", score(best), single.min(), np.round(best, 4))
     return best
 
 
 # --------------------------------------------------------------------------- run
 
 
-def _task(names: list[str], member_scores: dict[str, dict[str, Any]], classes: list[str]) -> str:
-    """The members' common task ('hms' / 'chbmit'), from their scores.json or their classes."""
-    tasks = {n: s["task"] for n, s in member_scores.items() if isinstance(s.get("task"), str)}
-    if len(set(tasks.values())) > 1:
-        raise AlignmentError(f"members are from different tasks: {tasks}")
-    if tasks:
-        return next(iter(tasks.values()))
-    return TASK_OF_CLASSES.get(tuple(classes), "hms")
+def _task_and_dataset(member_scores: dict[str, dict[str, Any]], classes: list[str]) -> tuple[Task, str]:
+    """The members' task (from their classes) and common dataset (from their scores.json)."""
+    task = task_from_classes(classes)
+    datasets = {}
+    for n, s in member_scores.items():
+        d = s.get("dataset") or (s.get("task") if s.get("task") not in task_names() else None)  # older files: task = dataset
+        if isinstance(d, str):
+            datasets[n] = d
+    if len(set(datasets.values())) > 1:
+        raise AlignmentError(f"members are from different datasets: {datasets}")
+    return task, next(iter(datasets.values()), task.name)
 
 
 def _check_output_dir(cfg: EnsembleConfig) -> Path:
@@ -309,11 +319,6 @@ def _check_output_dir(cfg: EnsembleConfig) -> Path:
     return out
 
 
-def _fmt(v: Optional[float]) -> str:
-    """A KL value for the console, 'nan' when undefined."""
-    return "nan" if v is None or not np.isfinite(v) else f"{v:.4f}"
-
-
 def _format_table(rows: list[tuple[str, ...]]) -> str:
     """Left-aligned first column, right-aligned others."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -326,8 +331,8 @@ def _format_table(rows: list[tuple[str, ...]]) -> str:
 
 
 def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
-    """Fit blend weights on members' OOF; write weights.json, oof.csv, config.yaml, scores.json; return scores."""
-
+    """Fit blend weights on members' OOF (the task's objective); write weights.json, oof.csv, config.yaml,
+    scores.json (scored by the task); print the members' and the blend's scores; return the scores."""
     if not cfg.members:
         raise ValueError(f"ensemble '{cfg.name}': no members listed")
     out = _check_output_dir(cfg)
@@ -336,49 +341,61 @@ def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
     member_scores = {name: _read_scores(root, name) for name in cfg.members}
     base, preds = align_oofs(oofs)
     classes = [c[: -len("_vote")] for c in base.columns if c.endswith("_vote")]  # order of the preds arrays
-    vcols = [f"{c}_vote" for c in classes]
-    pcols = [f"{c}_pred" for c in classes]
-    task = _task(cfg.members, member_scores, classes)
-    targets = base[vcols].to_numpy(np.float64)
-    n_votes = base["n_votes"].to_numpy(np.float64)
-
-    mask = None
-    if cfg.fit_on == "min_votes":
-        mask = n_votes >= cfg.min_votes
-        if not mask.any():
-            raise ValueError(
-                f"ensemble '{cfg.name}': fit_on min_votes selects no rows (none of {len(base)} has n_votes >= "
-                f"{cfg.min_votes}; max is {n_votes.max():g}); use `fit_on: all`"
-            )
-    log.info("ensemble %s: fitting %d members on %d rows (%s)", cfg.name, len(cfg.members),
-             len(base) if mask is None else int(mask.sum()), "all" if mask is None else f"n_votes >= {cfg.min_votes}")
+    task, dataset = _task_and_dataset(member_scores, classes)
+    targets = base[task.vote_cols(classes)].to_numpy(np.float64)
+    mask = _fit_mask(cfg, base)
+    log.info("ensemble %s: fitting %d members on %d rows (%s), objective %s", cfg.name, len(cfg.members),
+             len(base) if mask is None else int(mask.sum()), "all" if mask is None else f"n_votes >= {cfg.min_votes}", task.fit_label)
     member_list = [preds[n] for n in cfg.members]
-    w = fit_weights(targets, member_list, mask)
+    w = fit_weights(targets, member_list, mask, objective=task.fit_loss)
     weights = {n: float(x) for n, x in zip(cfg.members, w)}
-    blended = blend(member_list, w)
-    fit_rows = slice(None) if mask is None else mask
-    fit_kl = kl_score(targets[fit_rows], blended[fit_rows])
-
-    oof = base.copy()
-    for i, c in enumerate(pcols):
-        oof[c] = blended[:, i]
-    s = score_oof(oof)
-    members_info: dict[str, dict[str, Any]] = {}
+    rows = slice(None) if mask is None else mask
+    oof = base.assign(**{c: blend(member_list, w)[:, i] for i, c in enumerate(task.pred_cols(classes))})
+    fit_loss = task.fit_loss(targets[rows], oof[task.pred_cols(classes)].to_numpy(np.float64)[rows])
+    scores = _ensemble_scores(cfg, task, dataset, oof, member_scores)
+    scores["members"] = {}
     for n in cfg.members:
-        ms = score_oof(base.assign(**{c: preds[n][:, i] for i, c in enumerate(pcols)}))
-        members_info[n] = {
-            "cv": ms["kl"], "cv_min_votes": ms["kl_min_votes"], "weight": weights[n],
-            "fit_kl": kl_score(targets[fit_rows], preds[n][fit_rows]),
-        }
-    folds = sorted(int(k) for k in np.unique(base["fold"].to_numpy()))
+        ms = task.score_oof(base.assign(**{c: preds[n][:, i] for i, c in enumerate(task.pred_cols(classes))}))
+        scores["members"][n] = {"cv": ms[task.metric], **{k: ms.get(k) for k in task.secondary}, "weight": weights[n],
+                                "fit_loss": task.fit_loss(targets[rows], preds[n][rows])}
+    scores.update(fit_on=cfg.fit_on, fit_objective=task.fit_label, fit_loss=fit_loss)
+
+    clean_stale_temps(out)  # temp folders of killed earlier runs
+    with atomic_dir(out) as tmp:  # the folder's files as one unit: never new weights beside an old scores.json
+        save_config(cfg, tmp / "config.yaml")
+        atomic_write_json(tmp / "weights.json", {
+            "members": list(cfg.members), "weights": weights, "fit_on": cfg.fit_on, "min_votes": cfg.min_votes,
+            "n_fit_rows": len(base) if mask is None else int(mask.sum()), "fit_objective": task.fit_label,
+            "fit_loss": fit_loss, "classes": classes,
+        })
+        atomic_write_csv(tmp / "oof.csv", oof)
+        scores = write_scores(tmp, scores)
+    print(_format_table(_table_rows(cfg, task, scores, mask is not None)))
+    print(f"outputs: {out}  (weights.json, oof.csv, scores.json)")
+    log.info("ensemble %s: CV %s, weights %s", cfg.name, task.headline(scores), {k: round(v, 3) for k, v in weights.items()})
+    return scores
+
+
+def _fit_mask(cfg: EnsembleConfig, base: pd.DataFrame) -> Optional[np.ndarray]:
+    """Rows the weights are fitted on: all (None), or n_votes >= min_votes (`fit_on: min_votes`)."""
+    if cfg.fit_on != "min_votes":
+        return None
+    n_votes = base["n_votes"].to_numpy(np.float64)
+    mask = n_votes >= cfg.min_votes
+    if not mask.any():
+        raise ValueError(
+            f"ensemble '{cfg.name}': fit_on min_votes selects no rows (none of {len(base)} has n_votes >= "
+            f"{cfg.min_votes}; max is {n_votes.max():g}); use `fit_on: all`"
+        )
+    return mask
+
+
+def _ensemble_scores(cfg: EnsembleConfig, task: Task, dataset: str, oof: pd.DataFrame,
+                     member_scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """scores.json of the blend: the task's scores of its OOF plus what the leaderboard lists."""
+    scores = score_table(task, oof, dataset)
     missing = sorted({int(k) for ms in member_scores.values() for k in ms.get("missing_folds", []) or []})
-    scores: dict[str, Any] = {
-        "task": task,
-        "metric": "kl",
-        "cv": s["kl"],
-        "cv_min_votes": s["kl_min_votes"],
-        "n_rows": s["n_rows"],
-        "folds": {str(k): {"kl": s.get(f"fold{k}_kl"), "kl_min_votes": s.get(f"fold{k}_kl_min_votes")} for k in folds},
+    scores.update({
         "missing_folds": missing,
         "model": "ensemble",
         "backbone": "-",
@@ -386,33 +403,17 @@ def run_ensemble(cfg: EnsembleConfig) -> dict[str, Any]:
         "n_params": int(sum(int(ms.get("n_params") or 0) for ms in member_scores.values())),
         "train_time_s": float(sum(float(ms.get("train_time_s") or 0.0) for ms in member_scores.values())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "members": members_info,
-        "fit_on": cfg.fit_on,
-        "fit_kl": fit_kl,
-    }
-    if task == "chbmit":
-        try:
-            scores["seizure"] = seizure_scores(oof, find_best=True)
-        except (KeyError, ValueError) as e:  # secondary metrics: report, keep the blend
-            log.warning("%s: no seizure metrics: %s", cfg.name, e)
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    atomic_write_json(out / "weights.json", {
-        "members": list(cfg.members), "weights": weights, "fit_on": cfg.fit_on, "min_votes": cfg.min_votes,
-        "n_fit_rows": len(base) if mask is None else int(mask.sum()), "fit_kl": fit_kl, "classes": classes,
     })
-    atomic_write_csv(out / "oof.csv", oof)
-    atomic_write_json(out / "scores.json", scores)  # last: its presence marks a finished ensemble
-
-    fit_label = "fit KL" if mask is None else f"fit KL (>= {cfg.min_votes})"
-    rows = [("member", "weight", "CV KL", "CV KL (>= 10 votes)", fit_label)]
-    for n in cfg.members:
-        mi = members_info[n]
-        rows.append((n, f"{mi['weight']:.3f}", _fmt(mi["cv"]), _fmt(mi["cv_min_votes"]), _fmt(mi["fit_kl"])))
-    rows.append((f"= {cfg.name}", "1.000", _fmt(scores["cv"]), _fmt(scores["cv_min_votes"]), _fmt(fit_kl)))
-    print(_format_table(rows))
-    print(f"outputs: {out}  (weights.json, oof.csv, scores.json)")
-    log.info("ensemble %s: CV KL %.4f (n_votes >= 10: %.4f), weights %s", cfg.name, scores["cv"], scores["cv_min_votes"],
-             {k: round(v, 3) for k, v in weights.items()})
     return scores
+
+
+def _table_rows(cfg: EnsembleConfig, task: Task, scores: dict[str, Any], masked: bool) -> list[tuple[str, ...]]:
+    """The printed table: weight, CV by the task's metrics and the fit objective, per member and for the blend."""
+    fit = f"fit {task.fit_label}" + (f" (>= {cfg.min_votes})" if masked else "")
+    head = ("member", "weight", f"CV {task.label(task.metric)}", *(task.label(k) for k in task.secondary), fit)
+
+    def row(name: str, weight: float, s: dict[str, Any]) -> tuple[str, ...]:
+        return (name, f"{weight:.3f}", fmt(s.get("cv")), *(fmt(s.get(k)) for k in task.secondary), fmt(s.get("fit_loss")))
+
+    rows = [head] + [row(n, m["weight"], m) for n, m in scores["members"].items()]
+    return rows + [row(f"= {cfg.name}", 1.0, scores)]

@@ -14,27 +14,24 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from hbac.engine.provenance import folder_hash, mixed_folds
 from hbac.io import atomic_write_csv, atomic_write_text
+from hbac.tasks import Task, get_task, task_names
 
 log = logging.getLogger(__name__)
 
-TASK_ORDER = {"hms": 0, "chbmit": 1}
-TASK_TITLES = {"hms": "HMS (KL divergence, lower is better)", "chbmit": "CHB-MIT (KL divergence, lower is better)"}
 INCOMPLETE = "*"
 
-# Seizure metric columns → keys accepted in scores["seizure"] (first present wins).
-SEIZURE_KEYS: dict[str, tuple[str, ...]] = {
-    "sensitivity": ("event_sensitivity", "sensitivity", "sens"),
-    "precision": ("event_precision", "precision", "ppv"),
-    "f1": ("event_f1", "f1"),
-    "fp_per_24h": ("fp_per_24h", "false_alarms_per_24h", "fa_per_24h", "fp24h"),
-    "auroc": ("auroc", "window_auroc", "roc_auc", "auc"),
-}
+# every metric column a registered task reports beside its primary one (`cv`), in registry order
+METRIC_COLUMNS: list[str] = list(dict.fromkeys(
+    k for name in task_names() for k in (*get_task(name).secondary, *(t for t, _ in get_task(name).tiebreak))
+))
+SHORT = {"kl_min_votes": "cv>=10", "event_sensitivity": "sens", "event_precision": "prec", "fp_per_24h": "fp/24h",
+         "threshold": "thr"}  # compact display headers of metric keys
 
 COLUMNS = [
-    "rank", "name", "kind", "task", "cv", "cv_min_votes", "fold_std", "n_folds_done", "missing_folds",
-    "model", "backbone", "inputs", "n_params", "train_time", "date",
-    *SEIZURE_KEYS, "complete", "note",
+    "rank", "name", "kind", "task", "dataset", "metric", "direction", "cv", *METRIC_COLUMNS, "fold_std", "n_folds_done",
+    "missing_folds", "model", "backbone", "inputs", "n_params", "train_time", "date", "complete", "note",
 ]
 
 
@@ -94,29 +91,72 @@ def _kind(folder: Path, scores: dict[str, Any]) -> str:
     return "ensemble" if scores.get("model") == "ensemble" or (folder / "weights.json").exists() else "experiment"
 
 
-def _row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
+def _upgrade(scores: dict[str, Any]) -> tuple[Optional[Task], dict[str, Any], str]:
+    """(task, scores in the current layout, note) of a parsed scores.json; older layouts are converted.
+
+    Before tasks existed, "task" held the dataset name and "cv" was KL for every dataset; a
+    seizure entry's task metrics are then read from its "seizure" section (event F1 at its
+    best threshold), or it is listed unranked with a note.
+    """
+    name = scores.get("task")
+    if name in task_names():
+        task = get_task(name)
+        if scores.get("metric", task.metric) == task.metric:
+            return task, {"dataset": name, **scores}, ""
+    legacy = dict(scores, dataset=scores.get("dataset") or name)
+    sz = scores.get("seizure")
+    if not isinstance(sz, dict):
+        if name in task_names() or scores.get("metric") in (None, "kl"):
+            return get_task("hms"), {**legacy, "task": "hms"}, ""
+        return None, legacy, f"unknown task {name!r}"
+    task = get_task("seizure")
+    ev = sz.get("best_event") if isinstance(sz.get("best_event"), dict) else {}
+    legacy.update(task=task.name, metric=task.metric, cv=ev.get("f1"), auroc=sz.get("auroc"), auprc=sz.get("auprc"),
+                  event_sensitivity=ev.get("sensitivity"), event_precision=ev.get("precision"),
+                  fp_per_24h=ev.get("fp_per_24h"), threshold=sz.get("best_threshold"), folds={})
+    return task, legacy, "" if ev else "old scores.json without seizure event scores: re-score with `train --resume`"
+
+
+def _row(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
     """One leaderboard row from a parsed scores.json."""
+    task, scores, note = _upgrade(raw)
     folds = scores.get("folds") or {}
     if not isinstance(folds, dict):
         raise ValueError(f"'folds' is a {type(folds).__name__}, expected a mapping")
-    fold_kl = np.array([_float(v.get("kl")) if isinstance(v, dict) else float("nan") for v in folds.values()])
-    fold_kl = fold_kl[np.isfinite(fold_kl)]
+    metric = task.metric if task else str(scores.get("metric") or "")
+    fold_vals = np.array([_float(v.get(metric)) if isinstance(v, dict) else float("nan") for v in folds.values()])
+    fold_vals = fold_vals[np.isfinite(fold_vals)]
     missing = scores.get("missing_folds") or []
     if not isinstance(missing, list):
         missing = [missing]
-    cv = _float(scores.get("cv"))
-    notes = []
-    if not math.isfinite(cv):
+    cv = _float(scores.get("cv")) if task else float("nan")
+    notes = [note] if note else []
+    if task and not math.isfinite(cv):
         notes.append("no cv in scores.json")
+    mixed, stale = None, False
+    if scores.get("model") != "ensemble":
+        try:
+            mixed = mixed_folds(folder)
+            stale = bool(scores.get("config_hash")) and folder_hash(folder) not in (None, scores["config_hash"])
+        except (OSError, ValueError) as e:  # an unreadable config.yaml: say so, keep the row
+            notes.append(f"config.yaml unreadable: {e}")
+    if mixed:
+        notes.append("mixed configs: " + mixed.split(": ", 1)[-1])
+    elif stale:
+        mixed = "stale scores.json"
+        notes.append("mixed configs: scores.json is from another config than config.yaml (stale)")
     if missing:
         notes.append(f"incomplete: fold{'s' if len(missing) > 1 else ''} {','.join(str(m) for m in missing)} missing")
     row: dict[str, Any] = {
         "name": folder.name,
         "kind": _kind(folder, scores),
-        "task": str(scores.get("task") or "?"),
+        "task": task.name if task else str(scores.get("task") or "?"),
+        "dataset": str(scores.get("dataset") or "?"),
+        "metric": metric,
+        "direction": task.direction if task else "",
         "cv": cv,
-        "cv_min_votes": _float(scores.get("cv_min_votes")),
-        "fold_std": float(np.std(fold_kl, ddof=1)) if len(fold_kl) >= 2 else float("nan"),
+        **{k: _float(scores.get(k, scores.get("cv_min_votes") if k == "kl_min_votes" else None)) for k in METRIC_COLUMNS},
+        "fold_std": float(np.std(fold_vals, ddof=1)) if len(fold_vals) >= 2 else float("nan"),
         "n_folds_done": len(folds),
         "missing_folds": ",".join(str(m) for m in missing),
         "model": str(scores.get("model") or ""),
@@ -125,18 +165,9 @@ def _row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
         "n_params": int(_float(scores.get("n_params"))) if math.isfinite(_float(scores.get("n_params"))) else None,
         "train_time": human_time(scores.get("train_time_s")),
         "date": _date(scores.get("created")),
-        "complete": not missing,
+        "complete": not missing and not mixed,
         "note": "; ".join(notes),
     }
-    seizure = scores.get("seizure")
-    for col, keys in SEIZURE_KEYS.items():
-        val = float("nan")
-        if isinstance(seizure, dict):
-            for k in keys:
-                if k in seizure:
-                    val = _float(seizure[k])
-                    break
-        row[col] = val
     return row
 
 
@@ -144,9 +175,10 @@ def _broken_row(folder: Path, reason: str) -> dict[str, Any]:
     """A row for a folder whose scores cannot be read, so it is listed rather than skipped."""
     return {
         "name": folder.name, "kind": "ensemble" if (folder / "weights.json").exists() else "experiment",
-        "task": "?", "cv": float("nan"), "cv_min_votes": float("nan"), "fold_std": float("nan"),
-        "n_folds_done": 0, "missing_folds": "", "model": "", "backbone": "", "inputs": "", "n_params": None,
-        "train_time": "", "date": "", **{c: float("nan") for c in SEIZURE_KEYS}, "complete": False, "note": reason,
+        "task": "?", "dataset": "?", "metric": "", "direction": "", "cv": float("nan"),
+        **{c: float("nan") for c in METRIC_COLUMNS}, "fold_std": float("nan"), "n_folds_done": 0, "missing_folds": "",
+        "model": "", "backbone": "", "inputs": "", "n_params": None, "train_time": "", "date": "", "complete": False,
+        "note": reason,
     }
 
 
@@ -156,7 +188,8 @@ def _looks_like_run(folder: Path) -> bool:
 
 
 def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
-    """One row per `outputs_root/*/scores.json` (columns `COLUMNS`), best CV first within each task, HMS first."""
+    """One row per `outputs_root/*/scores.json` (columns `COLUMNS`), grouped by (task, dataset), best first by
+    each task's primary metric in its direction (then its tie-breaks); unscored folders last."""
     outputs_root = Path(outputs_root)
     rows: list[dict[str, Any]] = []
     folders = sorted(p for p in outputs_root.iterdir() if p.is_dir() and not p.name.startswith(".")) if outputs_root.is_dir() else []
@@ -176,51 +209,59 @@ def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
             rows.append(_broken_row(folder, f"error: {path.name} unreadable: {e}"))
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    df = pd.DataFrame(rows)
-    df["_task"] = df["task"].map(TASK_ORDER).fillna(len(TASK_ORDER))
-    df["_nocv"] = ~np.isfinite(df["cv"].to_numpy(np.float64))
-    df = df.sort_values(["_task", "task", "_nocv", "cv", "name"], kind="stable").reset_index(drop=True)
-    ranked = ~df["_nocv"]
+    return _rank(pd.DataFrame(rows))[COLUMNS]
+
+
+def _rank(df: pd.DataFrame) -> pd.DataFrame:
+    """Sort by group (task, dataset), then each task's rank key (primary metric in its direction, then
+    its tie-breaks), unscored rows last; rank 1.. within each group."""
+    order = {t: i for i, t in enumerate(task_names())}
+    keys = []
+    for _, r in df.iterrows():
+        scored = r["task"] in order and math.isfinite(r["cv"])
+        rk = get_task(r["task"]).rank_key({r["metric"]: r["cv"], **r.to_dict()}) if scored else (math.inf,)
+        keys.append((0 if scored else 1, order.get(r["task"], len(order)), r["task"], r["dataset"], rk, r["name"]))
+    df = df.iloc[sorted(range(len(df)), key=lambda i: keys[i])].reset_index(drop=True)
+    ranked = np.array([k[0] == 0 for k in sorted(keys)])
     df["rank"] = pd.array([None] * len(df), dtype="Int64")
-    df.loc[ranked, "rank"] = df[ranked].groupby("task").cumcount().to_numpy() + 1
-    return df[COLUMNS]
+    if ranked.any():
+        df.loc[ranked, "rank"] = df[ranked].groupby(["task", "dataset"]).cumcount().to_numpy() + 1
+    return df
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-def _display_frame(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Human-readable string table for one task's rows (incomplete names marked with '*')."""
-    sub = df[df["task"] == task]
-    f4 = lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}"  # noqa: E731
-    f3 = lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}"  # noqa: E731
-    f2 = lambda v: "" if v is None or pd.isna(v) else f"{v:.2f}"  # noqa: E731
+def _f(v: Any, digits: int) -> str:
+    return "" if v is None or pd.isna(v) else f"{v:.{digits}f}"
+
+
+def _display_frame(df: pd.DataFrame, task: str, dataset: str) -> pd.DataFrame:
+    """Human-readable string table of one (task, dataset) group (incomplete names marked with '*'):
+    `cv` is the task's primary metric, then its other metrics."""
+    sub = df[(df["task"] == task) & (df["dataset"] == dataset)]
+    t = get_task(task)
     out = pd.DataFrame({
         "rank": ["" if pd.isna(r) else str(int(r)) for r in sub["rank"]],
         "name": [n + (INCOMPLETE if m else "") for n, m in zip(sub["name"], sub["missing_folds"])],
         "kind": sub["kind"].tolist(),
-        "cv": [f4(v) for v in sub["cv"]],
-        "cv>=10": [f4(v) for v in sub["cv_min_votes"]],
-        "fold_std": [f4(v) for v in sub["fold_std"]],
-        "folds": [str(n) for n in sub["n_folds_done"]],
-        "model": sub["model"].tolist(),
-        "backbone": sub["backbone"].tolist(),
-        "inputs": sub["inputs"].tolist(),
-        "params": [human_count(v) for v in sub["n_params"]],
-        "time": sub["train_time"].tolist(),
-        "date": sub["date"].tolist(),
+        "cv": [_f(v, 4) for v in sub["cv"]],
     })
-    if task == "chbmit" or sub[list(SEIZURE_KEYS)].notna().any().any():
-        out["sens"] = [f3(v) for v in sub["sensitivity"]]
-        out["prec"] = [f3(v) for v in sub["precision"]]
-        out["f1"] = [f3(v) for v in sub["f1"]]
-        out["fp/24h"] = [f2(v) for v in sub["fp_per_24h"]]
-        out["auroc"] = [f3(v) for v in sub["auroc"]]
+    for k in (*t.secondary, *(k for k, _ in t.tiebreak if k not in t.secondary)):
+        out[SHORT.get(k, k)] = [_f(v, 2 if k == "fp_per_24h" else 4 if k.startswith("kl") else 3) for v in sub[k]]
+    out["fold_std"] = [_f(v, 4) for v in sub["fold_std"]]
+    out["folds"] = [str(n) for n in sub["n_folds_done"]]
+    for c in ("model", "backbone", "inputs"):
+        out[c] = sub[c].tolist()
+    out["params"] = [human_count(v) for v in sub["n_params"]]
+    out["time"] = sub["train_time"].tolist()
+    out["date"] = sub["date"].tolist()
     return out
 
 
-def _tasks(df: pd.DataFrame) -> list[str]:
-    return sorted(df["task"].unique(), key=lambda t: (TASK_ORDER.get(t, len(TASK_ORDER)), t))
+def _groups(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(task, dataset) groups in leaderboard order."""
+    return list(dict.fromkeys(zip(df["task"], df["dataset"])))
 
 
 def text_table(disp: pd.DataFrame) -> str:
@@ -263,12 +304,12 @@ def render(df: pd.DataFrame, fmt: str = "text", links: Optional[dict[str, str]] 
         return "No experiments yet.\n"
     md = fmt == "markdown"
     parts = ["# Local CV leaderboard", ""] if md else []
-    scored = df[np.isfinite(df["cv"].to_numpy(np.float64))]
-    for task in _tasks(scored) if len(scored) else []:
-        title = TASK_TITLES.get(task, f"task '{task}' (KL divergence, lower is better)")
-        disp = _display_frame(scored, task)
+    scored = df[df["rank"].notna()]
+    for task, dataset in _groups(scored):
+        title = get_task(task).title(dataset)
+        disp = _display_frame(scored, task, dataset)
         parts += [f"## {title}", "", markdown_table(disp, links), ""] if md else [title, text_table(disp), ""]
-    unscored = df[~np.isfinite(df["cv"].to_numpy(np.float64))]
+    unscored = df[df["rank"].isna()]
     if len(unscored):
         title = "Not scored (listed so nothing is hidden)"
         disp = unscored[["name", "kind", "note"]]

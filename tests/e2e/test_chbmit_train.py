@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from hbac.config import ExperimentConfig, load_config
+from hbac.config import ExperimentConfig, load_config, with_overrides
 
 REPO = REPO_ROOT
 TINY = REPO / "configs" / "tiny"
@@ -33,12 +33,11 @@ def synth_chbmit(root: Path) -> Path:
 
 def tiny_chbmit_cfg(root: Path, config: str = "chbmit_1d.yaml", outputs: str = "outputs") -> ExperimentConfig:
     """The shipped tiny CHB-MIT experiment pointed at `root` (data, cache, outputs), with the test's folds/epochs."""
-    cfg = load_config(TINY / config)
-    cfg.data.data_dir = str(synth_chbmit(root))
-    cfg.data.cache_root = str(root / "cache")
-    cfg.output_root = str(root / outputs)
-    cfg.folds.n_folds = N_FOLDS
-    return cfg
+    return load_config(TINY / config, {
+        "data": {"data_dir": str(synth_chbmit(root)), "cache_root": str(root / "cache")},
+        "output_root": str(root / outputs),
+        "folds": {"n_folds": N_FOLDS},
+    })
 
 
 def trained_chbmit(root: Path) -> ExperimentConfig:
@@ -70,7 +69,8 @@ def test_detector_learns_windows_and_events(chbmit_run):
     from hbac.tasks.events import seizure_scores
 
     s = _scores(chbmit_run)
-    assert s["task"] == "chbmit" and s["missing_folds"] == []
+    assert s["task"] == "seizure" and s["dataset"] == "chbmit" and s["missing_folds"] == []
+    assert s["metric"] == "event_f1" and s["direction"] == "max" and s["cv"] == s["event_f1"]
     sz = s["seizure"]
     for k in ("auroc", "auprc", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h", "window", "event"):
         assert k in sz, k
@@ -108,14 +108,54 @@ def test_leaderboard_shows_seizure_metrics(chbmit_run):
 
     lb = build_leaderboard(Path(chbmit_run.output_root))
     row = lb[lb["name"] == chbmit_run.name].iloc[0]
-    sz = _scores(chbmit_run)["seizure"]
-    assert row["task"] == "chbmit" and bool(row["complete"])
-    assert row["auroc"] == pytest.approx(sz["auroc"])
-    assert row["sensitivity"] == pytest.approx(sz["event_sensitivity"])
-    assert row["precision"] == pytest.approx(sz["event_precision"])
-    assert row["fp_per_24h"] == pytest.approx(sz["fp_per_24h"])
+    s = _scores(chbmit_run)
+    assert row["task"] == "seizure" and row["dataset"] == "chbmit" and bool(row["complete"])
+    assert row["cv"] == pytest.approx(s["event_f1"]) and row["auroc"] == pytest.approx(s["auroc"])
+    assert row["event_sensitivity"] == pytest.approx(s["event_sensitivity"])
+    assert row["event_precision"] == pytest.approx(s["event_precision"])
+    assert row["fp_per_24h"] == pytest.approx(s["fp_per_24h"], nan_ok=True)
     text = render(lb, "text")
-    assert "CHB-MIT" in text and "fp/24h" in text and "auroc" in text
+    assert "chbmit: seizure (event F1, higher is better)" in text and "fp/24h" in text and "auroc" in text
+
+
+def _best_row(hist: pd.DataFrame) -> int:
+    """Index of the history row with the highest event F1 (ties: higher AUROC, then the earliest)."""
+    f1 = hist["val_event_f1"].fillna(-np.inf).to_numpy()
+    auroc = hist["val_auroc"].fillna(-np.inf).to_numpy()
+    return min(range(len(hist)), key=lambda i: (-f1[i], -auroc[i], i))
+
+
+def test_best_checkpoint_is_the_best_seizure_epoch(chbmit_run):
+    """best.pt is chosen by the seizure task's metric (event F1, then AUROC), and the history and logs speak it."""
+    out = chbmit_run.output_dir()
+    for k in range(N_FOLDS):
+        hist = pd.read_csv(out / f"fold{k}" / "history.csv")
+        assert {"val_event_f1", "val_auroc", "val_event_sensitivity", "val_event_precision", "val_fp_per_24h",
+                "val_threshold"} <= set(hist.columns)
+        assert not [c for c in hist.columns if "kl" in c], list(hist.columns)
+        assert len(hist) == chbmit_run.train.epochs
+        best = hist.iloc[_best_row(hist)]
+        ck = torch.load(out / f"fold{k}" / "best.pt", map_location="cpu", weights_only=False)
+        assert ck["metric"] == "event_f1" and ck["epoch"] == int(best["epoch"]), (ck["epoch"], hist[["epoch", "val_event_f1", "val_auroc"]])
+        assert ck["score"] == pytest.approx(best["val_event_f1"], nan_ok=True)
+        fj = json.loads((out / f"fold{k}" / "fold.json").read_text())
+        assert fj["metric"] == "event_f1" and fj["best_epoch"] == ck["epoch"]
+    # epoch log lines (train.log holds them when INFO logging is on, as under the CLI)
+    for line in (out / "train.log").read_text().splitlines():
+        if " epoch " in line and "val " in line:
+            assert "val event F1" in line and "AUROC" in line and "KL" not in line and "n_votes" not in line, line
+
+
+def test_score_command_prints_seizure_metrics(chbmit_run, capsys):
+    from hbac.cli import main
+
+    assert main(["score", str(chbmit_run.output_dir() / "oof.csv")]) == 0
+    out = capsys.readouterr().out
+    names = {line.split(":")[0].strip() for line in out.splitlines() if ":" in line}
+    assert {"task", "event_f1", "auroc", "event_sensitivity", "event_precision", "fp_per_24h", "threshold"} <= names
+    assert "seizure (event F1, higher is better)" in out and "kl" not in names and "nan" not in out
+    s = _scores(chbmit_run)
+    assert f"{s['event_f1']:.5f}" in out and f"{s['auroc']:.5f}" in out
 
 
 def test_time_ordered_folds_train_only_on_earlier_data(tmp_path_factory):
@@ -123,11 +163,9 @@ def test_time_ordered_folds_train_only_on_earlier_data(tmp_path_factory):
     from hbac.engine.experiment import train_experiment
 
     root = shared_root(tmp_path_factory)
-    cfg = tiny_chbmit_cfg(root, outputs="outputs_time")
-    cfg.name = "tiny_chbmit_1d_time"
-    cfg.folds.scheme = "time"
-    cfg.train.epochs = 1
-    cfg.train.max_steps_per_epoch = 2
+    cfg = with_overrides(tiny_chbmit_cfg(root, outputs="outputs_time"), {
+        "name": "tiny_chbmit_1d_time", "folds": {"scheme": "time"}, "train": {"epochs": 1, "max_steps_per_epoch": 2},
+    })
     cache, sel, folds = experiment_table(cfg)
     assert sorted(sel["fold"].unique()) == [-1, 0, 1]  # -1: the first block of each patient, training-only history
     for k in range(N_FOLDS):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from hbac.config import load_config
+from hbac.config import deep_update, load_config, with_overrides
 from hbac.engine.experiment import train_experiment
 from hbac.tasks.kl import kl_score
 
@@ -18,14 +19,14 @@ REPO = REPO_ROOT
 TINY = REPO / "configs" / "tiny"
 
 
-def tiny_cfg(name: str, data_dir: Path, root: Path, **train):
-    cfg = load_config(TINY / name)
-    cfg.data.data_dir = str(data_dir)
-    cfg.data.cache_root = str(root / Path(data_dir).parent.name / "cache")  # caches and folds per dataset
-    cfg.output_root = str(root / "outputs")
-    for k, v in train.items():
-        setattr(cfg.train, k, v)
-    return cfg
+def tiny_cfg(name: str, data_dir: Path, root: Path, extra: Optional[dict] = None, **train):
+    """A tiny config pointed at `data_dir` / `root`, with `train` keys and `extra` overrides (validated on load)."""
+    overrides = {
+        "data": {"data_dir": str(data_dir), "cache_root": str(root / Path(data_dir).parent.name / "cache")},  # caches and folds per dataset
+        "output_root": str(root / "outputs"),
+        "train": train,
+    }
+    return load_config(TINY / name, deep_update(overrides, extra or {}))
 
 
 def prior_kl(oof: pd.DataFrame) -> float:
@@ -52,7 +53,7 @@ def synth_hms_demo(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("config,epochs", [("hms_1d.yaml", 8), ("hms_2d.yaml", 6), ("hms_multimodal.yaml", 6)])
 def test_models_learn_below_prior(config, epochs, synth_hms_demo, workroot):
     cfg = tiny_cfg(config, synth_hms_demo, workroot, epochs=epochs)
-    cfg.name += "_learn"
+    cfg = with_overrides(cfg, {"name": cfg.name + "_learn"})
     scores = train_experiment(cfg, folds=[0], progress=False)
     oof = pd.read_csv(cfg.output_dir() / "oof.csv")
     hi = oof[oof.n_votes >= 10]
@@ -80,9 +81,7 @@ def synth_hms_biased(tmp_path_factory) -> Path:
 
 
 def test_two_stage_improves_high_vote_kl(synth_hms_biased, workroot):
-    cfg = tiny_cfg("hms_1d.yaml", synth_hms_biased, workroot, epochs=8)
-    cfg.data.name = "tiny_hms_biased"
-    cfg.name = "two_stage"
+    cfg = tiny_cfg("hms_1d.yaml", synth_hms_biased, workroot, {"name": "two_stage", "data": {"name": "tiny_hms_biased"}}, epochs=8)
     train_experiment(cfg, folds=[0], progress=False)
     hist = pd.read_csv(cfg.output_dir() / "fold0" / "history.csv")
     s1 = hist[hist.stage == "stage1"].val_kl_min_votes.iloc[-1]
@@ -93,14 +92,10 @@ def test_two_stage_improves_high_vote_kl(synth_hms_biased, workroot):
 def test_resume_matches_uninterrupted(synth_hms, workroot, monkeypatch):
     import hbac.engine.fold as train_mod
 
-    full = tiny_cfg("hms_1d.yaml", synth_hms, workroot, epochs=2, max_steps_per_epoch=3)
-    full.train.stage2.epochs = 1
-    full.name = "resume_full"
+    full = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "resume_full"}, epochs=2, max_steps_per_epoch=3, stage2={"epochs": 1})
     train_experiment(full, folds=[0], progress=False)
 
-    cut = tiny_cfg("hms_1d.yaml", synth_hms, workroot, epochs=2, max_steps_per_epoch=3)
-    cut.train.stage2.epochs = 1
-    cut.name = "resume_cut"
+    cut = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "resume_cut"}, epochs=2, max_steps_per_epoch=3, stage2={"epochs": 1})
     real_write = train_mod.atomic_write_csv
     calls = {"n": 0}
 
@@ -135,9 +130,7 @@ def test_cli_single_fold_and_scores(synth_hms, workroot, tmp_path):
     from hbac.cli import main
     from hbac.config import save_config
 
-    cfg = tiny_cfg("hms_1d.yaml", synth_hms, workroot, epochs=1, max_steps_per_epoch=2)
-    cfg.train.stage2.enabled = False
-    cfg.name = "cli_fold"
+    cfg = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "cli_fold"}, epochs=1, max_steps_per_epoch=2, stage2={"enabled": False})
     path = tmp_path / "exp.yaml"
     save_config(cfg, path)
     assert main(["train", str(path), "--fold", "1"]) == 0

@@ -18,8 +18,9 @@ def open_cache(cfg: DataConfig, build: bool = True, progress: bool = True) -> Ca
     if not build:
         why = {
             "missing": "does not exist",
-            "incomplete": "is incomplete (no meta.json)",
+            "incomplete": "is incomplete (no meta.json, or arrays missing or short)",
             "stale": "was built with other parameters or an older format (hash differs)",
+            "changed": "was built from other input data (the sample table or signal files changed since)",
         }[status]
         raise CacheError(
             f"cache '{cfg.name}' at {cfg.cache_dir()} {why}; build it with `{PREPARE_HINT}` "

@@ -33,11 +33,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hbac.cache.format import CACHE_FORMAT
+from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT
+from hbac.cache.health import HEALTH_COLUMNS, channel_health, describe, example_text, over_limit
+from hbac.cache.health import summary as health_summary
+from hbac.cache.integrity import input_changes, input_fingerprint, verify_cache
+from hbac.cache.lock import cache_lock
 from hbac.config import DataConfig, check_band_vs_rate, to_dict
 from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for, adapter_modules
-from hbac.errors import DataError
+from hbac.errors import CacheError, DataError
 from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, disk_full_error, is_disk_full, read_json
+from hbac.procs import PARENT_ENV, die_with_parent, sigterm_as_interrupt, watch_process
 from hbac.signals.filters import (
     preprocess,
 )
@@ -120,11 +125,15 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool) -> None:
-    """Pool initializer: remember the config and the output folder; one BLAS thread per process."""
+def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Optional[int] = None) -> None:
+    """Pool initializer: die with `prepare` (kill -9 included); remember the config and the output folder; one BLAS thread."""
+    if parent_pid is not None:
+        die_with_parent()  # Linux: the kernel kills this worker when its parent (the forkserver, or prepare) dies
+        watch_process(parent_pid)  # and a thread that notices within a second that `prepare` is gone
     _W.clear()
     adapter = adapter_for(cfg)
-    _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter, extras={x.name: x for x in adapter.extras(cfg)}, fds={})
+    _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter, extras={x.name: x for x in adapter.extras(cfg)},
+              channels=list(adapter.channels(cfg)), fds={})
     if limit_threads:
         ctx = _one_blas_thread()
         ctx.__enter__()  # for the life of the worker process
@@ -207,7 +216,11 @@ def _work_task(task: tuple) -> tuple:
 
 
 def _work_eeg(task: tuple) -> tuple:
-    """('eeg', i, rid, fs_in, n_out, row0, header, n_chans, dtype) → ('eeg', i, n_nonfinite)."""
+    """('eeg', i, rid, fs_in, n_out, row0, header, n_chans, dtype) → ('eeg', i, n_nonfinite, health, dropped).
+
+    health = (all-NaN channels, flat channels, NaN share, report or None) of the montage as read
+    (`hbac.cache.health`); with `eeg.bad_channels: drop` a reported recording is not written.
+    """
     cfg, adapter = _W["cfg"], _W["adapter"]
     _, i, rid, fs_in, n_out, row0, header, n_chans, dtype = task
     path = Path(adapter.path(cfg, rid))
@@ -218,7 +231,15 @@ def _work_eeg(task: tuple) -> tuple:
         if x.shape[0] != n_chans:
             raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
         e = cfg.eeg
-        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs)
+        nan_ch, flat_ch, nan_frac = channel_health(x)
+        report = describe(nan_ch, flat_ch, _W["channels"]) if over_limit(nan_ch, flat_ch, e.bad_channels_max) else None
+        health = (len(nan_ch), len(flat_ch), nan_frac, report)
+        if report and e.bad_channels == "error":
+            raise DataError(f"{path}: {report}; eeg.bad_channels is 'error' (set it to 'zero' or 'drop' to go on)")
+        if report and e.bad_channels == "drop":
+            return ("eeg", i, 0, health, True)  # not written: its rows are left out
+        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs,
+                       ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=_W["channels"] if e.ica else ())
         del x
         if y.shape[1] != n_out:
             raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, its header promised {n_out}")
@@ -226,7 +247,7 @@ def _work_eeg(task: tuple) -> tuple:
         del y
         n_bad = int(out.size - np.count_nonzero(np.isfinite(out)))
         _pwrite(_fd("eeg.npy"), out, header + row0 * out.strides[0])
-    return ("eeg", i, n_bad)
+    return ("eeg", i, n_bad, health, False)
 
 
 def _work_extra(task: tuple) -> tuple:
@@ -280,7 +301,9 @@ def _pool_context() -> mp.context.BaseContext:
     """forkserver (preloading this module and the registered adapters' modules) where available, else spawn."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, *adapter_modules()])  # a name it cannot import is skipped
+        os.environ[PARENT_ENV] = str(os.getpid())  # the server checks it is still this process's child
+        # the guard first (light, top-level): the server dies with this process, even during the heavy imports
+        ctx.set_forkserver_preload(["hbac._forkserver_guard", __name__, *adapter_modules()])  # a name it cannot import is skipped
         return ctx
     return mp.get_context("spawn")
 
@@ -300,11 +323,15 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
     # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
     # torch), so each worker starts in milliseconds with nothing but what prepare needs.
     ctx = _pool_context()
-    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True))
+    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid()))
     try:
         yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on error: queued work is dropped, running tasks end
+    except BaseException:  # an error, Ctrl-C or SIGTERM: end the workers now rather than after their current file
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _starts(lens: np.ndarray) -> np.ndarray:
@@ -389,36 +416,36 @@ class Plan:
         return max(1, min(self.cfg.workers or os.cpu_count() or 1, n_files))
 
 
-def _reusable(cfg: DataConfig, out: Path, force: bool) -> bool:
-    """True when the cache at `out` was built from the same parameters and format (and not `force`)."""
-    h = cfg.hash()
+def _rebuild_reason(cfg: DataConfig, out: Path, inputs: dict[str, Any], force: bool) -> Optional[str]:
+    """Why cache `out` must be (re)built for `cfg` with these inputs, or None to reuse it."""
     meta_path = out / "meta.json"
     if not meta_path.exists():
-        if out.exists():
-            log.warning("%s has no meta.json (an interrupted or failed build): rebuilding", out)
-        return False
+        return f"{out} has no meta.json (an interrupted or failed build): rebuilding" if out.exists() else f"building cache {out}"
     try:
         old = read_json(meta_path)
     except (OSError, ValueError) as e:
-        log.warning("%s is unreadable (%s): rebuilding", meta_path, e)
-        old = {}
-    if old.get("hash") == h and old.get("format") == CACHE_FORMAT and not force:
-        log.info("reusing cache %s (hash %s)", out, h)
-        return True
+        return f"{meta_path} is unreadable ({e}): rebuilding"
+    h = cfg.hash()
     if force:
-        log.info("rebuilding cache %s (force)", out)
-    else:
-        log.info(
-            "parameters changed for cache %s (hash %s → %s): rebuilding; %s",
-            out, old.get("hash"), h, _param_changes(old.get("params", {}), cfg.hash_params()),
+        return f"rebuilding cache {out} (force)"
+    if old.get("hash") != h or old.get("format") != CACHE_FORMAT:
+        return (
+            f"parameters changed for cache {out} (hash {old.get('hash')} → {h}): rebuilding; "
+            f"{_param_changes(old.get('params', {}), cfg.hash_params())}"
         )
-    return False
+    old_inputs = old.get("inputs") or {}
+    if old_inputs.get("fingerprint") != inputs["fingerprint"]:
+        return f"input data changed since cache {out} was built ({input_changes(old_inputs, inputs)}): rebuilding"
+    problem = verify_cache(out, old)
+    if problem:
+        return f"cache {out} is incomplete ({problem}): rebuilding"
+    return None
 
 
-def plan_rows(cfg: DataConfig) -> Plan:
-    """The adapter's sample table, less the rows whose files are absent (DataError unless `allow_missing`)."""
+def plan_rows(cfg: DataConfig, table: Optional[pd.DataFrame] = None) -> Plan:
+    """The adapter's sample table (read here unless given), less the rows whose files are absent (DataError unless `allow_missing`)."""
     adapter = adapter_for(cfg)
-    table = adapter.table(cfg).reset_index(drop=True)
+    table = adapter.table(cfg).reset_index(drop=True) if table is None else table
     extras = [x for x in adapter.extras(cfg) if x.id_column in table.columns]
     plan = Plan(cfg, adapter, table, list(adapter.channels(cfg)), extras, len(table))
     kinds = [("recording", "recording_id", lambda f: adapter.path(cfg, f))]
@@ -553,6 +580,8 @@ class Written:
     time0: dict[str, np.ndarray]  # extra → (n_files,) time of each file's first row
     keep_rows: np.ndarray  # (n_rows,) bool: rows whose files were all written
     keep_files: dict[str, np.ndarray]  # kind → (n_files,) bool
+    health: np.ndarray = field(default_factory=lambda: np.zeros((0, len(HEALTH_COLUMNS))))  # (n_recordings, 3) HEALTH_COLUMNS
+    reports: dict[Any, str] = field(default_factory=dict)  # recording id → dead-channel report
 
 
 def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress: bool) -> Written:
@@ -562,11 +591,19 @@ def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress
                   np.ones(n, dtype=bool), {k: np.ones(len(f.ids), dtype=bool) for k, f in plan.files.items()})
     n_nonfinite = 0
     failed: dict[str, dict[int, str]] = {k: {} for k in plan.files}
+    dropped: dict[int, str] = {}  # recordings with too many dead channels, eeg.bad_channels 'drop'
+    rec = plan.files["eeg"]
+    out.health = np.zeros((len(rec.ids), len(HEALTH_COLUMNS)))
     for r in _run(lay.tasks, _work_task, pool, plan.n_workers, f"prepare {plan.cfg.name}", progress):
         if r[0] == "bad":
             failed[r[1]][r[2]] = r[3]
         elif r[0] == "eeg":
             n_nonfinite += r[2]
+            out.health[r[1]] = r[3][:3]
+            if r[3][3]:
+                out.reports[rec.ids[r[1]]] = r[3][3]
+            if r[4]:
+                dropped[r[1]] = f"{plan.adapter.path(plan.cfg, rec.ids[r[1]])}: {r[3][3]}"
         else:
             out.rows[r[0]][lay.groups[r[0]][r[1]]] = lay.starts[r[0]][r[1]] + r[2]
             out.time0[r[0]][r[1]] = r[3]
@@ -580,6 +617,16 @@ def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress
         first = next(iter(m for b in failed.values() for m in b.values()))
         msg = f"{int(bad.sum())} rows reference {sum(map(len, failed.values()))} unreadable file(s), e.g. {first}"
         out.keep_rows = ~_mask(bad, msg, "unreadable", plan.skipped, True)
+    if out.reports:
+        log.warning(
+            "%d recording(s) with more than %d dead (all-NaN or flat) channel(s), eeg.bad_channels %r: %s",
+            len(out.reports), plan.cfg.eeg.bad_channels_max, plan.cfg.eeg.bad_channels, example_text(out.reports),
+        )
+    if dropped:
+        bad = np.isin(rec.pos, list(dropped))
+        msg = f"{int(bad.sum())} rows reference {len(dropped)} recording(s) with dead channels, e.g. {next(iter(dropped.values()))}"
+        out.keep_rows &= ~_mask(bad, msg, "dead_channels", plan.skipped, True)
+        out.keep_files["eeg"][list(dropped)] = False
     for x in plan.extras:
         f = plan.files[x.name]
         end = (lay.starts[x.name] + f.n)[f.pos] if len(f.ids) else np.zeros(0, np.int64)
@@ -589,7 +636,7 @@ def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress
     return out
 
 
-def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float) -> dict[str, Any]:
+def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float, inputs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Write samples.csv, recordings.csv, each extra's `<stem>s.csv`, then meta.json last; returns the meta."""
     keep, rec, starts = done.keep_rows, plan.files["eeg"], lay.starts["eeg"]
     assert plan.start is not None
@@ -602,7 +649,10 @@ def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float) -> 
     for x in plan.adapter.extra_inputs:  # a declared extra not cached for this config: no windows (-1)
         if x.id_column in samples.columns:
             samples[f"{x.stem}_row"] = done.rows[x.name][keep] if x.name in cached else -1
-    recs = pd.DataFrame({"recording_id": rec.ids, "eeg_start": starts, "eeg_len": rec.n}).loc[done.keep_files["eeg"]]
+    recs = pd.DataFrame({"recording_id": rec.ids, "eeg_start": starts, "eeg_len": rec.n})
+    for j, col in enumerate(HEALTH_COLUMNS):
+        recs[col] = done.health[:, j].astype(np.int64) if col.startswith("n_") else done.health[:, j]
+    recs = recs.loc[done.keep_files["eeg"]]
     atomic_write_csv(tmp / "recordings.csv", recs)
     extras: dict[str, Any] = {}
     for x in plan.extras:
@@ -621,31 +671,55 @@ def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float) -> 
         "eeg_shape": list(lay.shapes["eeg"]), "extras": extras,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_s": round(time.perf_counter() - t_start, 3), "workers": plan.n_workers, "skipped": plan.skipped,
+        "inputs": inputs,
+        "build": {"allow_missing": cfg.allow_missing, "skip_unreadable": cfg.skip_unreadable},  # how, not what: not in the hash
+        "channel_health": health_summary(done.health, done.reports, cfg.eeg.bad_channels, cfg.eeg.bad_channels_max),
     }
     atomic_write_json(tmp / "meta.json", meta)
     return meta
 
 
-def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path:
+def prepare(cfg: DataConfig, force: bool = False, progress: bool = True, lock_timeout_s: Optional[float] = None) -> Path:
     """Build (or reuse) the cache `cfg.cache_dir()`; returns its path.
 
-    Reused when its `meta.json` hash equals `cfg.hash()` (unless `force`); rebuilt, with the
-    changed parameters logged, when it differs. Raises `DataError` naming the file on missing
-    files (unless `cfg.allow_missing`), windows past the end of a recording, unreadable files.
+    One build per cache at a time (`hbac.cache.lock`: a second one waits, then reuses the
+    result; `lock_timeout_s` makes it give up with a CacheError). Reused when its `meta.json`
+    hash equals `cfg.hash()`, its input fingerprint (sample table + signal files' sizes and
+    times) is unchanged and its files are whole (unless `force`); otherwise rebuilt, saying why.
+    SIGTERM unwinds like Ctrl-C (temp folder removed, workers ended). Raises `DataError` naming
+    the file on missing files (unless `cfg.allow_missing`), windows past the end of a
+    recording, unreadable files.
     """
     out = cfg.cache_dir()
-    _clean_stale(out)
-    if _reusable(cfg, out, force):
-        return out
+    with sigterm_as_interrupt(), cache_lock(out, lock_timeout_s):
+        _clean_stale(out)  # under the lock: no other build's temp folder is live
+        adapter = adapter_for(cfg)
+        table = adapter.table(cfg).reset_index(drop=True)
+        inputs = input_fingerprint(cfg, adapter, table)
+        why = _rebuild_reason(cfg, out, inputs, force)
+        if why is None:
+            log.info("reusing cache %s (hash %s, inputs %s)", out, cfg.hash(), inputs["fingerprint"])
+            return out
+        log.log(logging.WARNING if why.startswith("input data changed") or "incomplete" in why else logging.INFO, "%s", why)
+        _build(cfg, table, inputs, progress)
+        problem = verify_cache(out)
+        if problem:
+            raise CacheError(f"cache {out} failed its check after the build: {problem}; run `{PREPARE_HINT}` again with --force")
+    return out
+
+
+def _build(cfg: DataConfig, table: pd.DataFrame, inputs: dict[str, Any], progress: bool) -> None:
+    """plan → allocate → write → index into a temp folder renamed over `cfg.cache_dir()` (the caller holds the lock)."""
+    out = cfg.cache_dir()
     t_start = time.perf_counter()
-    plan = plan_rows(cfg)
+    plan = plan_rows(cfg, table)
     with atomic_dir(out) as tmp, _workers(cfg, tmp, plan.n_workers) as pool:
         _chmod_like_umask(tmp)  # mkdtemp makes it 0700; the cache is an ordinary folder
         size_files(plan, pool, progress)
         check_windows(plan)
         lay = allocate(plan, tmp)
         done = write(plan, lay, pool, progress)
-        meta = index(plan, lay, done, tmp, t_start)
+        meta = index(plan, lay, done, tmp, t_start, inputs)
     shape = meta["eeg_shape"]
     gb = shape[0] * shape[1] * np.dtype(cfg.eeg.dtype).itemsize / 1e9
     more = "".join(f", {x['n_files']} {k} files" for k, x in meta["extras"].items())
@@ -654,4 +728,3 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True) -> Path
         out, meta["n_samples"], meta["n_recordings"], gb, more, meta["build_s"], meta["n_recordings"] / max(meta["build_s"], 1e-9),
         meta["workers"], f"; skipped {plan.skipped}" if plan.skipped else "",
     )
-    return out

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT
+from hbac.cache.integrity import input_changes, input_fingerprint, verify_cache
 from hbac.config import DataConfig
 from hbac.errors import CacheError
 from hbac.io import read_json
@@ -150,7 +151,11 @@ class Cache:
 
 
 def cache_status(cfg: DataConfig) -> str:
-    """'ok', 'missing', 'incomplete' (no meta.json) or 'stale' (hash differs) for a config's cache."""
+    """'ok', 'missing', 'incomplete' (no meta.json, or arrays missing/short), 'stale' (hash differs)
+    or 'changed' (its input data changed since the build) for a config's cache.
+
+    Where the raw data cannot be read (a cache shipped without it), the inputs are not checked.
+    """
     path = cfg.cache_dir()
     if not path.is_dir():
         return "missing"
@@ -161,4 +166,18 @@ def cache_status(cfg: DataConfig) -> str:
         m = read_json(meta)
     except (OSError, ValueError):
         return "incomplete"
-    return "ok" if m.get("hash") == cfg.hash() and m.get("format") == CACHE_FORMAT else "stale"
+    if m.get("hash") != cfg.hash() or m.get("format") != CACHE_FORMAT:
+        return "stale"
+    problem = verify_cache(path, m)
+    if problem:
+        log.warning("cache %s is incomplete: %s", path, problem)
+        return "incomplete"
+    try:
+        inputs = input_fingerprint(cfg)
+    except (OSError, ValueError, KeyError) as e:  # no raw data here (DataError is a ValueError): trust the cache as built
+        log.info("raw data for cache %s not readable (%s): using the cache as built, inputs unchecked", path, e)
+        return "ok"
+    if (m.get("inputs") or {}).get("fingerprint") != inputs["fingerprint"]:
+        log.warning("cache %s: %s", path, input_changes(m.get("inputs") or {}, inputs))
+        return "changed"
+    return "ok"

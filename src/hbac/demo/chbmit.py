@@ -20,6 +20,7 @@ from hbac.engine.experiment import train_experiment
 from hbac.ensemble import run_ensemble
 from hbac.inference.detect import detect
 from hbac.leaderboard import print_leaderboard
+from hbac.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,7 @@ def run_demo_chbmit(workdir: Path, tiny: bool = False, progress: bool = True) ->
         banner(f"3/6 train {cfg.name} ({cfg.model.kind}, {cfg.train.loss} loss, {cfg.folds.n_folds} patient-grouped folds)"
                 f"  [{i + 1}/{len(exps)}]")
         scores = train_experiment(cfg, progress=progress)
-        sz = scores.get("seizure", {})
-        print(f"   CV KL {scores['cv']:.4f}; window AUROC {sz.get('auroc', float('nan')):.3f}, events: sensitivity "
-              f"{sz.get('event_sensitivity', float('nan')):.2f}, precision {sz.get('event_precision', float('nan')):.2f}, "
-              f"{sz.get('fp_per_24h', float('nan')):.1f} FP/24h → {cfg.output_dir()}")
+        print(f"   CV {get_task(scores['task']).headline(scores)} → {cfg.output_dir()}")
 
     ens_path = None
     if len(exps) >= 2:

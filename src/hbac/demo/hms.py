@@ -14,6 +14,7 @@ from hbac.engine.experiment import train_experiment
 from hbac.ensemble import run_ensemble
 from hbac.inference.submit import make_submission
 from hbac.leaderboard import print_leaderboard
+from hbac.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def run_demo_hms(workdir: Path, tiny: bool = False, progress: bool = True) -> di
     for i, (fname, cfg) in enumerate(exps):
         banner(f"3/6 train {cfg.name} ({cfg.model.kind}, {cfg.folds.n_folds} folds)  [{i + 1}/{len(exps)}]")
         scores = train_experiment(cfg, progress=progress)
-        print(f"   CV KL {scores['cv']:.4f} (n_votes >= 10: {scores['cv_min_votes']:.4f}) → {cfg.output_dir()}")
+        print(f"   CV {get_task(scores['task']).headline(scores)} → {cfg.output_dir()}")
 
     banner("4/6 ensemble (non-negative weights fitted on OOF KL)")
     ens = load_config(src / "ensemble.yaml", {"output_root": str(outputs)})

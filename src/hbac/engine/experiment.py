@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,50 +12,77 @@ from hbac.data.split import experiment_table
 from hbac.engine.fold import train_fold
 from hbac.engine.seeds import train_fold_seeds
 from hbac.engine.outputs import collect_oof
+from hbac.engine.provenance import check_experiment, config_changes, experiment_hash, folder_hash, trained_folds
 from hbac.engine.runtime import configure_threads
+from hbac.errors import ExperimentMixError
 from hbac.features.baseline import train_features_fold
 
 log = logging.getLogger(__name__)
 
 
-def train_experiment(cfg: ExperimentConfig, folds: Optional[list[int]] = None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train the given folds (default all) and (re)write oof.csv and scores.json from every finished fold."""
+def train_experiment(
+    cfg: ExperimentConfig, folds: Optional[list[int]] = None, resume: bool = False, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Train the given folds (default all) and (re)write oof.csv and scores.json from every finished fold.
+
+    An experiment folder holds folds of one config: another config over trained folds is refused
+    (ExperimentMixError) unless `overwrite`, which deletes the old folder first. A run that fails
+    before any fold has written a checkpoint leaves no folder behind (if it made the folder).
+    """
     configure_threads(cfg.train.threads)
     out = cfg.output_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    if overwrite and out.exists():
+        _remove(out)
+    created = not out.exists()
     _check_config(cfg, out, resume)
+    out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     handler = logging.FileHandler(out / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("hbac").addHandler(handler)
     try:
         fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold_seeds if cfg.train.seeds else train_fold
-        data = experiment_table(cfg)
         todo = folds if folds is not None else list(range(cfg.folds.n_folds))
         for k in todo:
             if not 0 <= k < cfg.folds.n_folds:
                 raise ValueError(f"--fold {k} is out of range: the config has n_folds {cfg.folds.n_folds}")
+        data = experiment_table(cfg)
+        for k in todo:
             fold_fn(cfg, k, resume=resume, data=data, progress=progress)
         return collect_oof(cfg)
+    except BaseException:
+        if created and not trained_folds(out):  # nothing trained: no empty folder for the leaderboard to list
+            logging.getLogger("hbac").removeHandler(handler)
+            handler.close()
+            _remove(out)
+        raise
     finally:
         logging.getLogger("hbac").removeHandler(handler)
         handler.close()
 
 
-def _check_config(cfg: ExperimentConfig, out: Path, resume: bool) -> None:
-    """Refuse to mix folds trained with different settings in one output folder."""
+def _remove(out: Path) -> None:
+    """Delete an experiment folder: renamed aside first, so a kill midway never leaves half of it under its name."""
+    aside = out.with_name(f".{out.name}.old.{os.getpid()}")
+    os.replace(out, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
+
+def _check_config(cfg: ExperimentConfig, out: Path, resume: bool) -> None:
+    """Refuse to mix folds trained with different configs in one output folder (ExperimentMixError)."""
     old_path = out / "config.yaml"
-    if not old_path.exists():
+    trained = trained_folds(out) if out.exists() else []
+    if not trained:
         return
-    old = to_dict(load_config(old_path))
-    new = to_dict(cfg)
-    keys = [k for k in new if k not in ("output_root",) and old.get(k) != new.get(k)]
-    if not keys:
+    new_hash = experiment_hash(cfg)
+    old_hash = folder_hash(out) if old_path.exists() else None
+    if old_hash == new_hash:
+        check_experiment(out)  # config.yaml agrees: its folds must too
         return
-    trained = sorted({p.relative_to(out).parts[0] for p in [*out.glob("fold*/best.pt"), *out.glob("fold*/seed*/best.pt")]})
-    if trained:
-        msg = f"{out}: config differs from the one its trained folds ({', '.join(sorted(trained))}) used, in {keys}"
-        if resume:
-            raise ValueError(msg + "; --resume needs the same config")
-        log.warning(msg + "; folds trained now will not match the others (rename the experiment to keep both)")
+    changed = config_changes(to_dict(load_config(old_path)), to_dict(cfg)) if old_path.exists() else ["config.yaml missing"]
+    raise ExperimentMixError(
+        f"{out}: its trained folds ({', '.join(p.name for p in trained)}) used another config "
+        f"(differs in {', '.join(changed[:6])}{', …' if len(changed) > 6 else ''}); folds of two configs would mix. "
+        f"Give the experiment a new name, or pass --overwrite to delete {out} and retrain"
+        + ("; --resume needs the same config" if resume else "")
+    )

@@ -1,5 +1,9 @@
 """One fold's training loop (two-stage), checkpoints, resume, history.
 
+`best.pt` is the epoch of the final stage whose validation scores are best by the task's
+primary metric in its direction (`Task.is_better`: HMS KL lower, seizure event F1 higher,
+ties by AUROC). The history names the task's metrics (`val_<metric>` columns).
+
 Determinism: every epoch reseeds python/numpy/torch from `seed + fold` and the epoch
 index, so a run resumed from `last.pt` sees the same batches and augmentations as an
 uninterrupted one and ends with the same weights (on a CPU). So `last.pt` holds no RNG
@@ -11,7 +15,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -24,21 +28,15 @@ from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.data.pseudo import apply_pseudo_labels
-from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import (
-    load_checkpoint,
-    oof_frame,
-    plot_history,
-    save_checkpoint,
-)
+from hbac.engine.outputs import load_checkpoint, oof_frame, save_checkpoint, write_fold_files
+from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
-from hbac.io import atomic_write_csv, atomic_write_json
 from hbac.models import build_model, count_parameters
-from hbac.tasks.kl import kl_score
+from hbac.tasks import Task, task_for
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +65,78 @@ def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
     return stages
 
 
+@dataclass
+class FoldRun:
+    """Everything one fold's stages share: config, data, model, task, and the progress so far."""
+
+    cfg: ExperimentConfig
+    fold: int
+    out: Path
+    device: torch.device
+    cache: Any
+    task: Task
+    va: pd.DataFrame
+    va_loader: Any
+    model: torch.nn.Module
+    loss_fn: Callable[..., torch.Tensor]
+    stages: list[Stage]
+    n_times: int
+    n_params: int
+    progress: bool
+    dt: Optional[torch.dtype]
+    scaler: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: Optional[dict[str, Any]] = None  # validation scores of the best final-stage epoch so far
+    t0: float = 0.0
+    on_epoch: Optional[Callable[[int, float], None]] = None  # called with (epoch, primary metric) after each epoch
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.cache.classes)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.cache.channels)
+
+
+@dataclass
+class Optim:
+    """One stage's optimiser state."""
+
+    dataset: Any
+    loader: Any
+    gen: torch.Generator
+    steps: int
+    opt: torch.optim.Optimizer
+    sched: Any
+    ema: Optional[EMA]
+
+
 def train_fold(
     cfg: ExperimentConfig, fold: int, resume: bool = False, data: Any = None, progress: bool = True,
     out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> pd.DataFrame:
-    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv in `out_dir` (default fold{k}/); return its OOF.
+    """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv, fold.json in `out_dir` (default
+    fold{k}/); return its OOF.
 
-    `on_epoch(epoch, val_score)` is called after every epoch's validation (hyper-parameter search
-    prunes from it by raising); the checkpoint and history of that epoch are already written.
+    `on_epoch(epoch, val_score)` is called after every epoch's validation with the task's primary metric (NaN when
+    undefined; its direction is `task_for(cfg).direction`); hyper-parameter search prunes from it by raising. The
+    checkpoint and history of that epoch are already written.
     """
+    run = _setup(cfg, fold, data, progress, out_dir)
+    run.on_epoch = on_epoch
+    ckpt_state = _resume_state(run, resume)
+    if ckpt_state is not None and ckpt_state.get("complete"):
+        log.info("fold %d already complete (last.pt); nothing to resume", fold)
+        return pd.read_csv(run.out / "oof.csv")
+    start_stage = ckpt_state["stage_index"] if ckpt_state else 0
+    for si in range(start_stage, len(run.stages)):
+        _run_stage(run, si, ckpt_state if si == start_stage else None)
+    return _finish(run)
 
+
+def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out_dir: Optional[Path] = None) -> FoldRun:
+    """Split the fold, build the model, the loss and the validation loader."""
     cache, sel, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_split(cfg, sel, folds, fold)
     if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
@@ -84,155 +144,194 @@ def train_fold(
     out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
-    classes = list(cache.classes)
-    vcols = vote_columns(va)
+    task = task_for(cfg, list(cache.classes))
     n_times = model_n_times(cfg, float(va["duration_s"].iloc[0]), cache.fs)
 
     seed_everything(_fold_seed(cfg, fold, -1))
-    model = build_model(cfg.model, n_classes=len(classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
-    n_params = count_parameters(model)
+    model = build_model(cfg.model, n_classes=len(cache.classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
     if hasattr(model, "set_spec_augment"):  # masks on the in-model EEG spectrogram (training mode only)
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
-    loss_fn = build_loss(cfg.train)
-    stages = _stages(cfg, tr)
-    va_ds = experiment_dataset(cfg, cache, va)
-    va_loader = make_loader(cfg, va_ds, train=False)
-    va_targets = va[vcols].to_numpy(np.float64)
-    hi_mask = va["n_votes"].to_numpy() >= 10
+    va_loader = make_loader(cfg, experiment_dataset(cfg, cache, va), train=False)
     dt = amp_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
-    log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s", fold, len(tr), len(va), f"{n_params:,}", device, f", amp {dt}" if dt else "")
-
-    # resume state
-    history: list[dict[str, Any]] = []
-    start_stage, start_epoch, best = 0, 0, math.inf
-    ckpt_state: Optional[dict[str, Any]] = None
-    last_path = out / "last.pt"
-    if resume and last_path.exists():
-        ckpt_state = load_checkpoint(last_path, map_location=device)
-        if ckpt_state.get("complete"):
-            log.info("fold %d already complete (last.pt); nothing to resume", fold)
-            return pd.read_csv(out / "oof.csv")
-        model.load_state_dict(ckpt_state["model"])
-        start_stage, start_epoch = ckpt_state["stage_index"], ckpt_state["epoch_in_stage"] + 1
-        best = ckpt_state["best"]
-        history = ckpt_state["history"]
-        log.info("fold %d: resuming %s at epoch %d", fold, stages[start_stage].name, start_epoch + 1)
-    elif resume:
-        log.info("fold %d: no last.pt, starting from scratch", fold)
-
-    t0 = time.time() - (ckpt_state["elapsed_s"] if ckpt_state else 0.0)
-    global_epoch = sum(s.epochs for s in stages[:start_stage]) + start_epoch
-    for si in range(start_stage, len(stages)):
-        st = stages[si]
-        is_last_stage = si == len(stages) - 1
-        tr_ds = experiment_dataset(cfg, cache, st.table, train=True, weights=sample_weights(cfg, st.table))
-        gen = torch.Generator()
-        tr_loader = make_loader(cfg, tr_ds, train=True, gen=gen)
-        steps = len(tr_loader) if cfg.train.max_steps_per_epoch is None else min(len(tr_loader), cfg.train.max_steps_per_epoch)
-        opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=cfg.train.weight_decay)
-        sched = make_scheduler(opt, cfg.train.schedule, steps * st.epochs, cfg.train.warmup_frac, st.lr)
-        ema = EMA(model, cfg.train.ema) if cfg.train.ema else None
-        e0 = 0
-        if ckpt_state is not None and si == start_stage:
-            opt.load_state_dict(ckpt_state["optimizer"])
-            sched.load_state_dict(ckpt_state["scheduler"])
-            scaler.load_state_dict(ckpt_state["scaler"])
-            if ema is not None and ckpt_state.get("ema") is not None:
-                ema.shadow = ckpt_state["ema"]
-            e0 = start_epoch
-        if si > start_stage or ckpt_state is None:
-            if si > 0:
-                best = math.inf  # best.pt is the best epoch of the final stage
-        for epoch in range(e0, st.epochs):
-            seed_everything(_fold_seed(cfg, fold, global_epoch))
-            gen.manual_seed(_fold_seed(cfg, fold, global_epoch))
-            tr_ds.set_epoch(_fold_seed(cfg, fold, global_epoch))  # per_eeg random sub-windows of this epoch
-            model.train()
-            losses = []
-            te = time.time()
-            bar = tqdm(total=steps, desc=f"fold {fold} {st.name} epoch {epoch + 1}/{st.epochs}", leave=False, disable=not progress)
-            for step, batch in enumerate(tr_loader):
-                if step >= steps:
-                    break
-                batch = to_device(batch, device)
-                if cfg.augment.mixup > 0 and np.random.rand() < cfg.augment.mixup:
-                    batch = mixup(batch, cfg.augment.mixup_alpha)
-                with torch.autocast(device_type=device.type, dtype=dt or torch.float32, enabled=dt is not None):
-                    logits = model(batch)
-                loss = loss_fn(logits.float(), batch["target"], batch["weight"])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"fold {fold} {st.name} epoch {epoch + 1} step {step}: loss is {loss.item()}")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.train.grad_clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                if ema is not None:
-                    ema.update(model)
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-            bar.close()
-            eval_model = _with_weights(model, ema.shadow) if ema is not None else model
-            probs = predict_loader(eval_model, va_loader, device, list(cache.channels), cfg.train.amp, progress=False)
-            val_kl = kl_score(va_targets, probs)
-            val_kl_hi = kl_score(va_targets[hi_mask], probs[hi_mask]) if hi_mask.any() else float("nan")
-            row = {
-                "epoch": global_epoch + 1,
-                "stage": st.name,
-                "epoch_in_stage": epoch + 1,
-                "lr": float(sched.get_last_lr()[0]),
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "val_kl": val_kl,
-                "val_kl_min_votes": val_kl_hi,
-                "time_s": time.time() - te,
-            }
-            history.append(row)
-            improved = is_last_stage and val_kl < best
-            if improved:
-                best = val_kl
-                save_checkpoint(out / "best.pt", {
-                    "model": eval_model.state_dict(), "config": to_dict(cfg), "epoch": global_epoch + 1,
-                    "stage": st.name, "score": val_kl, "fold": fold, "n_params": n_params, "classes": classes,
-                    "channels": list(cache.channels), "fs": float(cache.fs), "n_times": n_times,
-                })
-            log.info(
-                "fold %d %s epoch %d/%d: train loss %.4f, val KL %.4f (n_votes>=10: %.4f)%s",
-                fold, st.name, epoch + 1, st.epochs, row["train_loss"], val_kl, val_kl_hi, "  *best*" if improved else "",
-            )
-            save_checkpoint(last_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(), "ema": ema.shadow if ema is not None else None,
-                "config": to_dict(cfg), "epoch": global_epoch + 1, "stage": st.name, "stage_index": si,
-                "epoch_in_stage": epoch, "score": val_kl, "best": best, "fold": fold, "history": history,
-                "n_params": n_params, "elapsed_s": time.time() - t0, "complete": False,
-            })
-            atomic_write_csv(out / "history.csv", pd.DataFrame(history))
-            global_epoch += 1
-            if on_epoch is not None:
-                on_epoch(global_epoch, val_kl)
-        ckpt_state = None
-
-    # OOF with the best weights
-    best_ckpt = load_checkpoint(out / "best.pt", map_location=device)
-    model.load_state_dict(best_ckpt["model"])
-    probs = predict_loader(
-        model, va_loader, device, list(cache.channels), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
-        offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"fold {fold} oof",
+    run = FoldRun(
+        cfg=cfg, fold=fold, out=out, device=device, cache=cache, task=task, va=va, va_loader=va_loader, model=model,
+        loss_fn=build_loss(cfg.train), stages=_stages(cfg, tr), n_times=n_times, n_params=count_parameters(model),
+        progress=progress, dt=dt, scaler=torch.amp.GradScaler("cuda", enabled=dt == torch.float16),
     )
-    oof = oof_frame(va, probs, classes, fold)
-    atomic_write_csv(out / "oof.csv", oof)
-    elapsed = time.time() - t0
-    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed, "n_params": n_params})
-    last = load_checkpoint(last_path, map_location="cpu")
+    log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s, task %s (best.pt by %s, %s)",
+             fold, len(tr), len(va), f"{run.n_params:,}", device, f", amp {dt}" if dt else "", task.name,
+             task.label(task.metric), task.better_word())
+    return run
+
+
+def _resume_state(run: FoldRun, resume: bool) -> Optional[dict[str, Any]]:
+    """last.pt's state when resuming (model weights, best scores and history restored into `run`), else None."""
+    last_path = run.out / "last.pt"
+    run.t0 = time.time()
+    if not resume:
+        return None
+    if not last_path.exists():
+        log.info("fold %d: no last.pt, starting from scratch", run.fold)
+        return None
+    ckpt_state = load_checkpoint(last_path, map_location=run.device)
+    if ckpt_state.get("complete"):
+        return ckpt_state
+    run.model.load_state_dict(ckpt_state["model"])
+    run.best = _as_scores(run.task, ckpt_state["best"])
+    run.history = ckpt_state["history"]
+    run.t0 = time.time() - ckpt_state["elapsed_s"]
+    log.info("fold %d: resuming %s at epoch %d", run.fold, run.stages[ckpt_state["stage_index"]].name, ckpt_state["epoch_in_stage"] + 2)
+    return ckpt_state
+
+
+def _as_scores(task: Task, best: Any) -> Optional[dict[str, Any]]:
+    """last.pt's "best": a scores dict (a bare number from older checkpoints is the primary metric)."""
+    if isinstance(best, dict):
+        return best
+    if isinstance(best, (int, float)) and math.isfinite(best):
+        return {task.metric: float(best)}
+    return None
+
+
+def _make_optim(run: FoldRun, st: Stage) -> Optim:
+    """Loader, optimiser, per-step schedule and EMA of one stage."""
+    cfg = run.cfg
+    tr_ds = experiment_dataset(cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table))
+    gen = torch.Generator()
+    loader = make_loader(cfg, tr_ds, train=True, gen=gen)
+    steps = len(loader) if cfg.train.max_steps_per_epoch is None else min(len(loader), cfg.train.max_steps_per_epoch)
+    opt = torch.optim.AdamW(run.model.parameters(), lr=st.lr, weight_decay=cfg.train.weight_decay)
+    sched = make_scheduler(opt, cfg.train.schedule, steps * st.epochs, cfg.train.warmup_frac, st.lr)
+    ema = EMA(run.model, cfg.train.ema) if cfg.train.ema else None
+    return Optim(tr_ds, loader, gen, steps, opt, sched, ema)
+
+
+def _run_stage(run: FoldRun, si: int, ckpt_state: Optional[dict[str, Any]]) -> None:
+    """Train stage `si` epoch by epoch (from last.pt's position when `ckpt_state` is given)."""
+    st = run.stages[si]
+    o = _make_optim(run, st)
+    e0 = 0
+    if ckpt_state is not None:
+        o.opt.load_state_dict(ckpt_state["optimizer"])
+        o.sched.load_state_dict(ckpt_state["scheduler"])
+        run.scaler.load_state_dict(ckpt_state["scaler"])
+        if o.ema is not None and ckpt_state.get("ema") is not None:
+            o.ema.shadow = ckpt_state["ema"]
+        e0 = ckpt_state["epoch_in_stage"] + 1
+    elif si > 0:
+        run.best = None  # best.pt is the best epoch of the final stage
+    global_epoch = sum(s.epochs for s in run.stages[:si]) + e0
+    for epoch in range(e0, st.epochs):
+        seed_everything(_fold_seed(run.cfg, run.fold, global_epoch))
+        o.gen.manual_seed(_fold_seed(run.cfg, run.fold, global_epoch))
+        o.dataset.set_epoch(_fold_seed(run.cfg, run.fold, global_epoch))  # per_eeg random sub-windows of this epoch
+        te = time.time()
+        losses = _train_epoch(run, o, f"fold {run.fold} {st.name} epoch {epoch + 1}/{st.epochs}")
+        eval_model = _with_weights(run.model, o.ema.shadow) if o.ema is not None else run.model
+        scores = _evaluate(run, eval_model)
+        row = {
+            "epoch": global_epoch + 1, "stage": st.name, "epoch_in_stage": epoch + 1, "lr": float(o.sched.get_last_lr()[0]),
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            **{f"val_{k}": (float("nan") if v is None else v) for k, v in scores.items()}, "time_s": time.time() - te,
+        }
+        run.history.append(row)
+        # the first final-stage epoch is kept even when its metric is undefined (e.g. no seizure in validation)
+        improved = si == len(run.stages) - 1 and (run.best is None or run.task.is_better(scores, run.best))
+        if improved:
+            run.best = scores
+            _save_best(run, eval_model, st, global_epoch + 1, scores)
+        log.info("fold %d %s epoch %d/%d: train loss %.4f, val %s%s", run.fold, st.name, epoch + 1, st.epochs,
+                 row["train_loss"], run.task.headline(scores), "  *best*" if improved else "")
+        _save_last(run, o, st, si, epoch, global_epoch + 1, scores)
+        write_fold_files(run.out, run.task, run.history)
+        global_epoch += 1
+        if run.on_epoch is not None:
+            primary = scores.get(run.task.metric)
+            run.on_epoch(global_epoch, float("nan") if primary is None else float(primary))
+
+
+def _train_epoch(run: FoldRun, o: Optim, desc: str) -> list[float]:
+    """One pass over the stage's loader (at most `steps` batches); returns the batch losses."""
+    cfg, model, dt = run.cfg, run.model, run.dt
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=o.steps, desc=desc, leave=False, disable=not run.progress)
+    for step, batch in enumerate(o.loader):
+        if step >= o.steps:
+            break
+        batch = to_device(batch, run.device)
+        if cfg.augment.mixup > 0 and np.random.rand() < cfg.augment.mixup:
+            batch = mixup(batch, cfg.augment.mixup_alpha)
+        with torch.autocast(device_type=run.device.type, dtype=dt or torch.float32, enabled=dt is not None):
+            logits = model(batch)
+        loss = run.loss_fn(logits.float(), batch["target"], batch["weight"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc} step {step}: loss is {loss.item()}")
+        o.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if cfg.train.grad_clip:
+            run.scaler.unscale_(o.opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        run.scaler.step(o.opt)
+        run.scaler.update()
+        o.sched.step()
+        if o.ema is not None:
+            o.ema.update(model)
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", lr=f"{o.sched.get_last_lr()[0]:.2e}")
+    bar.close()
+    return losses
+
+
+def _evaluate(run: FoldRun, model: torch.nn.Module) -> dict[str, Any]:
+    """The task's validation scores of `model` on the fold's validation rows (no TTA)."""
+    probs = predict_loader(model, run.va_loader, run.device, run.channels, run.cfg.train.amp, progress=False)
+    return run.task.epoch_scores(oof_frame(run.va, probs, run.classes, run.fold))
+
+
+def _meta(run: FoldRun, st: Stage, epoch: int, scores: dict[str, Any]) -> dict[str, Any]:
+    """What every checkpoint carries besides weights."""
+    return {
+        "config": to_dict(run.cfg), "epoch": epoch, "stage": st.name, "score": scores.get(run.task.metric),
+        "metric": run.task.metric, "scores": scores, "fold": run.fold, "n_params": run.n_params,
+    }
+
+
+def _save_best(run: FoldRun, model: torch.nn.Module, st: Stage, epoch: int, scores: dict[str, Any]) -> None:
+    save_checkpoint(run.out / "best.pt", {
+        "model": model.state_dict(), **_meta(run, st, epoch, scores), "classes": run.classes,
+        "channels": run.channels, "fs": float(run.cache.fs), "n_times": run.n_times, "config_hash": experiment_hash(run.cfg),
+    })
+
+
+def _save_last(run: FoldRun, o: Optim, st: Stage, si: int, epoch_in_stage: int, epoch: int, scores: dict[str, Any]) -> None:
+    save_checkpoint(run.out / "last.pt", {
+        "model": run.model.state_dict(), "optimizer": o.opt.state_dict(), "scheduler": o.sched.state_dict(),
+        "scaler": run.scaler.state_dict(), "ema": o.ema.shadow if o.ema is not None else None,
+        **_meta(run, st, epoch, scores), "stage_index": si, "epoch_in_stage": epoch_in_stage, "best": run.best,
+        "history": run.history, "elapsed_s": time.time() - run.t0, "complete": False,
+    })
+
+
+def _finish(run: FoldRun) -> pd.DataFrame:
+    """OOF with the best weights (TTA as configured); write the fold's files; mark last.pt complete."""
+    out, fold = run.out, run.fold
+    best_ckpt = load_checkpoint(out / "best.pt", map_location=run.device)
+    run.model.load_state_dict(best_ckpt["model"])
+    probs = predict_loader(run.model, run.va_loader, run.device, run.channels, run.cfg.train.amp,
+                           tta_flip=run.cfg.tta.hemisphere_flip, offsets_s=run.cfg.tta.offsets_s, progress=run.progress,
+                           desc=f"fold {fold} oof")
+    oof = oof_frame(run.va, probs, run.classes, fold)
+    elapsed = time.time() - run.t0
+    info = {"fold": fold, "best_score": best_ckpt["score"], "best_epoch": best_ckpt["epoch"], "train_time_s": elapsed,
+            "n_params": run.n_params, "config_hash": experiment_hash(run.cfg)}
+    write_fold_files(out, run.task, run.history, oof, info, title=f"{run.cfg.name} fold {fold}")
+    last = load_checkpoint(out / "last.pt", map_location="cpu")
     last["complete"] = True
-    save_checkpoint(last_path, last)
-    plot_history(pd.DataFrame(history), out / "curve.png", title=f"{cfg.name} fold {fold}")
-    log.info("fold %d done in %.0f s: best val KL %.4f (epoch %d)", fold, elapsed, best_ckpt["score"], best_ckpt["epoch"])
+    save_checkpoint(out / "last.pt", last)
+    log.info("fold %d done in %.0f s: best val %s (epoch %d)", fold, elapsed,
+             run.task.headline(best_ckpt.get("scores") or {run.task.metric: best_ckpt["score"]}), best_ckpt["epoch"])
     return oof
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from hbac.config import TrainConfig
@@ -57,17 +56,6 @@ def kl_loss(
     if cw is not None:
         terms = terms * cw
     return _reduce(terms.sum(dim=1), weight)
-
-
-class KLDivSoftLoss(nn.Module):
-    """Module form of `kl_loss`: forward(logits (B, K), target (B, K), weight (B,) | None) → scalar."""
-
-    def __init__(self, class_weights: Optional[Sequence[float]] = None) -> None:
-        super().__init__()
-        self.class_weights = None if class_weights is None else list(class_weights)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return kl_loss(logits, target, weight, self.class_weights)
 
 
 def bce_loss(

@@ -7,18 +7,18 @@ import pickle
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
 from hbac.config import ExperimentConfig
-from hbac.datasets import get_adapter
+from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
-from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
-from hbac.tasks.events import seizure_scores, tune_postprocessing
-from hbac.tasks.kl import score_oof
+from hbac.io import atomic_path, atomic_write_csv, atomic_write_text
+from hbac.tasks import Task, json_safe, task_for
+from hbac.tasks.kl import oof_classes
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +63,90 @@ def checkpoint_paths(exp_dir: Path, cfg: ExperimentConfig) -> list[Path]:
     return [f / "best.pt" for f in folds]
 
 
-def plot_history(hist: pd.DataFrame, path: Path, title: str = "") -> None:
-    """Learning curve: train loss and validation KL (all rows, n_votes ≥ 10) per epoch."""
-    import matplotlib
+def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") -> list[str]:
+    """Learning curve: train loss (left axis) and the task's validation metrics `val_<metric>` (right axis) per
+    epoch; returns the curves' legend labels, then the right axis label."""
+    import matplotlib  # heavy, and only needed when a fold finishes
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(hist.epoch, hist.train_loss, "o-", label="train loss")
-    ax.plot(hist.epoch, hist.val_kl, "s-", label="val KL")
-    if hist.val_kl_min_votes.notna().any():
-        ax.plot(hist.epoch, hist.val_kl_min_votes, "^--", label="val KL (n_votes ≥ 10)")
+    ax.plot(hist.epoch, hist.train_loss, "o-", color="tab:grey", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
     for s in hist.stage.unique()[1:]:
         ax.axvline(hist.epoch[hist.stage == s].min() - 0.5, color="grey", ls=":", label=f"{s} starts")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("KL divergence")
+    ax2 = ax.twinx()
+    for i, (k, style) in enumerate(zip(_curve_metrics(task), ("s-", "^--", "v:"))):
+        col = f"val_{k}"
+        if col in hist and pd.to_numeric(hist[col], errors="coerce").notna().any():
+            ax2.plot(hist.epoch, pd.to_numeric(hist[col], errors="coerce"), style, color=f"C{i}", label=f"val {task.label(k)}")
+    ax2.set_ylabel(f"val {task.label(task.metric)} ({task.better_word()})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+    return l1 + l2 + [ax2.get_ylabel()]
+
+
+def _curve_metrics(task: Task) -> list[str]:
+    """The primary metric and the tie-breaks / secondary metrics on its scale (at most three curves)."""
+    same_scale = [k for k in task.secondary if k.startswith(task.metric)] + [k for k, _ in task.tiebreak]
+    return [task.metric, *same_scale][:3]
+
+
+def write_fold_files(fold_dir: Path, task: Task, history: list[dict[str, Any]], oof: Optional[pd.DataFrame] = None,
+                     info: Optional[dict[str, Any]] = None, title: str = "") -> None:
+    """The one writer of a fold's files: history.csv always; with `oof` (fold done) also oof.csv,
+    fold.json (`info` + the task's metric) and curve.png."""
+    hist = pd.DataFrame(history)
+    atomic_write_csv(fold_dir / "history.csv", hist)
+    if oof is None:
+        return
+    atomic_write_csv(fold_dir / "oof.csv", oof)
+    write_json_strict(fold_dir / "fold.json", {**(info or {}), "metric": task.metric, "direction": task.direction})
+    plot_history(hist, fold_dir / "curve.png", task, title=title)
+
+
+def write_json_strict(path: Path, obj: Any) -> None:
+    """Write strict JSON (NaN/inf → null; `json.dumps(allow_nan=False)` must succeed), atomically."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+
+
+def score_table(task: Task, oof: pd.DataFrame, dataset: str) -> dict[str, Any]:
+    """The scores.json core of an OOF table: task, dataset, metric, direction, cv (= the primary metric, also
+    under its own name), the task's other metrics,
+    n_rows, per-fold metrics under "folds" (and, for hms, `cv_min_votes` as before)."""
+    s = task.score_oof(oof)
+    scores: dict[str, Any] = {
+        "task": task.name, "dataset": dataset, "metric": task.metric, "direction": task.direction,
+        "cv": s[task.metric], task.metric: s[task.metric], **{k: s.get(k) for k in task.secondary}, **{k: s.get(k) for k, _ in task.tiebreak},
+        "n_rows": s["n_rows"], "folds": s.get("folds", {}),
+    }
+    if "kl_min_votes" in s:
+        scores["cv_min_votes"] = s["kl_min_votes"]  # the leaderboard's and the CLI's name for it
+    for k, v in s.items():  # task details (e.g. the seizure section read by `detect` and the demo)
+        if isinstance(v, dict) and k not in scores:
+            scores[k] = v
+    scores.update(task.oof_details(oof))  # e.g. the seizure task's post-processing chosen on these predictions
+    return scores
+
+
+def write_scores(out_dir: Path, scores: dict[str, Any]) -> dict[str, Any]:
+    """The one writer of `<out_dir>/scores.json` (experiments and ensembles), strict JSON; returns what was written."""
+    safe = json_safe(scores)
+    write_json_strict(Path(out_dir) / "scores.json", safe)
+    return safe
 
 
 def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
     """Concatenate fold{k}/oof.csv into oof.csv and write scores.json (missing folds listed)."""
-
     out = cfg.output_dir()
     parts, missing, fold_info = [], [], {}
     for k in range(cfg.folds.n_folds):
@@ -99,7 +155,6 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
             parts.append(pd.read_csv(p))
             fj = out / f"fold{k}" / "fold.json"
             if fj.exists():
-
                 fold_info[k] = json.loads(fj.read_text())
         else:
             missing.append(k)
@@ -107,18 +162,11 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         return {"cv": None, "missing_folds": missing}
     oof = pd.concat(parts, ignore_index=True)
     atomic_write_csv(out / "oof.csv", oof)
-    s = score_oof(oof)
-    scores: dict[str, Any] = {
-        "task": cfg.data.dataset,
-        "metric": "kl",
-        "cv": s["kl"],
-        "cv_min_votes": s["kl_min_votes"],
-        "n_rows": s["n_rows"],
-        "folds": {
-            str(k): {"kl": s.get(f"fold{k}_kl"), "kl_min_votes": s.get(f"fold{k}_kl_min_votes"), **fold_info.get(k, {})}
-            for k in range(cfg.folds.n_folds)
-            if k not in missing
-        },
+    task = task_for(cfg, oof_classes(oof))
+    scores = score_table(task, oof, cfg.data.dataset)
+    for k, info in fold_info.items():
+        scores["folds"].setdefault(str(k), {}).update({n: v for n, v in info.items() if n not in ("metric", "direction")})
+    scores.update({
         "missing_folds": missing,
         "model": cfg.model.kind,
         "backbone": cfg.model.backbone if cfg.model.kind in ("2d", "multimodal") else cfg.model.kind,
@@ -126,15 +174,12 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         "n_params": max((v.get("n_params", 0) for v in fold_info.values()), default=0),
         "train_time_s": float(sum(v.get("train_time_s", 0.0) for v in fold_info.values())),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if get_adapter(cfg.data.dataset).task == "seizure":
-        scores["seizure"] = seizure_scores(oof, find_best=True)
-        # post-processing chosen on the out-of-fold (validation) predictions: what `detect` uses
-        scores["postprocessing"] = tune_postprocessing(oof)
-    atomic_write_json(out / "scores.json", scores)
+        "config_hash": experiment_hash(cfg),
+    })
+    scores = write_scores(out, scores)
     if missing:
         log.warning("%s: folds %s not trained yet; CV covers %d rows", cfg.name, missing, len(oof))
-    log.info("%s: CV KL %.4f (n_votes >= 10: %.4f) over %d rows", cfg.name, scores["cv"], scores["cv_min_votes"], len(oof))
+    log.info("%s: CV %s over %d rows", cfg.name, task.headline(scores), len(oof))
     return scores
 
 

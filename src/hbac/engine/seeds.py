@@ -7,17 +7,17 @@ the seeds' OOF predictions and inference averages every `fold{k}/seed{s}/best.pt
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from typing import Any
 
 import pandas as pd
 
-from hbac.config import ExperimentConfig
+from hbac.config import ExperimentConfig, with_overrides
 from hbac.engine.fold import train_fold
-from hbac.engine.outputs import average_oofs
-from hbac.io import atomic_write_csv, atomic_write_json
+from hbac.engine.outputs import average_oofs, write_json_strict
+from hbac.io import atomic_write_csv
+from hbac.tasks.base import finite
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,19 @@ def train_fold_seeds(cfg: ExperimentConfig, fold: int, resume: bool = False, dat
     fold_dir = cfg.output_dir() / f"fold{fold}"
     oofs, infos = [], {}
     for s in seeds:
-        cfg_s = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=s))
+        cfg_s = with_overrides(cfg, {"train": {"seed": s}}, f"{cfg.name} (seed {s})")  # a derived config, re-validated
         log.info("fold %d: seed %d (%d of %d)", fold, s, len(oofs) + 1, len(seeds))
         oofs.append(train_fold(cfg_s, fold, resume=resume, data=data, progress=progress, out_dir=fold_dir / f"seed{s}"))
         infos[str(s)] = json.loads((fold_dir / f"seed{s}" / "fold.json").read_text())
     oof = average_oofs(oofs)
     atomic_write_csv(fold_dir / "oof.csv", oof)
-    atomic_write_json(fold_dir / "fold.json", {
+    best = [b for b in (finite(v.get("best_score")) for v in infos.values()) if b is not None]
+    first = next(iter(infos.values()))
+    write_json_strict(fold_dir / "fold.json", {
         "fold": fold,
         "seeds": seeds,
-        "best_score": float(sum(v["best_score"] for v in infos.values()) / len(infos)),  # mean of the seeds' own best
+        "best_score": sum(best) / len(best) if best else None,  # mean of the seeds' own best (the task's metric)
+        "metric": first.get("metric"), "direction": first.get("direction"),
         "train_time_s": float(sum(v["train_time_s"] for v in infos.values())),
         "n_params": max(int(v["n_params"]) for v in infos.values()),
         "per_seed": infos,

@@ -9,6 +9,7 @@ A tune file names a base experiment and a search space over dotted config keys:
     seed: 0
     start: {train.lr: 1.0e-3}              # optional first trial (e.g. the base config's values)
     set: {train.epochs: 4}                 # optional fixed overrides for every trial (dotted keys)
+    objective: val_score                   # val_score | auroc | auprc | event_f1 (seizure data)
     space:
       train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
       model.drop_rate: {low: 0.0, high: 0.5}
@@ -16,10 +17,14 @@ A tune file names a base experiment and a search space over dotted config keys:
       train.batch_size: {choices: [16, 32]}
 
 Each trial is the base experiment with the sampled values (validated like any config), named
-`<experiment>_t<trial>` under `<output_root>/tune/<study>/`. The objective is the mean over `folds`
-of the best validation score the trainer selects checkpoints by (`fold.json` → best_score, the
-KL divergence / log loss of the soft targets: lower is better, for HMS and seizure data alike);
-per-epoch validation scores are reported to Optuna for pruning. `--trials N` is the study's
+`<experiment>_t<trial>` under `<output_root>/tune/<study>/`. The objective (mean over `folds`):
+`val_score`, the best validation score the trainer selects checkpoints by (`fold.json` →
+best_score, the task's primary metric in its direction: HMS KL minimised, seizure event F1
+maximised; every epoch's score is reported to
+Optuna for pruning), or for seizure data a window/event metric of the folds' out-of-fold
+predictions (`auroc`, `auprc`, `event_f1` by `tasks.events.seizure_scores`; maximised; not
+pruned, as it exists only once a fold is done). Balanced or focal training makes the KL a poor
+guide for seizure detectors, hence the metrics. `--trials N` is the study's
 total: re-running resumes the study from its storage and runs only what is missing, and several
 processes (or machines, with an RDB URL) sharing one storage split the trials between them.
 Storage: an Optuna RDB URL (`sqlite:///study.db`, `postgresql://…`) or a `.journal` file path
@@ -37,14 +42,19 @@ import pandas as pd
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hbac.config import ExperimentConfig, load_config, read_yaml
+from hbac.config import ExperimentConfig, load_config, read_yaml, with_overrides
 from hbac.engine.fold import train_fold
 from hbac.errors import ConfigError
 from hbac.io import atomic_write_csv, atomic_write_json, read_json
+from hbac.tasks import task_for
+from hbac.tasks.events import seizure_scores
 
 log = logging.getLogger(__name__)
 
-TUNE_KEYS = {"experiment", "folds", "sampler", "pruner", "seed", "start", "space", "study", "set"}
+TUNE_KEYS = {"experiment", "folds", "sampler", "pruner", "seed", "start", "space", "study", "set", "objective"}
+# objective → (direction, pruned per epoch); val_score: the trainer's checkpoint-selection score, in the task's direction (`_direction`)
+OBJECTIVES = {"val_score": ("minimize", True), "auroc": ("maximize", False), "auprc": ("maximize", False),
+              "event_f1": ("maximize", False)}
 PARAM_KEYS = {"low", "high", "log", "step", "int", "choices"}
 
 
@@ -81,6 +91,9 @@ def load_tune(path: str | Path) -> dict[str, Any]:
     d.setdefault("seed", 0)
     d.setdefault("start", {})
     d.setdefault("set", {})
+    d.setdefault("objective", "val_score")
+    if d["objective"] not in OBJECTIVES:
+        raise ConfigError(f"{path}: objective: {d['objective']!r} is not one of {sorted(OBJECTIVES)}")
     if d["sampler"] not in ("tpe", "random") or d["pruner"] not in ("median", "none"):
         raise ConfigError(f"{path}: sampler must be tpe|random and pruner median|none")
     base = load_config(d["experiment"], overrides=_nested(d["set"]))
@@ -120,24 +133,37 @@ def storage_for(url: Optional[str], out: Path) -> Any:
     return JournalStorage(JournalFileBackend(str(url)))
 
 
+def _direction(tune: dict[str, Any], cfg: ExperimentConfig) -> str:
+    """The study's direction: the objective's, and for `val_score` the task's (KL minimised, event F1 maximised)."""
+    if tune["objective"] == "val_score":
+        return "minimize" if task_for(cfg).direction == "min" else "maximize"
+    return OBJECTIVES[tune["objective"]][0]
+
+
 def _objective(tune: dict[str, Any], out: Path, progress: bool):
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, tune["space"])
         cfg: ExperimentConfig = load_config(tune["experiment"], overrides=_nested({**tune["set"], **params}))
-        cfg.name = f"{cfg.name}_t{trial.number}"
-        cfg.output_root = str(out)
+        cfg = with_overrides(cfg, {"name": f"{cfg.name}_t{trial.number}", "output_root": str(out)}, f"{tune['experiment']} (trial {trial.number})")
         scores = []
+        pruned = OBJECTIVES[tune["objective"]][1]
         for i, fold in enumerate(tune["folds"]):
             def report(epoch: int, score: float, i: int = i) -> None:
                 step = i * 10_000 + epoch  # one step axis across the folds of a trial
                 trial.report(score, step)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: {score:.4f}")
-            train_fold(cfg, int(fold), progress=progress, on_epoch=report)
-            scores.append(float(read_json(cfg.output_dir() / f"fold{fold}" / "fold.json")["best_score"]))
+            oof = train_fold(cfg, int(fold), progress=progress, on_epoch=report if pruned else None)
+            if tune["objective"] == "val_score":
+                best = read_json(cfg.output_dir() / f"fold{fold}" / "fold.json")["best_score"]
+                scores.append(float("nan") if best is None else float(best))
+            else:
+                scores.append(float(seizure_scores(oof)[tune["objective"]]))
         value = float(sum(scores) / len(scores))
         log.info("trial %d: %s → %.5f", trial.number, params, value)
-        return value if math.isfinite(value) else float("inf")
+        if not math.isfinite(value):  # the worst value in the study's direction
+            return float("inf") if _direction(tune, cfg) == "minimize" else float("-inf")
+        return value
     return objective
 
 
@@ -151,7 +177,7 @@ def tune(path: str | Path, trials: int, storage: Optional[str] = None, progress:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if t["pruner"] == "median" \
         else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=t["study"], storage=storage_for(storage, out), sampler=sampler,
-                                pruner=pruner, direction="minimize", load_if_exists=True)
+                                pruner=pruner, direction=_direction(t, base), load_if_exists=True)
     if t["start"] and not study.trials:
         study.enqueue_trial({k: v for k, v in t["start"].items() if k in t["space"]})
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

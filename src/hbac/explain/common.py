@@ -25,7 +25,7 @@ from torch.utils.data import default_collate  # noqa: E402
 
 from hbac.cache import open_cache  # noqa: E402
 from hbac.config import ExperimentConfig, from_dict, load_config  # noqa: E402
-from hbac.data.dataset import WindowDataset  # noqa: E402
+from hbac.data.dataset import experiment_dataset  # noqa: E402
 from hbac.engine.outputs import load_checkpoint  # noqa: E402
 from hbac.io import atomic_path  # noqa: E402
 from hbac.models import build_model  # noqa: E402
@@ -58,10 +58,6 @@ class Fold:
     def seizure(self) -> bool:
         """A two-class seizure task (CHB-MIT): KL-based figures get their seizure equivalents."""
         return len(self.classes) == 2 and "seizure" in self.classes
-
-    @property
-    def use_kaggle_spec(self) -> bool:
-        return "kaggle_spec" in getattr(self.model, "input_keys", ())
 
 
 def load_fold(exp_dir: Path, fold: int, device: Optional[torch.device] = None) -> Fold:
@@ -135,7 +131,7 @@ def cache_rows(cache: Any, sample_ids: Sequence[Any]) -> pd.DataFrame:
 
 def make_batch(f: Fold, table: pd.DataFrame, device: Optional[torch.device] = None) -> dict[str, torch.Tensor]:
     """Model inputs for the rows of `table` (cache sample rows): {'eeg': (B, C, T), ['kaggle_spec': (B, 4, 100, 300)]}."""
-    ds = WindowDataset(f.cache, table, use_kaggle_spec=f.use_kaggle_spec)
+    ds = experiment_dataset(f.cfg, f.cache, table)  # the experiment's own inputs and window crop
     batch = default_collate([ds[i] for i in range(len(ds))])
     if device is None:
         device = next(f.model.parameters()).device if f.model is not None else torch.device("cpu")

@@ -22,7 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
-from hbac.engine.outputs import load_checkpoint, oof_frame, plot_history
+from hbac.engine.outputs import load_checkpoint, oof_frame, write_fold_files
+from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
 from hbac.features.extract import (
     FEATURES_VERSION,
@@ -31,8 +32,8 @@ from hbac.features.extract import (
     extract_names,
     flip_features,
 )
-from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
-from hbac.tasks.kl import kl_score
+from hbac.io import atomic_path
+from hbac.tasks import task_for
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
         log.info("fold %d: incomplete last.pt; refitting from scratch", fold)
     t0 = time.time()
     classes, channels, fs = list(cache.classes), list(cache.channels), float(cache.fs)
+    task = task_for(cfg, classes)
     vcols = vote_columns(va)
     if [c[: -len("_vote")] for c in vcols] != classes:
         raise ValueError(f"target columns {vcols} do not follow the cache's classes {classes}")
@@ -251,7 +253,7 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
     if not pos.is_unique:
         raise ValueError("selected rows have duplicate sample_id values; cannot map features to folds")
     Xtr, Xva = X[pos.get_indexer(tr["sample_id"])], X[pos.get_indexer(va["sample_id"])]
-    ttr, tva = tr[vcols].to_numpy(np.float64), va[vcols].to_numpy(np.float64)
+    ttr = tr[vcols].to_numpy(np.float64)
     wtr = sample_weights(cfg, tr).astype(np.float64)
     if cfg.train.sampler != "none":
         log.warning("fold %d: train.sampler %r is ignored by feature models (use train.class_weights)", fold, cfg.train.sampler)
@@ -267,32 +269,31 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
 
     tf = time.time()
     est = fit_soft(cfg.model.features_model, Xfit, tfit, wfit, seed, cfg.train.class_weights)
-    train_kl = kl_score(ttr, predict_proba(est, Xtr, len(classes)))
-    pva = predict_proba(est, Xva, len(classes))
-    val_kl = kl_score(tva, pva)
-    hi = va["n_votes"].to_numpy() >= 10
-    val_kl_hi = kl_score(tva[hi], pva[hi]) if hi.any() else float("nan")
+    train_loss = task.fit_loss(ttr, predict_proba(est, Xtr, len(classes)))
+    scores = task.epoch_scores(oof_frame(va, predict_proba(est, Xva, len(classes)), classes, fold))
     n_params = count_fitted(est)
-    history = pd.DataFrame([{
+    history = [{
         "epoch": 1, "stage": "stage1", "epoch_in_stage": 1,
         "lr": float(getattr(est.steps[-1][1], "learning_rate", float("nan"))),
-        "train_loss": train_kl, "val_kl": val_kl, "val_kl_min_votes": val_kl_hi, "time_s": time.time() - tf,
-    }])
+        "train_loss": train_loss, **{f"val_{k}": (float("nan") if v is None else v) for k, v in scores.items()},
+        "time_s": time.time() - tf,
+    }]
     ckpt: dict[str, Any] = {
-        "kind": "features", "sklearn": dump_estimator(est), "config": to_dict(cfg), "epoch": 1, "stage": "stage1", "score": val_kl,
+        "kind": "features", "sklearn": dump_estimator(est), "config": to_dict(cfg), "epoch": 1, "stage": "stage1",
+        "score": scores.get(task.metric), "metric": task.metric, "scores": scores,
         "fold": fold, "n_params": n_params, "classes": classes, "channels": channels, "fs": fs, "n_times": n_times,
-        "feature_names": names, "features_version": FEATURES_VERSION,
+        "feature_names": names, "features_version": FEATURES_VERSION, "config_hash": experiment_hash(cfg),
     }
     _save(out / "best.pt", ckpt)
-    atomic_write_csv(out / "history.csv", history)
     probs = _proba_tta(est, Xva, names, channels, len(classes), cfg.tta.hemisphere_flip)
     oof = oof_frame(va, probs, classes, fold)
-    atomic_write_csv(out / "oof.csv", oof)
     elapsed = time.time() - t0
-    atomic_write_json(out / "fold.json", {"fold": fold, "best_score": val_kl, "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params})
-    _save(last_path, {**ckpt, "elapsed_s": elapsed, "history": history.to_dict("records"), "complete": True})
-    plot_history(history, out / "curve.png", title=f"{cfg.name} fold {fold}")
-    log.info("fold %d done in %.0f s: train KL %.4f, val KL %.4f (n_votes>=10: %.4f), %s fitted parameters", fold, elapsed, train_kl, val_kl, val_kl_hi, f"{n_params:,}")
+    info = {"fold": fold, "best_score": scores.get(task.metric), "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params,
+            "config_hash": experiment_hash(cfg)}
+    write_fold_files(out, task, history, oof, info, title=f"{cfg.name} fold {fold}")
+    _save(last_path, {**ckpt, "elapsed_s": elapsed, "history": history, "complete": True})
+    log.info("fold %d done in %.0f s: train %s %.4f, val %s, %s fitted parameters", fold, elapsed, task.fit_label, train_loss,
+             task.headline(scores), f"{n_params:,}")
     return oof
 
 

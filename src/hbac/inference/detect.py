@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, default_collate
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
 from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.datasets.chbmit import read_any_edf, resolve_montage
-from hbac.datasets import get_adapter
 from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
@@ -48,6 +47,7 @@ from hbac.leaderboard import build_leaderboard
 from hbac.models import build_model
 from hbac.signals.filters import preprocess
 from hbac.signals.montage import montage_pairs
+from hbac.tasks import task_for
 from hbac.tasks.events import POST_DEFAULT, detect_events, events_to_frame
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,11 @@ def _is_ensemble(entry_dir: Path) -> bool:
 
 
 def best_chbmit_entry(outputs: Path) -> str:
-    """Name of the best complete CHB-MIT experiment or ensemble on the leaderboard of `outputs`."""
+    """Name of the best complete seizure-task experiment or ensemble on the leaderboard of `outputs` (by event F1)."""
 
     lb = build_leaderboard(outputs)
     if len(lb):
-        lb = lb[(lb["task"] == "chbmit") & lb["complete"].astype(bool) & np.isfinite(lb["cv"].to_numpy(np.float64))]
+        lb = lb[(lb["task"] == "seizure") & lb["complete"].astype(bool) & lb["rank"].notna()]
     if not len(lb):
         raise FileNotFoundError(
             f"no complete CHB-MIT experiment or ensemble under {outputs}; train one first, e.g. "
@@ -108,7 +108,7 @@ def best_chbmit_entry(outputs: Path) -> str:
             "or pass --outputs/--name"
         )
     best = lb.iloc[0]
-    log.info("using the best CHB-MIT entry on the leaderboard: %s (%s, CV KL %.4f)", best["name"], best["kind"], best["cv"])
+    log.info("using the best seizure entry on the leaderboard: %s (%s, CV %s %.4f)", best["name"], best["kind"], best["metric"], best["cv"])
     return str(best["name"])
 
 
@@ -131,7 +131,7 @@ def resolve_detector(outputs: Path, name: Optional[str] = None) -> tuple[str, di
 
 def default_postprocessing(entry_dir: Path) -> dict[str, float]:
     """The entry's post-processing: `scores.json` → postprocessing → params (chosen on its OOF predictions),
-    else seizure → best_threshold with the default smoothing, else POST_DEFAULT (threshold 0.5)."""
+    else the seizure task's chosen `threshold` (older files: seizure → best_threshold) with the default smoothing, else POST_DEFAULT (threshold 0.5)."""
     post = dict(POST_DEFAULT)
     path = Path(entry_dir) / "scores.json"
     if not path.exists():
@@ -141,9 +141,11 @@ def default_postprocessing(entry_dir: Path) -> dict[str, float]:
     if isinstance(tuned, dict) and isinstance(tuned.get("params"), dict):
         post.update({k: v for k, v in tuned["params"].items() if k in POST_DEFAULT and _finite(v)})
         return post
-    seizure = scores.get("seizure")
-    if isinstance(seizure, dict) and _finite(seizure.get("best_threshold")) and 0.0 < seizure["best_threshold"] < 1.0:
-        post["threshold"] = float(seizure["best_threshold"])
+    seizure = scores.get("seizure") if isinstance(scores.get("seizure"), dict) else {}
+    for t in (scores.get("threshold"), seizure.get("best_threshold")):  # the seizure task's chosen threshold
+        if _finite(t) and 0.0 < t < 1.0:
+            post["threshold"] = float(t)
+            break
     return post
 
 
@@ -180,7 +182,8 @@ def read_preprocessed(edf: Path, data: DataConfig, fs: float) -> tuple[np.ndarra
     native = bool(np.all(rates == rates[0]))
     x, fs_in, names = read_any_edf(edf, fs_out=None if native else fs, montage=e.montage)
     y = preprocess(x, float(fs_in), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv,
-                   standardize=e.standardize, fs_out=fs)
+                   standardize=e.standardize, fs_out=fs, ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None,
+                   channels=names)
     return y, names
 
 
@@ -215,9 +218,14 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
 
 def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
     cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
-    if get_adapter(cfg.data.dataset).task != "seizure" or "seizure" not in list(ckpt.get("classes", [])):
-        raise ValueError(f"{exp_dir.name}: not a seizure experiment (dataset {cfg.data.dataset!r}, classes "
-                         f"{ckpt.get('classes')}); detect needs a model trained on a seizure dataset (chbmit, bids, tusz)")
+    classes = list(ckpt.get("classes", []))
+    try:
+        task = task_for(cfg, classes)
+    except ValueError as e:
+        raise ValueError(f"{exp_dir.name}: {e}; detect needs a seizure-task model") from None
+    if task.name != "seizure":
+        raise ValueError(f"{exp_dir.name}: not a seizure experiment (dataset {cfg.data.dataset!r}, task {task.name!r}, "
+                         f"classes {classes}); detect needs a model of the seizure task (e.g. dataset: chbmit)")
     return cfg
 
 

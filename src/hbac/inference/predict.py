@@ -16,6 +16,7 @@ from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
 from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import checkpoint_paths, load_checkpoint
+from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
@@ -38,6 +39,8 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
         lb = lb[(lb["task"] == "hms")] if len(lb) else lb
         if "missing_folds" in lb:
             lb = lb[lb["missing_folds"].fillna("").astype(str) == ""]
+        if "note" in lb:
+            lb = lb[~lb["note"].fillna("").astype(str).str.contains("mixed configs")]
         if not len(lb):
             raise FileNotFoundError(f"no complete HMS experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
         best = lb.iloc[0]
@@ -70,6 +73,7 @@ def member_folds(exp_dir: Path, partial: bool = False) -> list[Path]:
         return [p for p in paths if p.exists()]
     if missing:
         raise FileNotFoundError(f"model weights not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    check_experiment(exp_dir)  # every fold from the config in config.yaml
     return paths
 
 
@@ -93,11 +97,13 @@ def predict_experiment(
     configure_threads()
     device = device or device_auto()
     paths = member_folds(exp_dir)
+    want = folder_hash(exp_dir)
     total: Optional[np.ndarray] = None
     cache = None
     t = time.perf_counter()
     for path in paths:
         ckpt = load_checkpoint(path, map_location="cpu")
+        check_checkpoint(ckpt, path, want)
         t = _tick(timings, "model_load", t)
         cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
         if cache is None:

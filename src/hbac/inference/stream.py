@@ -122,7 +122,8 @@ def stream(edf: Path, outputs: Path = Path("outputs"), name: Optional[str] = Non
             c0 = time.process_time()
             seg = raw[:, max(0, next_end - n_win_in - ctx) : next_end]
             y = preprocess(seg, fs_in, nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv,
-                           standardize=e.standardize, fs_out=fs)
+                           standardize=e.standardize, fs_out=fs,
+                           ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=names)
             p = float(score(np.ascontiguousarray(y[None, :, -n_win:], dtype=np.float32))[0, meta["classes"].index("seizure")])
             fired = online.update(p, next_end / fs_in)
             cpu += time.process_time() - c0

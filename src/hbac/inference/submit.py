@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,9 +19,25 @@ from hbac.datasets.hms import (
     read_test_csv,
 )
 from hbac.inference.predict import class_prior, predict_experiment, resolve_members
-from hbac.io import atomic_write_csv
+from hbac.io import atomic_write_csv, clean_stale_temps, pid_alive
 
 log = logging.getLogger(__name__)
+
+
+TMP_PREFIX = "hbac_submit_"  # test caches in the system temp folder: hbac_submit_<pid>_*
+
+
+def clean_stale_submit_temps(out: Path) -> list[Path]:
+    """Remove what killed earlier runs left: `<tmp>/hbac_submit_<pid>_*` and temp files beside `out`, of dead pids only."""
+    removed = clean_stale_temps(out)
+    for p in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
+        pid = p.name[len(TMP_PREFIX):].split("_", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    if removed:
+        log.info("removed %d temp file(s)/folder(s) left by killed runs: %s", len(removed), ", ".join(map(str, removed[:3])))
+    return removed
 
 
 def make_submission(
@@ -43,7 +61,8 @@ def make_submission(
     wsum = sum(members.values())
     log.info("submission from %s on %d test rows in %s", ", ".join(f"{m} (w={w / wsum:.3f})" for m, w in members.items()), len(test), data_dir)
     blend = np.zeros((len(test), len(HMS_CLASSES)))
-    with tempfile.TemporaryDirectory(prefix="hbac_submit_") as tmp:
+    clean_stale_submit_temps(Path(out))
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}_") as tmp:
         for name, w in members.items():
             exp_dir = Path(outputs) / name
             samples, probs = predict_experiment(exp_dir, data_dir, "test", Path(tmp), batch_size=batch_size, progress=progress, timings=timings)

@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import signal as sps
 
+from hbac.signals.ica import ica_clean
+
 
 def fill_nan(x: np.ndarray, how: str = "interp") -> np.ndarray:
     """x: (n_chans, n_times); fill NaN per channel by linear interpolation, zero or channel mean.
@@ -79,16 +81,21 @@ def preprocess(
     clip_uv: Optional[float] = None,
     standardize: bool = False,
     fs_out: Optional[float] = None,
+    ica: Optional[tuple[float, float]] = None,
+    channels: Sequence[str] = (),
 ) -> np.ndarray:
-    """The cache pipeline for one recording: NaN fill → notch → band-pass → resample → clip → z-score.
+    """The cache pipeline for one recording: NaN fill → notch → band-pass → ICA → resample → clip → z-score.
 
-    x: (n_chans, n_times) float32 µV at `fs` Hz → (n_chans, n_times') float32.
+    x: (n_chans, n_times) float32 µV at `fs` Hz → (n_chans, n_times') float32. `ica`: (EOG correlation,
+    EMG power ratio) thresholds of `signals.ica.ica_clean` (None: off); `channels` name the rows for it.
     """
     x = fill_nan(x, nan)
     if notch_hz:
         x = notch(x, fs, notch_hz)
     if band:
         x = bandpass(x, fs, band[0], band[1])
+    if ica is not None:
+        x, _ = ica_clean(x, fs, channels, eog_corr=ica[0], emg_ratio=ica[1])
     if fs_out and abs(fs_out - fs) > 1e-9:
         x = resample(x, fs, fs_out)
     if clip_uv:

@@ -89,6 +89,10 @@ class Task(ABC):
     def epoch_scores(self, oof: pd.DataFrame) -> dict[str, Optional[float]]:
         """Per-epoch validation scores of one fold's OOF table: {metric: value or None}, primary included."""
 
+    def oof_details(self, df: pd.DataFrame) -> dict[str, Any]:
+        """Extra scores.json sections computed from an experiment's whole OOF table (default: none)."""
+        return {}
+
     @abstractmethod
     def fit_loss(self, targets: np.ndarray, probs: np.ndarray) -> float:
         """Ensemble weight-fitting objective (lower is better): targets, probs (N, K) in class order."""

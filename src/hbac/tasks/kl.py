@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -105,29 +104,3 @@ def score_oof(df: pd.DataFrame, min_votes: int = 10) -> dict[str, Any]:
             out[f"fold{int(k)}_kl"] = kl_score(t[m], p[m])
             out[f"fold{int(k)}_kl_min_votes"] = _kl_subset(t, p, m & hi)
     return out
-
-
-def score_oof_file(path: Path, min_votes: int = 10) -> dict[str, Any]:
-    """`score_oof` on a CSV file; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"OOF file not found: {path}")
-    df = pd.read_csv(path)
-    try:
-        return score_oof(df, min_votes=min_votes)
-    except KeyError as e:
-        raise KeyError(f"{path}: {e.args[0]}") from None
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-
-
-def class_prior_kl(df: pd.DataFrame) -> float:
-    """Baseline KL: predict the mean target (class prior of `df`) for every row."""
-    classes = [c[: -len("_vote")] for c in df.columns if c.endswith("_vote")]
-    if not classes:
-        raise KeyError("no '<class>_vote' target columns")
-    if len(df) == 0:
-        raise ValueError("class_prior_kl: no rows")
-    t = df[[f"{c}_vote" for c in classes]].to_numpy(dtype=np.float64)
-    prior = t.mean(axis=0, keepdims=True)
-    return kl_score(t, np.repeat(prior, len(t), axis=0))

@@ -1,12 +1,16 @@
 """The task registry: `get_task(name)` and `task_for(dataset)` (which task a dataset's experiments have)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional, Sequence
+
+import pandas as pd
 
 import hbac.datasets as datasets
 from hbac.errors import ConfigError
 from hbac.tasks.base import Task
 from hbac.tasks.hms import HmsTask
+from hbac.tasks.kl import oof_classes
 from hbac.tasks.seizure import SeizureTask
 
 TASKS: dict[str, type[Task]] = {"hms": HmsTask, "seizure": SeizureTask}
@@ -25,15 +29,14 @@ def get_task(name: str, **options: Any) -> Task:
     return cls(**options)
 
 
-def _dataset_name(source: Any) -> str:
-    """The `dataset:` value of an experiment config, a data config, or a name."""
+def _adapter(source: Any) -> Any:
+    """The dataset adapter of an experiment config, a data config (its plugins imported), or a dataset name."""
     if isinstance(source, str):
-        return source
+        return datasets.get_adapter(source)
     data = getattr(source, "data", source)
-    name = getattr(data, "dataset", None)
-    if not isinstance(name, str):
+    if not isinstance(getattr(data, "dataset", None), str):
         raise TypeError(f"task_for: expected a config or a dataset name, got {type(source).__name__}")
-    return name
+    return datasets.adapter_for(data)
 
 
 def task_from_classes(classes: Sequence[str]) -> Task:
@@ -47,18 +50,28 @@ def task_from_classes(classes: Sequence[str]) -> Task:
 
 
 def task_for(source: Any, classes: Optional[Sequence[str]] = None) -> Task:
-    """The task of a dataset (`source`: experiment/data config or dataset name).
+    """The task of a dataset (`source`: experiment/data config or dataset name), as its adapter declares
+    (`hbac.datasets.get_adapter(name).task`); given `classes` (a cache's, an OOF file's), they must be the task's."""
+    adapter = _adapter(source)
+    task = get_task(adapter.task)
+    if classes is not None:
+        task.check_classes(classes, f"dataset {adapter.name!r}")
+    return task
 
-    The dataset registry's adapter declares it (`hbac.datasets.get_adapter(name).task`); where
-    no registry exists, the task is the one whose classes are `classes`. Given both, they must agree.
-    """
-    name = _dataset_name(source)
-    get_adapter = getattr(datasets, "get_adapter", None)  # the dataset registry, once it exists
-    if get_adapter is not None:
-        task = get_task(get_adapter(name).task)
-        if classes is not None:
-            task.check_classes(classes, f"dataset {name!r}")
-        return task
-    if classes is None:
-        raise ConfigError(f"dataset {name!r}: cannot tell its task without its classes")
-    return task_from_classes(classes)
+
+def score_oof_file(path: str | Path, **options: Any) -> tuple[Task, dict[str, Any]]:
+    """(task, its scores) of an OOF CSV; the task is the one of its classes, made with the `options` it takes
+    (hms: min_votes; seizure: threshold). Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"OOF file not found: {path}")
+    df = pd.read_csv(path)
+    try:
+        name = task_from_classes(oof_classes(df)).name
+        accepted = {"hms": ("min_votes",), "seizure": ("threshold",)}.get(name, ())
+        task = get_task(name, **{k: v for k, v in options.items() if k in accepted and v is not None})
+        return task, task.score_oof(df)
+    except KeyError as e:
+        raise KeyError(f"{path}: {e.args[0]}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hbac.tasks.base import Task, json_safe
-from hbac.tasks.events import seizure_scores
+from hbac.tasks.events import seizure_scores, tune_postprocessing
 from hbac.tasks.kl import KL_EPS, oof_arrays
 
 METRICS = ("event_f1", "auroc", "auprc", "event_sensitivity", "event_precision", "fp_per_24h", "threshold")
@@ -69,6 +69,11 @@ class SeizureTask(Task):
     def epoch_scores(self, oof: pd.DataFrame) -> dict[str, Optional[float]]:
         """The task metrics of one fold's validation rows (threshold chosen on them unless fixed)."""
         return json_safe(self._scores(oof)[0])
+
+    def oof_details(self, df: pd.DataFrame) -> dict[str, Any]:
+        """"postprocessing": smoothing, threshold, minimum duration and merging gap chosen on the OOF predictions
+        (`events.tune_postprocessing`), what `detect` uses."""
+        return {"postprocessing": json_safe(tune_postprocessing(df))}
 
     def fit_loss(self, targets: np.ndarray, probs: np.ndarray) -> float:
         """Binary log loss of P(seizure) against the soft seizure target (a proper scoring rule)."""

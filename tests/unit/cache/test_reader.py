@@ -13,7 +13,7 @@ import pytest
 from hbac.cache import open_cache
 from hbac.cache.format import CACHE_FORMAT
 from hbac.cache.reader import Cache, cache_status
-from hbac.config import DataConfig
+from hbac.config import DataConfig, with_overrides
 from hbac.errors import CacheError
 from hbac.io import atomic_write_json
 
@@ -157,7 +157,7 @@ def test_open_cache_by_hash(tmp_path: Path) -> None:
     write_cache(tmp_path / "c", cfg)
     assert cache_status(cfg) == "ok"
     assert len(open_cache(cfg, build=False)) == 4  # matching hash: no build attempted (there is no data)
-    cfg.eeg.bandpass = [1.0, 10.0]
+    cfg = with_overrides(cfg, {"eeg": {"bandpass": [1.0, 10.0]}})
     assert cache_status(cfg) == "stale"
     with pytest.raises(CacheError, match="other parameters"):
         open_cache(cfg, build=False)

@@ -45,7 +45,10 @@ def exp(**sections) -> dict:
 
 
 # --------------------------------------------------------------------------- every shipped config is valid
-@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+SHIPPED = sorted(p for p in (REPO_ROOT / "configs").rglob("*.yaml") if "tune" not in p.relative_to(REPO_ROOT).parts)  # tune files: hbac.engine.tune
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.name

@@ -90,7 +90,7 @@ def test_submit_refuses_crafted_checkpoint(tmp_path: Path, repo_root: Path) -> N
     r = subprocess.run(
         [sys.executable, str(repo_root / "submit.py"), "--data-dir", str(tmp_path / "data"), "--outputs", str(tmp_path / "outputs"),
          "--experiment", "evil", "--out", str(tmp_path / "sub.csv")],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True, text=True, env=env, timeout=600,
     )
     assert r.returncode == 2, r.stderr
     assert not marker.exists()

@@ -15,6 +15,7 @@ from hbac.datasets.hms import HMS_CLASSES
 from hbac.ensemble import align_oofs, blend, fit_weights, load_member_oof, run_ensemble
 from hbac.errors import AlignmentError
 from hbac.leaderboard import build_leaderboard
+from hbac.tasks import get_task
 from hbac.tasks.kl import kl_score, score_oof
 
 N_ROWS = 400
@@ -264,11 +265,18 @@ def test_run_ensemble_refusals(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
-def test_run_ensemble_chbmit(tmp_path):
+def test_run_ensemble_chbmit(tmp_path, capsys):
     _setup_outputs(tmp_path, classes=CHBMIT_CLASSES, task="chbmit")
     scores = run_ensemble(EnsembleConfig(name="e", members=["m0", "m1"], output_root=str(tmp_path)))
-    assert scores["task"] == "chbmit"
-    assert isinstance(scores.get("seizure"), dict)
+    assert scores["task"] == "seizure" and scores["dataset"] == "chbmit"
+    assert scores["metric"] == "event_f1" and scores["direction"] == "max" and scores["cv"] == scores["event_f1"]
+    assert scores["fit_objective"] == "log loss" and isinstance(scores.get("seizure"), dict)
+    # the blend is scored by the seizure task, and its log loss is no worse than the best member's
+    oof = pd.read_csv(tmp_path / "e" / "oof.csv")
+    assert get_task("seizure").score_oof(oof)["event_f1"] == pytest.approx(scores["cv"])
+    assert scores["fit_loss"] <= min(m["fit_loss"] for m in scores["members"].values()) + 1e-12
     row = build_leaderboard(tmp_path).set_index("name").loc["e"]
-    assert row["kind"] == "ensemble" and row["task"] == "chbmit"
-    assert row["auroc"] == pytest.approx(scores["seizure"]["auroc"], nan_ok=True)
+    assert row["kind"] == "ensemble" and row["task"] == "seizure" and row["dataset"] == "chbmit"
+    assert row["auroc"] == pytest.approx(scores["auroc"], nan_ok=True)
+    printed = capsys.readouterr().out
+    assert "CV event F1" in printed and "fit log loss" in printed and "KL" not in printed

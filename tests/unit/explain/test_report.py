@@ -17,6 +17,7 @@ import pytest
 from hbac.engine.outputs import plot_history
 from hbac.leaderboard import write_leaderboard
 from hbac.report import write_report
+from hbac.tasks import get_task
 
 from test_optimal_figures import HMS, random_oof
 
@@ -55,7 +56,7 @@ def fake_experiment(root: Path, name: str, oof: pd.DataFrame, task: str, seizure
     (d / "scores.json").write_text(json.dumps(scores))
     hist = pd.DataFrame({"epoch": [1, 2], "stage": "stage1", "train_loss": [1.2, 0.9], "val_kl": [1.1, 0.8], "val_kl_min_votes": [1.0, 0.7]})
     hist.to_csv(d / "fold0" / "history.csv", index=False)
-    plot_history(hist, d / "fold0" / "curve.png", title=name)
+    plot_history(hist, d / "fold0" / "curve.png", get_task("hms"), title=name)
     shutil.copy(d / "fold0" / "curve.png", d / "explain" / "gradcam_profile.png")
     return d
 

@@ -144,12 +144,10 @@ def test_hgb_is_deterministic_and_learns():
 
 
 def tiny_cfg(data_dir: Path, root: Path, name: str):
-    cfg = load_config(REPO / "configs" / "tiny" / "hms_features.yaml")
-    cfg.data.data_dir = str(data_dir)
-    cfg.data.cache_root = str(root / "cache")
-    cfg.output_root = str(root / "outputs")
-    cfg.name = name
-    return cfg
+    return load_config(
+        REPO / "configs" / "tiny" / "hms_features.yaml",
+        {"name": name, "data": {"data_dir": str(data_dir), "cache_root": str(root / "cache")}, "output_root": str(root / "outputs")},
+    )
 
 
 def prior_kl(oof: pd.DataFrame) -> float:
@@ -191,7 +189,8 @@ def test_fold_outputs_and_learning(trained):
     assert list(hist.columns) == ["epoch", "stage", "epoch_in_stage", "lr", "train_loss", "val_kl", "val_kl_min_votes", "time_s"]
     assert hist.val_kl.iloc[0] == pytest.approx(ck["score"])
     fj = json.loads((fold / "fold.json").read_text())
-    assert set(fj) == {"fold", "best_score", "best_epoch", "train_time_s", "n_params"}
+    assert set(fj) == {"fold", "best_score", "best_epoch", "train_time_s", "n_params", "config_hash", "metric", "direction"}
+    assert fj["metric"] == "kl" and fj["direction"] == "min"
     assert (out / "features.npz").exists()
 
 
@@ -231,14 +230,13 @@ def test_chbmit_seizure_detection(tmp_path):
     from hbac.engine.experiment import train_experiment
 
     write_chbmit(tmp_path / "chb", n_patients=4, seed=1, n_files=2, file_s=240)
-    cfg = load_config(REPO / "configs" / "tiny" / "chbmit_1d.yaml")
-    cfg.data.data_dir = str(tmp_path / "chb")
-    cfg.data.cache_root = str(tmp_path / "cache")
-    cfg.output_root = str(tmp_path / "outputs")
-    cfg.name = "chb_features"
-    cfg.model.kind, cfg.model.features_model = "features", "logreg"
-    cfg.train.sampler = "none"
-    cfg.train.class_weights = [1.0, 3.0]
+    cfg = load_config(REPO / "configs" / "tiny" / "chbmit_1d.yaml", {
+        "name": "chb_features",
+        "data": {"data_dir": str(tmp_path / "chb"), "cache_root": str(tmp_path / "cache")},
+        "output_root": str(tmp_path / "outputs"),
+        "model": {"kind": "features", "features_model": "logreg"},
+        "train": {"sampler": "none", "class_weights": [1.0, 3.0]},
+    })
     train_experiment(cfg, folds=[0, 1], progress=False)
     oof = pd.read_csv(cfg.output_dir() / "oof.csv")
     ck = torch.load(cfg.output_dir() / "fold0" / "best.pt", weights_only=True)

@@ -1,6 +1,8 @@
 """Models: every backbone family, every input mix, 1D poolings, multimodal, pretrained loading, flips."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import timm
 import torch
@@ -133,7 +135,7 @@ def test_unknown_channel_set_is_tiled_in_grid() -> None:
 @pytest.mark.parametrize("kind", ["2d", "multimodal"])
 def test_autocast_bf16_forward(kind: str) -> None:
     cfg = cfg_2d("resnet18", ["kaggle_spec", "eeg_spec"])
-    cfg.kind, cfg.oned = kind, small_oned("gru")
+    cfg = dataclasses.replace(cfg, kind=kind, oned=small_oned("gru"))
     model = build_model(cfg, 6, HMS_CH, FS, T).eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(hms_batch(kaggle=(20, 60)))
@@ -246,7 +248,7 @@ def _distinct_resnet_file(tmp_path, suffix: str = ".pth"):
 def test_pretrained_loads_local_file(tmp_path, suffix: str) -> None:
     path = _distinct_resnet_file(tmp_path, suffix)
     cfg = cfg_2d("resnet18")
-    cfg.pretrained, cfg.pretrained_path = True, str(path)
+    cfg = dataclasses.replace(cfg, pretrained=True, pretrained_path=str(path))
     model = build_model(cfg, 6, HMS_CH, FS, T)
     assert torch.all(model.backbone.layer1[0].conv1.weight == -0.375)
     assert torch.all(model.backbone.conv1.weight == 0.125)
@@ -257,7 +259,7 @@ def test_pretrained_loads_local_file(tmp_path, suffix: str) -> None:
 def test_pretrained_adapts_first_conv(tmp_path) -> None:
     path = _distinct_resnet_file(tmp_path)
     cfg = cfg_2d("resnet18")
-    cfg.pretrained, cfg.pretrained_path, cfg.in_chans = True, str(path), 1
+    cfg = dataclasses.replace(cfg, pretrained=True, pretrained_path=str(path), in_chans=1)
     model = build_model(cfg, 6, HMS_CH, FS, T)
     assert model.backbone.conv1.weight.shape[1] == 1
     torch.testing.assert_close(model.backbone.conv1.weight, torch.full_like(model.backbone.conv1.weight, 3 * 0.125))
@@ -266,15 +268,15 @@ def test_pretrained_adapts_first_conv(tmp_path) -> None:
 
 def test_pretrained_errors(tmp_path) -> None:
     cfg = cfg_2d("resnet18")
-    cfg.pretrained = True
+    cfg = dataclasses.replace(cfg, pretrained=True)
     with pytest.raises(ValueError, match="pretrained_path"):
         build_model(cfg, 6, HMS_CH, FS, T)
     missing = tmp_path / "nope" / "weights.pth"
-    cfg.pretrained_path = str(missing)
+    cfg = dataclasses.replace(cfg, pretrained_path=str(missing))
     with pytest.raises(FileNotFoundError, match="nope/weights.pth"):
         build_model(cfg, 6, HMS_CH, FS, T)
     torch.save(timm.create_model("convnext_atto", pretrained=False).state_dict(), tmp_path / "convnext.pth")
-    cfg.pretrained_path = str(tmp_path / "convnext.pth")
+    cfg = dataclasses.replace(cfg, pretrained_path=str(tmp_path / "convnext.pth"))
     with pytest.raises(ValueError, match="no weights"):
         build_model(cfg, 6, HMS_CH, FS, T)
 

@@ -65,10 +65,15 @@ def test_registry_names_and_unknown_task() -> None:
         get_task("tuh")
 
 
-def test_task_for_infers_from_classes_and_checks_them() -> None:
-    assert task_from_classes(["seizure", "background"]).name == "seizure"
+def test_task_for_asks_the_dataset_adapter_and_checks_classes() -> None:
+    assert task_for("chbmit").name == "seizure" and task_for("hms").name == "hms"
     assert task_for(DataConfig(name="x", dataset="chbmit"), classes=["background", "seizure"]).name == "seizure"
     assert task_for("hms", classes=HMS).name == "hms"
+    with pytest.raises(ValueError, match="do not match task 'hms'"):
+        task_for("hms", classes=["background", "seizure"])
+    with pytest.raises(ConfigError, match="unknown dataset 'tuh'"):
+        task_for("tuh")
+    assert task_from_classes(["seizure", "background"]).name == "seizure"
     with pytest.raises(ConfigError, match="no task has the classes"):
         task_from_classes(["a", "b", "c"])
 
@@ -161,6 +166,12 @@ def test_seizure_fit_loss_is_binary_log_loss() -> None:
     assert task.fit_loss(t, better[task.pred_cols()].to_numpy()) < task.fit_loss(t, p)
 
 
+def test_headlines_speak_the_task() -> None:
+    sz = get_task("seizure").headline({"event_f1": 0.5, "auroc": 0.9, "fp_per_24h": None})
+    assert sz.startswith("event F1 0.5000, AUROC 0.9000") and "FP/24h n/a" in sz and "KL" not in sz and "nan" not in sz
+    assert get_task("hms").headline({"kl": 0.81234, "kl_min_votes": None}) == "KL 0.8123, KL (n_votes >= 10) n/a"
+
+
 def test_report_lines_name_the_seizure_metrics() -> None:
     task = get_task("seizure")
     text = "\n".join(task.report_lines(task.score_oof(seizure_oof(quality=0.8, false_alarm=True))))
@@ -173,3 +184,52 @@ def test_json_safe() -> None:
     out = json_safe({"a": np.float32(1.5), "b": [float("nan"), np.int64(3)], "c": {"d": float("inf")}, "e": np.bool_(True)})
     assert out == {"a": 1.5, "b": [None, 3], "c": {"d": None}, "e": True}
     assert not any(isinstance(v, float) and math.isnan(v) for v in out["b"] if v is not None)
+
+
+# --------------------------------------------------------------------------- `python -m hbac score`
+
+
+def _printed(out: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
+def test_score_command_hms_prints_kl(tmp_path, capsys) -> None:
+    from hbac.cli import main
+
+    df = hms_oof()
+    df.to_csv(tmp_path / "oof.csv", index=False)
+    assert main(["score", str(tmp_path / "oof.csv")]) == 0
+    got = _printed(capsys.readouterr().out)
+    ref = kl_score_oof(df)
+    assert got["task"].startswith("hms (KL divergence, lower is better)")
+    assert float(got["kl"]) == pytest.approx(ref["kl"], abs=1e-5)
+    assert float(got["kl_min_votes"]) == pytest.approx(ref["kl_min_votes"], abs=1e-5)
+    assert float(got["fold2_kl"]) == pytest.approx(ref["fold2_kl"], abs=1e-5) and got["n_rows"] == str(len(df))
+    assert main(["score", str(tmp_path / "oof.csv"), "--min-votes", "100"]) == 0
+    assert _printed(capsys.readouterr().out)["kl_min_votes"] == "n/a"
+
+
+def test_score_command_seizure_prints_event_metrics(tmp_path, capsys) -> None:
+    from hbac.cli import main
+
+    seizure_oof(quality=0.8, false_alarm=True).to_csv(tmp_path / "oof.csv", index=False)
+    assert main(["score", str(tmp_path / "oof.csv")]) == 0
+    got = _printed(capsys.readouterr().out)
+    assert got["task"].startswith("seizure (event F1, higher is better)")
+    for k in ("event_f1", "auroc", "event_sensitivity", "event_precision", "fp_per_24h", "threshold", "fold0_event_f1"):
+        assert k in got, k
+    assert "kl" not in got and "kl_min_votes" not in got
+    assert main(["score", str(tmp_path / "oof.csv"), "--threshold", "0.9"]) == 0
+    assert float(_printed(capsys.readouterr().out)["threshold"]) == 0.9
+
+
+def test_score_command_errors_name_the_file(tmp_path, capsys) -> None:
+    from hbac.cli import main
+
+    assert main(["score", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    bad = hms_oof().drop(columns="lpd_pred")
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["score", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "lpd_pred" in err

@@ -1,0 +1,85 @@
+"""Process hygiene: worker processes that die with their parent, SIGTERM handled like Ctrl-C."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Iterator, Optional
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_ENV = "HBAC_POOL_PARENT_PID"  # set by a process before it starts a forkserver pool
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+    """In a child process: have Linux send `sig` to it when its parent dies (prctl PR_SET_PDEATHSIG).
+
+    Returns False where prctl is not available (not Linux); `watch_process` still applies there.
+    With a forkserver pool the parent is the server, which exits when its own parent does.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError) as e:  # no libc symbol: the watch thread remains
+        log.debug("prctl unavailable: %s", e)
+        return False
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def watch_process(pid: int, interval_s: float = 0.5) -> threading.Thread:
+    """A daemon thread that ends this process (exit 1) once process `pid` or this process's parent is gone.
+
+    Exits at once when `pid` is already gone. A portable backstop to `die_with_parent`.
+    """
+    ppid = os.getppid()
+    if not _exists(pid):
+        os._exit(1)
+
+    def run() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != ppid or not _exists(pid):
+                os._exit(1)
+
+    t = threading.Thread(target=run, name=f"watch-{pid}", daemon=True)
+    t.start()
+    return t
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: unwinds like Ctrl-C so that temp folders, locks and workers are cleaned up."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block (main thread only), SIGTERM raises `Terminated` instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        raise Terminated(f"terminated by signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,147 @@
+"""One config per experiment folder: train refuses to mix, submit/ensemble/leaderboard check it;
+a failed train leaves no folder; ensemble folders are written as one unit; stale temp files are cleaned."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import hbac.ensemble as E
+from hbac.config import EnsembleConfig, load_config
+from hbac.engine.experiment import train_experiment
+from hbac.engine.provenance import experiment_hash, mixed_folds
+from hbac.ensemble import load_member_oof, run_ensemble
+from hbac.errors import ExperimentMixError
+from hbac.inference.submit import TMP_PREFIX, clean_stale_submit_temps, make_submission
+from hbac.leaderboard import build_leaderboard
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _cfg(data_dir: Path, root: Path, name: str):
+    cfg = load_config(REPO / "configs" / "tiny" / "hms_features.yaml")
+    cfg.data.data_dir, cfg.data.cache_root, cfg.output_root, cfg.name = str(data_dir), str(root / "cache"), str(root / "outputs"), name
+    return cfg
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture(scope="module")
+def two_runs(synth_hms: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Experiment 'a' trained on all folds with one seed, and the same experiment with another seed under 'b'."""
+    root = tmp_path_factory.mktemp("prov")
+    a = _cfg(synth_hms, root, "a")
+    train_experiment(a, progress=False)
+    b = _cfg(synth_hms, root, "b")
+    b.train.seed = 7
+    train_experiment(b, folds=[1], progress=False)
+    return root, a, b
+
+
+def test_folds_and_scores_record_the_config_hash(two_runs) -> None:
+    root, a, _ = two_runs
+    h = experiment_hash(a)
+    for k in range(a.folds.n_folds):
+        assert json.loads((a.output_dir() / f"fold{k}" / "fold.json").read_text())["config_hash"] == h
+    assert json.loads((a.output_dir() / "scores.json").read_text())["config_hash"] == h
+    assert mixed_folds(a.output_dir()) is None
+    # run-only settings do not change the hash; a training setting does
+    a2 = load_config(a.output_dir() / "config.yaml")
+    a2.data.workers, a2.data.allow_missing, a2.output_root = 3, True, "elsewhere"
+    assert experiment_hash(a2) == h
+    a2.train.lr *= 2
+    assert experiment_hash(a2) != h
+
+
+def test_changed_config_is_refused_then_overwrite_retrains(two_runs, synth_hms: Path, tmp_path: Path) -> None:
+    root, a, _ = two_runs
+    exp = tmp_path / "outputs" / "a"
+    shutil.copytree(a.output_dir(), exp)
+    c = _cfg(synth_hms, tmp_path, "a")
+    c.train.seed = 99
+    before = (exp / "fold0" / "fold.json").read_text()
+    with pytest.raises(ExperimentMixError, match=r"--overwrite.*") as e:
+        train_experiment(c, folds=[0], progress=False)
+    assert "train.seed" in str(e.value) and str(exp) in str(e.value)
+    assert (exp / "fold0" / "fold.json").read_text() == before  # nothing touched
+    train_experiment(c, folds=[0], progress=False, overwrite=True)
+    assert json.loads((exp / "fold0" / "fold.json").read_text())["config_hash"] == experiment_hash(c)
+    assert not (exp / "fold1").exists() and mixed_folds(exp) is None  # the old folds went with --overwrite
+
+
+def _mixed(two_runs, tmp_path: Path) -> Path:
+    """What a killed re-train used to leave: a's folder with fold1 from b's config."""
+    root, a, b = two_runs
+    outputs = tmp_path / "outputs"
+    shutil.copytree(a.output_dir(), outputs / "a")
+    shutil.rmtree(outputs / "a" / "fold1")
+    shutil.copytree(b.output_dir() / "fold1", outputs / "a" / "fold1")
+    return outputs
+
+
+def test_mixed_experiment_is_refused_by_submit_ensemble_and_flagged_by_leaderboard(two_runs, synth_hms: Path, tmp_path: Path) -> None:
+    outputs = _mixed(two_runs, tmp_path)
+    with pytest.raises(ExperimentMixError, match=r"fold1"):
+        make_submission(synth_hms, outputs, experiment="a", out=tmp_path / "sub.csv", progress=False)
+    assert not (tmp_path / "sub.csv").exists()
+    with pytest.raises(ExperimentMixError, match="another config"):
+        load_member_oof(outputs, "a")
+    lb = build_leaderboard(outputs)
+    row = lb.set_index("name").loc["a"]
+    assert "mixed configs" in row["note"] and not row["complete"]
+
+
+def test_train_failing_before_its_first_fold_leaves_no_folder(synth_hms: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "no_such_data", tmp_path, "nothing")
+    with pytest.raises((FileNotFoundError, ValueError)):
+        train_experiment(cfg, progress=False)
+    assert not cfg.output_dir().exists()
+    assert build_leaderboard(tmp_path / "outputs").empty
+
+
+def test_ensemble_folder_is_one_unit_and_stale_temps_go(two_runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, a, b = two_runs
+    outputs = tmp_path / "outputs"
+    shutil.copytree(a.output_dir(), outputs / "a")
+    shutil.copytree(a.output_dir(), outputs / "a2")
+    dead = _dead_pid()
+    stale = outputs / f".ens.{dead}.x1y2.tmp"
+    stale.mkdir(parents=True)
+    cfg = EnsembleConfig(name="ens", members=["a", "a2"], output_root=str(outputs))
+    run_ensemble(cfg)
+    assert not stale.exists() and {p.name for p in (outputs / "ens").iterdir()} == {"config.yaml", "weights.json", "oof.csv", "scores.json"}
+    before = {p.name: p.read_bytes() for p in (outputs / "ens").iterdir()}
+    # killed between files (here: the OOF write fails): the old folder stays whole, no temp left behind
+    def boom(*a, **k):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(E, "atomic_write_csv", boom)
+    with pytest.raises(OSError, match="disk full"):
+        run_ensemble(EnsembleConfig(name="ens", members=["a", "a2"], fit_on="min_votes", min_votes=1, output_root=str(outputs)))
+    assert {p.name: p.read_bytes() for p in (outputs / "ens").iterdir()} == before
+    assert not [p for p in outputs.iterdir() if p.name.startswith(".ens.")]
+
+
+def test_submit_cleans_temp_files_of_killed_runs(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    out = tmp_path / "submission.csv"
+    beside = tmp_path / f".submission.csv.{dead}.abcd.tmp"
+    beside.write_text("partial")
+    live_beside = tmp_path / f".submission.csv.{os.getppid()}.abcd.tmp"
+    live_beside.write_text("someone else's, still running")
+    in_tmp = Path(tempfile.gettempdir()) / f"{TMP_PREFIX}{dead}_zz"
+    in_tmp.mkdir(exist_ok=True)
+    (in_tmp / "eeg.npy").write_bytes(b"x" * 10)
+    removed = clean_stale_submit_temps(out)
+    assert beside in removed and in_tmp in removed
+    assert not beside.exists() and not in_tmp.exists() and live_beside.exists()

@@ -209,6 +209,69 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(a: argparse.Namespace) -> int:
+    from hbac.models.weights import config_backbones, default_configs, fetch_weights
+
+    names = list(a.backbone or []) + config_backbones(a.configs or ([] if a.backbone else default_configs()))
+    if not names:
+        raise ValueError("no 2D backbone to fetch: give experiment configs with a 2d / multimodal model, or --backbone NAME")
+    for path in fetch_weights(list(dict.fromkeys(names)), Path(a.out), force=a.force):
+        print(f"weights: {path}")
+    return 0
+
+
+def cmd_kaggle(a: argparse.Namespace) -> int:
+    import hbac.kaggle as kg  # lazy: pulls in the cache builder and the models (torch)
+
+    if a.kaggle_command == "download":
+        kg.download(a.competition, Path(a.to or f"inputs/{a.competition}"), force=a.force, dry_run=a.dry_run, keep_zip=a.keep_zip)
+    elif a.kaggle_command == "bundle":
+        kg.bundle(Path(a.outputs), a.experiments, Path(a.out), dataset_id=a.id, title=a.title, deps=not a.no_deps,
+                  dry_run=a.dry_run)
+    elif a.kaggle_command == "upload":
+        kg.upload(Path(a.bundle_dir), notes=a.notes, dry_run=a.dry_run)
+    elif a.kaggle_command == "push-notebook":
+        kg.push_notebook(a.name, dataset=a.dataset, kernel_id=a.id, competition=a.competition, notebooks=Path(a.notebooks),
+                         out=Path(a.out) if a.out else None, dry_run=a.dry_run)
+    else:
+        kg.status(a.competition, n=a.n, dry_run=a.dry_run)
+    return 0
+
+
+def _add_kaggle_parser(sub: Any) -> None:
+    """`kaggle download|bundle|upload|push-notebook|status`, each with --dry-run."""
+    k = sub.add_parser("kaggle", help="the Kaggle loop: download, bundle, upload, push-notebook, status (kaggle package)")
+    ks = k.add_subparsers(dest="kaggle_command", required=True, metavar="STEP")
+    s = ks.add_parser("download", help="fetch and unzip the competition data, then check its layout")
+    s.add_argument("competition", nargs="?", default="hms", help="'hms' or a competition slug (default hms)")
+    s.add_argument("--to", default=None, help="folder (default inputs/<competition>)")
+    s.add_argument("--force", action="store_true", help="download again even when complete")
+    s.add_argument("--keep-zip", action="store_true", help="keep the zip after unpacking it")
+    s = ks.add_parser("bundle", help="a folder ready to be a Kaggle dataset: wheels, checkpoints, configs, timm weights")
+    s.add_argument("--experiments", nargs="+", default=None, help="experiments/ensembles (default: the best HMS entry)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default="kaggle_bundle", help="bundle folder (default: kaggle_bundle)")
+    s.add_argument("--id", default=None, help="dataset USER/SLUG (default: $KAGGLE_USERNAME/hbac-bundle)")
+    s.add_argument("--title", default="hbac bundle", help="dataset title")
+    s.add_argument("--no-deps", action="store_true", help="only the hbac wheel (the image has every dependency)")
+    s = ks.add_parser("upload", help="create the bundle's dataset, or add a version")
+    s.add_argument("bundle_dir", help="folder written by `kaggle bundle`")
+    s.add_argument("--notes", default="new version", help="version notes")
+    s = ks.add_parser("push-notebook", help="write kernel-metadata.json (GPU on, internet off) and push a notebook")
+    s.add_argument("name", help="notebook name under notebooks/, e.g. hms_submit")
+    s.add_argument("--dataset", default=None, help="bundle dataset USER/SLUG (default: $KAGGLE_USERNAME/hbac-bundle)")
+    s.add_argument("--id", default=None, help="kernel USER/SLUG (default: $KAGGLE_USERNAME/<name>)")
+    s.add_argument("--competition", default="hms")
+    s.add_argument("--notebooks", default="notebooks", help="folder of the .ipynb files")
+    s.add_argument("--out", default=None, help="staging folder (default build/kaggle/<name>)")
+    s = ks.add_parser("status", help="the latest submissions and their scores")
+    s.add_argument("competition", nargs="?", default="hms")
+    s.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    for s in ks.choices.values():
+        s.add_argument("--dry-run", action="store_true", help="print what would be sent; no network")
+    k.set_defaults(func=cmd_kaggle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hbac", description="EEG classification pipeline (HMS HBAC, CHB-MIT).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -296,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
     s.add_argument("--out", default=None, help="report path (default: <outputs>/<name>/report.html)")
     s.set_defaults(func=cmd_report)
+    s = sub.add_parser("weights", help="save the ImageNet weights of the configs' 2D backbones to a local folder (needs a network)")
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("configs", nargs="*", help="experiment configs (default: configs/*.yaml)")
+    s.add_argument("--backbone", action="append", help="a timm model name to fetch as well (repeatable)")
+    s.add_argument("--out", default="inputs/weights", help="folder for <backbone>.pth (default: inputs/weights)")
+    s.add_argument("--force", action="store_true", help="download again even when the file exists")
+    s.set_defaults(func=cmd_weights)
 
     s = sub.add_parser("tune", help="Optuna search over an experiment config (search space in a tune YAML)")
     s.add_argument("config", help="tune file (YAML): experiment, folds, space, … (see hbac.engine.tune)")
@@ -322,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--int8", action="store_true", help="also write a dynamically int8-quantised copy")
     s.add_argument("--out", default=None, help="folder for model.onnx (default: <experiment>/export)")
     s.set_defaults(func=cmd_export)
+    _add_kaggle_parser(sub)
     return p
 
 
@@ -353,6 +424,8 @@ def build_submit_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--profile", action="store_true", help="print where the time went (imports, cache, model load, forward, write)")
+    p.add_argument("--allow-prior-fallback", action="store_true",
+                   help="predict the class prior for test EEGs that cannot be read (default: stop with an error naming them)")
     return p
 
 
@@ -367,7 +440,8 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
         )
 
         timings: dict[str, float] = {"imports": time.perf_counter() - t0}
-        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings,
+                        allow_prior_fallback=a.allow_prior_fallback)
     except USER_ERRORS as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2

@@ -167,6 +167,7 @@ def _row(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
         "date": _date(scores.get("created")),
         "complete": not missing and not mixed,
         "note": "; ".join(notes),
+        "_n_rows": _float(scores.get("n_rows")),
     }
     return row
 
@@ -185,6 +186,20 @@ def _broken_row(folder: Path, reason: str) -> dict[str, Any]:
 def _looks_like_run(folder: Path) -> bool:
     """An experiment/ensemble folder without scores.json yet (training under way, nothing finished)."""
     return (folder / "config.yaml").exists() or any(folder.glob("fold*/"))
+
+
+def _flag_other_rows(df: pd.DataFrame) -> None:
+    """Note entries scored on another number of rows than most of their task: their CV is not comparable."""
+    if "_n_rows" not in df:
+        return
+    for task, sub in df.groupby("task"):
+        n = sub["_n_rows"].dropna()
+        if n.nunique() <= 1:
+            continue
+        common = n.mode().iloc[0]
+        for i in n.index[n != common]:
+            note = f"scored on {int(n[i])} rows, most {task} entries on {int(common)}: not comparable"
+            df.loc[i, "note"] = "; ".join(x for x in (df.loc[i, "note"], note) if x)
 
 
 def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
@@ -209,7 +224,9 @@ def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
             rows.append(_broken_row(folder, f"error: {path.name} unreadable: {e}"))
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    return _rank(pd.DataFrame(rows))[COLUMNS]
+    df = pd.DataFrame(rows)
+    _flag_other_rows(df)
+    return _rank(df)[COLUMNS]
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:

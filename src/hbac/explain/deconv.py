@@ -21,7 +21,7 @@ from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
 
 from hbac.explain.common import TensorModel, conv_layers, grad_mode, input_keys, minmax, plt
 from hbac.explain.draw import chain_groups
-from hbac.explain.gradcam import image_module, target_layers
+from hbac.explain.gradcam import image_module, model_image, target_layers
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _attr_setup(model: nn.Module, batch: dict[str, torch.Tensor], layer: nn.Modu
     if m2d is not None and callable(getattr(m2d, "forward_image", None)) and backbone is not None \
             and any(layer is mod for mod in backbone.modules()):
         with torch.no_grad():
-            img = m2d.image(batch).float()
+            img = model_image(m2d, batch).float()
         return ImageModel(m2d), (img,), (), "image"
     keys = ["eeg"] + [k for k in input_keys(model) if k != "eeg"]
     return TensorModel(model, keys), (batch["eeg"].float(),), tuple(batch[k].float() for k in keys[1:]), "eeg"

@@ -127,6 +127,12 @@ def image_module(model: nn.Module) -> Optional[nn.Module]:
     return None
 
 
+def model_image(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The backbone image (B, in_chans, H, W) exactly as forward builds it: after the model's `input_stage`, if any."""
+    stage = getattr(m, "input_stage", None)
+    return m.image(stage(batch) if callable(stage) else batch)
+
+
 def _mel_centres(fmin: float, fmax: float, n: int) -> np.ndarray:
     m = np.linspace(2595 * math.log10(1 + fmin / 700), 2595 * math.log10(1 + fmax / 700), n + 2)[1:-1]
     return 700 * (10 ** (m / 2595) - 1)
@@ -178,6 +184,7 @@ def image_layout(model: nn.Module, batch: dict[str, torch.Tensor], duration_s: f
     if m is None:
         raise ValueError(f"{type(model).__name__}: no image(batch) method; 2D Grad-CAM cannot place its map")
     with torch.no_grad():
+        batch = m.input_stage(batch) if callable(getattr(m, "input_stage", None)) else batch
         img = m.image(batch)[:, 0].float()
         h, w = img.shape[-2:]
         inputs = list(getattr(m, "inputs", []))

@@ -23,7 +23,7 @@ from hbac.explain.common import Fold, cache_rows, default_fold, fold_oof, load_f
 from hbac.explain.deconv import plot_filter_maps, reverse_maps
 from hbac.explain.draw import plot_sample
 from hbac.explain.figures import summary_figures
-from hbac.explain.gradcam import cam_1d, image_module, chain_cam, plot_cam_1d, plot_cam_2d, region_maps, target_layers, time_cam
+from hbac.explain.gradcam import cam_1d, image_module, model_image, chain_cam, plot_cam_1d, plot_cam_2d, region_maps, target_layers, time_cam
 from hbac.explain.importance import permutation_importance, plot_importance
 from hbac.explain.optimal import optimal_samples, top_predicted
 from hbac.features.baseline import predict_features
@@ -173,7 +173,7 @@ def explain_deconv(f: Fold, oof: pd.DataFrame, table: pd.DataFrame, sel: pd.Data
         img = None
         if any(m.space == "image" for m in fmaps):
             with torch.no_grad():
-                img = image_module(f.model).image(b)[0, 0].float().cpu().numpy()
+                img = model_image(image_module(f.model), b)[0, 0].float().cpu().numpy()
         fig = plot_filter_maps(fmaps, 0, f.channels, f.fs, image=img, title=f"reverse convolution: surest {s['class']} sample {s['sample_id']}")
         save_png(fig, out / f"deconv_{s['class']}.png")
         done.append(str(s["class"]))

@@ -17,6 +17,8 @@ Outputs in `out_dir` (default `<outputs>/detect/<edf stem>/`), written atomicall
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import math
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
-from hbac.engine.runtime import configure_threads, device_auto
+from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
 from hbac.explain.gradcam import stitch, time_cam
 from hbac.features.baseline import predict_features
@@ -266,10 +268,10 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
             if use_spec:
                 raise ValueError(f"{path}: the model reads Kaggle spectrograms, which an EDF does not have")
-            model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
-                                n_times=ckpt.get("n_times"))
+            model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
+                                n_times=ckpt.get("n_times"), window_filter=cache.window_filter)
             model.load_state_dict(ckpt["model"])
-            model.to(device)
+            model = place_model(model, device)
             loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
             p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
                                offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")

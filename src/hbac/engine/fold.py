@@ -203,7 +203,10 @@ def _as_scores(task: Task, best: Any) -> Optional[dict[str, Any]]:
 def _make_optim(run: FoldRun, st: Stage) -> Optim:
     """Loader, optimiser, per-step schedule and EMA of one stage."""
     cfg = run.cfg
-    tr_ds = experiment_dataset(cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table))
+    tr_ds = experiment_dataset(
+        cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table),
+        min_votes=cfg.train.stage2.min_votes if st.name == "stage2" else None,  # per_eeg random: high-vote windows only
+    )
     gen = torch.Generator()
     loader = make_loader(cfg, tr_ds, train=True, gen=gen)
     steps = len(loader) if cfg.train.max_steps_per_epoch is None else min(len(loader), cfg.train.max_steps_per_epoch)

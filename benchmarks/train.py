@@ -13,6 +13,8 @@ process, timed by CPU time. A Kaggle notebook's 4 CPUs feed about 4 x that (goal
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import glob
 import tempfile
@@ -27,7 +29,7 @@ from hbac.config import DataConfig, ExperimentConfig, from_dict, load_config, to
 from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.datasets.synthetic import write_chbmit, write_hms
 from hbac.engine.losses import build_loss
-from hbac.engine.runtime import amp_dtype
+from hbac.engine.runtime import amp_dtype, grad_scaler, place_model
 from hbac.models import build_model, count_parameters
 from hbac.signals.montage import montage_names
 
@@ -56,11 +58,11 @@ def bench(cfg: ExperimentConfig, device: torch.device, b: int, steps: int) -> tu
     """(train samples/s, inference samples/s, parameters) for one config on one device."""
     n_ch = len(montage_names(cfg.data.eeg.montage))
     k, fs, n_t = shapes(cfg)
-    model = build_model(cfg.model, k, montage_names(cfg.data.eeg.montage), fs, n_t).to(device)
+    model = place_model(build_model(dataclasses.replace(cfg.model, pretrained=False), k, montage_names(cfg.data.eeg.montage), fs, n_t, window_filter=cfg.data.window_filter()), device)
     loss_fn = build_loss(cfg.train)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dt = amp_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=dt == torch.float16)
+    scaler = grad_scaler(dt)
     batch = batch_for(cfg, b, device)
     assert batch["eeg"].shape[1] == n_ch
 

@@ -158,7 +158,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
     from hbac.inference.detect import detect
 
     detect(Path(a.edf), outputs=Path(a.outputs), name=a.name, out_dir=Path(a.out) if a.out else None, threshold=a.threshold,
-           onnx=Path(a.onnx) if a.onnx else None)
+           onnx=Path(a.onnx) if a.onnx else None, explain=a.explain)
     return 0
 
 
@@ -209,6 +209,35 @@ def cmd_export(a: argparse.Namespace) -> int:
             print(f"{kind}: {f['size_bytes'] / 1024:.1f} kB, max |Δp| vs torch {f['max_abs_diff']:.2e}, "
                   f"{f['latency_ms_per_window']:.3f} ms/window (CPU, 1 thread)")
     print(f"exported {r['onnx']}")
+    return 0
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    from hbac.explain.run import explain
+
+    exp_dir = Path(a.outputs) / a.experiment
+    res = explain(exp_dir, fold=a.fold, samples=a.samples, classes=a.classes, out_dir=Path(a.out) if a.out else None,
+                  data_dir=a.data_dir, edf=a.edf, actmax_steps=a.actmax_steps, profile_rows=a.profile_rows)
+    print(f"{len(res['files'])} figures written to {Path(a.out) if a.out else exp_dir / 'explain'}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from hbac.report import write_report
+
+    path = write_report(Path(a.outputs) / a.name, out=Path(a.out) if a.out else None)
+    print(f"report written: {path}")
+    return 0
+
+
+def cmd_weights(a: argparse.Namespace) -> int:
+    from hbac.models.weights import config_backbones, default_configs, fetch_weights
+
+    names = list(a.backbone or []) + config_backbones(a.configs or ([] if a.backbone else default_configs()))
+    if not names:
+        raise ValueError("no 2D backbone to fetch: give experiment configs with a 2d / multimodal model, or --backbone NAME")
+    for path in fetch_weights(list(dict.fromkeys(names)), Path(a.out), force=a.force):
+        print(f"weights: {path}")
     return 0
 
 
@@ -331,8 +360,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="experiment or ensemble name (default: the best CHB-MIT entry)")
     s.add_argument("--out", default=None, help="folder for the CSVs and PNG (default: <outputs>/detect/<edf stem>)")
     s.add_argument("--threshold", type=float, default=None, help="event threshold (default: the experiment's)")
+    s.add_argument("--explain", action="store_true", help="add a Grad-CAM strip (seizure class) under the probability timeline")
     s.add_argument("--onnx", default=None, help="score windows with an exported model.onnx (onnxruntime, no torch model)")
     s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("explain", help="Grad-CAM, optimal samples, activation maximisation, deconvolution of a trained experiment")
+    s.add_argument("experiment", help="experiment name (a folder under --outputs)")
+    s.add_argument("--fold", type=int, default=None, help="fold to explain (default: the first trained one)")
+    s.add_argument("--samples", type=int, default=3, help="optimal samples (and mistakes) per class (default 3)")
+    s.add_argument("--classes", nargs="+", default=None, help="only these classes (default: all)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default=None, help="figure folder (default: <outputs>/<experiment>/explain)")
+    s.add_argument("--data-dir", default=None, help="explain every labelled row of another data folder (same preprocessing)")
+    s.add_argument("--edf", default=None, help="explain the windows of one EDF recording (CHB-MIT models)")
+    s.add_argument("--actmax-steps", type=int, default=200, help="activation-maximisation steps per class (default 200)")
+    s.add_argument("--profile-rows", type=int, default=64, help="rows per class in the mean Grad-CAM profile (default 64)")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("report", help="one self-contained report.html for an experiment or ensemble")
+    s.add_argument("name", help="experiment or ensemble name (a folder under --outputs)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default=None, help="report path (default: <outputs>/<name>/report.html)")
+    s.set_defaults(func=cmd_report)
+    s = sub.add_parser("weights", help="save the ImageNet weights of the configs' 2D backbones to a local folder (needs a network)")
+    s.add_argument("action", choices=["fetch"])
+    s.add_argument("configs", nargs="*", help="experiment configs (default: configs/*.yaml)")
+    s.add_argument("--backbone", action="append", help="a timm model name to fetch as well (repeatable)")
+    s.add_argument("--out", default="inputs/weights", help="folder for <backbone>.pth (default: inputs/weights)")
+    s.add_argument("--force", action="store_true", help="download again even when the file exists")
+    s.set_defaults(func=cmd_weights)
 
     s = sub.add_parser("tune", help="Optuna search over an experiment config (search space in a tune YAML)")
     s.add_argument("config", help="tune file (YAML): experiment, folds, space, … (see hbac.engine.tune)")
@@ -391,6 +447,8 @@ def build_submit_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--profile", action="store_true", help="print where the time went (imports, cache, model load, forward, write)")
+    p.add_argument("--allow-prior-fallback", action="store_true",
+                   help="predict the class prior for test EEGs that cannot be read (default: stop with an error naming them)")
     return p
 
 
@@ -405,7 +463,8 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
         )
 
         timings: dict[str, float] = {"imports": time.perf_counter() - t0}
-        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings)
+        make_submission(a.data_dir, Path(a.outputs), a.ensemble, a.experiment, Path(a.out), a.batch_size, timings=timings,
+                        allow_prior_fallback=a.allow_prior_fallback)
     except USER_ERRORS as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2

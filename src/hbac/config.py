@@ -41,7 +41,11 @@ class EEGParams:
     nan: Literal["interp", "zero", "mean"] = "interp"  # how NaN stretches are filled
     bandpass: Optional[list[float]] = bounded(factory=lambda: [0.5, 20.0], ge=0)  # Hz [low, high], null = off; 0 = that edge off
     notch_hz: Optional[float] = bounded(None, gt=0)  # e.g. 60 for CHB-MIT, 50/60 for mains
-    clip_uv: Optional[float] = bounded(1024.0, gt=0)  # symmetric clip after filtering, null = off
+    # where bandpass/notch run: `recording` = on each whole recording at prepare (CHB-MIT: detect
+    # filters whole EDFs too); `window` = the cache keeps the signal unfiltered and the model filters
+    # each window on its device (HMS: test EEGs are 50 s files, so training must filter 50 s windows)
+    filter_on: Literal["recording", "window"] = "recording"
+    clip_uv: Optional[float] = bounded(1024.0, gt=0)  # symmetric clip (after filtering when filter_on is recording), null = off
     standardize: bool = False  # per-channel z-score over each recording
     fs: Optional[float] = bounded(None, gt=0)  # resample to this rate; null keeps the dataset's native rate
     dtype: Literal["float32", "float16"] = "float32"
@@ -100,10 +104,19 @@ class DataConfig:
         for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
+        if self.eeg.filter_on == "window":  # applied by the model, not stored in the cache
+            d["eeg"].pop("bandpass")
+            d["eeg"].pop("notch_hz")
         if not self.eeg.ica:  # ICA off: its thresholds change nothing (and caches built before it stay valid)
             for k in ("ica", "ica_eog_corr", "ica_emg_ratio"):
                 d["eeg"].pop(k, None)
         return d
+
+    def window_filter(self) -> Optional[dict[str, Any]]:
+        """{bandpass, notch_hz} that models apply per window (filter_on: window), or None."""
+        if self.eeg.filter_on != "window" or not (self.eeg.bandpass or self.eeg.notch_hz):
+            return None
+        return {"bandpass": self.eeg.bandpass, "notch_hz": self.eeg.notch_hz}
 
     def hash(self) -> str:
         return params_hash(self.hash_params())
@@ -136,7 +149,9 @@ class SpecParams:
     kind: Literal["stft", "mel"] = "mel"
     n_fft: int = bounded(1024, ge=2)
     hop: int = bounded(50, ge=1)
-    win_length: Optional[int] = bounded(None, ge=1)
+    # 128 samples (0.64 s at 200 Hz) zero-padded to n_fft, as the top HMS solutions' mel images
+    # (Chris Deotte's EEG-to-spectrogram notebook: librosa n_fft 1024, win_length 128); null = n_fft
+    win_length: Optional[int] = bounded(128, ge=1)
     n_mels: int = bounded(128, ge=1)
     fmin: float = bounded(0.0, ge=0)
     fmax: float = bounded(20.0, gt=0)
@@ -204,6 +219,10 @@ class OneDParams:
     downsample: int = bounded(4, ge=1)  # stride of each stage
     pooling: Literal["avg", "gru", "attention"] = "gru"
     hidden: int = bounded(128, ge=1)
+    # fixed input scaling: eeg / scale_uv (µV). 32 as Chris Deotte's WaveNet starter (clip ±1024 µV,
+    # / 32): bipolar EEG has a std of ~10-50 µV, so inputs are O(1) and amplitude differences survive
+    # (a per-sample std would erase them). Set 1.0 for caches built with eeg.standardize.
+    scale_uv: float = bounded(32.0, gt=0)
 
 
 @dataclass
@@ -226,6 +245,10 @@ class ModelConfig:
     drop_rate: float = bounded(0.2, ge=0, lt=1)
     gem_p: float = bounded(3.0, gt=0)
     in_chans: int = bounded(3, ge=1)
+    # Kaggle spectrogram normalisation, computed in the model: standardize = the starter notebook
+    # (log of the power clipped to e^-4 … e^8, per-image standardisation, NaN → 0 after normalising);
+    # fixed = log(clip(x, 1e-4, 1e4)) scaled to [-1, 1] by constants
+    kaggle_spec_norm: Literal["standardize", "fixed"] = "standardize"
     image_size: Optional[list[int]] = bounded(None, ge=1)  # 2d: [height, width] the assembled image is resized to (null = as assembled)
     features_model: Literal["logreg", "hgb"] = "hgb"  # kind == features
 

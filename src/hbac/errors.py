@@ -26,5 +26,9 @@ class ExperimentMixError(ValueError):
     """An experiment folder holds folds trained with different configs; names the folder and the folds."""
 
 
+class WeightsError(FileNotFoundError):
+    """Pretrained backbone weights are absent or cannot be fetched; the message names the file and the fetch command."""
+
+
 class DiskFullError(OSError):
     """The disk filled up while writing an output; the message names the file or folder being written."""

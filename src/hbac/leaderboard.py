@@ -167,6 +167,7 @@ def _row(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
         "date": _date(scores.get("created")),
         "complete": not missing and not mixed,
         "note": "; ".join(notes),
+        "_n_rows": _float(scores.get("n_rows")),
     }
     return row
 
@@ -185,6 +186,20 @@ def _broken_row(folder: Path, reason: str) -> dict[str, Any]:
 def _looks_like_run(folder: Path) -> bool:
     """An experiment/ensemble folder without scores.json yet (training under way, nothing finished)."""
     return (folder / "config.yaml").exists() or any(folder.glob("fold*/"))
+
+
+def _flag_other_rows(df: pd.DataFrame) -> None:
+    """Note entries scored on another number of rows than most of their task: their CV is not comparable."""
+    if "_n_rows" not in df:
+        return
+    for task, sub in df.groupby("task"):
+        n = sub["_n_rows"].dropna()
+        if n.nunique() <= 1:
+            continue
+        common = n.mode().iloc[0]
+        for i in n.index[n != common]:
+            note = f"scored on {int(n[i])} rows, most {task} entries on {int(common)}: not comparable"
+            df.loc[i, "note"] = "; ".join(x for x in (df.loc[i, "note"], note) if x)
 
 
 def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
@@ -209,7 +224,9 @@ def build_leaderboard(outputs_root: Path) -> pd.DataFrame:
             rows.append(_broken_row(folder, f"error: {path.name} unreadable: {e}"))
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    return _rank(pd.DataFrame(rows))[COLUMNS]
+    df = pd.DataFrame(rows)
+    _flag_other_rows(df)
+    return _rank(df)[COLUMNS]
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:
@@ -278,17 +295,28 @@ def text_table(disp: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(disp: pd.DataFrame) -> str:
-    """GitHub-flavoured markdown table of a display frame."""
+def markdown_table(disp: pd.DataFrame, links: Optional[dict[str, str]] = None) -> str:
+    """GitHub-flavoured markdown table of a display frame; `links` {name: href} turn those names into links."""
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    links = links or {}
+
+    def cell(col: str, v: Any) -> str:
+        href = links.get(str(v).rstrip(INCOMPLETE)) if col == "name" else None
+        return f"[{esc(v)}]({href})" if href else esc(v)
+
     lines = ["| " + " | ".join(esc(c) for c in disp.columns) + " |", "|" + "|".join("---" for _ in disp.columns) + "|"]
     for _, r in disp.iterrows():
-        lines.append("| " + " | ".join(esc(v) for v in r) + " |")
+        lines.append("| " + " | ".join(cell(c, v) for c, v in r.items()) + " |")
     return "\n".join(lines)
 
 
-def render(df: pd.DataFrame, fmt: str = "text") -> str:
-    """The whole leaderboard, one section per task then the unscored folders, as 'text' or 'markdown'."""
+def report_links(outputs_root: Path, names: Any) -> dict[str, str]:
+    """{name: '<name>/report.html'} for every entry whose report exists (`python -m hbac report NAME`)."""
+    return {str(n): f"{n}/report.html" for n in names if (Path(outputs_root) / str(n) / "report.html").exists()}
+
+
+def render(df: pd.DataFrame, fmt: str = "text", links: Optional[dict[str, str]] = None) -> str:
+    """The whole leaderboard, one section per task then the unscored folders, as 'text' or 'markdown' (names linked via `links`)."""
     if df.empty:
         return "No experiments yet.\n"
     md = fmt == "markdown"
@@ -297,7 +325,7 @@ def render(df: pd.DataFrame, fmt: str = "text") -> str:
     for task, dataset in _groups(scored):
         title = get_task(task).title(dataset)
         disp = _display_frame(scored, task, dataset)
-        parts += [f"## {title}", "", markdown_table(disp), ""] if md else [title, text_table(disp), ""]
+        parts += [f"## {title}", "", markdown_table(disp, links), ""] if md else [title, text_table(disp), ""]
     unscored = df[df["rank"].isna()]
     if len(unscored):
         title = "Not scored (listed so nothing is hidden)"
@@ -315,7 +343,7 @@ def render(df: pd.DataFrame, fmt: str = "text") -> str:
 
 def _write(outputs_root: Path, df: pd.DataFrame) -> None:
     atomic_write_csv(outputs_root / "leaderboard.csv", df)
-    atomic_write_text(outputs_root / "leaderboard.md", render(df, "markdown"))
+    atomic_write_text(outputs_root / "leaderboard.md", render(df, "markdown", report_links(outputs_root, df["name"])))
 
 
 def write_leaderboard(outputs_root: Path) -> pd.DataFrame:

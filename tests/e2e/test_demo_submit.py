@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from hbac.datasets.hms import HMS_VOTE_COLS
+from hbac.errors import DataError
 from hbac.inference.submit import make_submission
 
 REPO = REPO_ROOT
@@ -46,6 +47,10 @@ def test_demo_end_to_end(demo: Path) -> None:
     assert set(weights) == {"tiny_hms_2d", "tiny_hms_1d"} and abs(sum(weights.values()) - 1) < 1e-6
     lb = pd.read_csv(demo / "outputs" / "leaderboard.csv")
     assert {"tiny_hms_2d", "tiny_hms_1d", "tiny_ensemble"} <= set(lb["name"])
+    # the blend scores at least as well as its best member on the common row set it was fitted on
+    ens = json.loads((demo / "outputs" / "tiny_ensemble" / "scores.json").read_text())
+    assert ens["fit_kl"] <= min(m["fit_kl"] for m in ens["members"].values()) + 1e-6
+    assert {json.loads((demo / "outputs" / e / "scores.json").read_text())["n_rows"] for e in weights} == {ens["n_rows"]}
     for exp in ("tiny_hms_2d", "tiny_hms_1d"):
         for k in range(3):
             assert (demo / "outputs" / exp / f"fold{k}" / "best.pt").exists()
@@ -69,7 +74,7 @@ def test_submit_script_on_real_test_example(demo: Path, real_hms: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_submit_corrupt_test_eeg_gets_prior(demo: Path, tmp_path: Path, caplog) -> None:
+def test_submit_corrupt_test_eeg_is_an_error_unless_prior_fallback(demo: Path, tmp_path: Path, caplog) -> None:
     src = demo / "data" / "hms"
     data = tmp_path / "hms"
     data.mkdir()
@@ -80,7 +85,17 @@ def test_submit_corrupt_test_eeg_gets_prior(demo: Path, tmp_path: Path, caplog) 
     test = pd.read_csv(data / "test.csv")
     bad = int(test["eeg_id"].iloc[1])
     (data / "test_eegs" / f"{bad}.parquet").write_bytes(b"PAR1 this is not a parquet file")
-    sub = make_submission(data, demo / "outputs", ensemble="tiny_ensemble", out=tmp_path / "sub.csv", progress=False)
+    # default: an error that names the file, and no submission written
+    with pytest.raises(DataError, match=rf"test_eegs/{bad}\.parquet.*--allow-prior-fallback"):
+        make_submission(data, demo / "outputs", ensemble="tiny_ensemble", out=tmp_path / "sub.csv", progress=False)
+    assert not (tmp_path / "sub.csv").exists()
+    r = subprocess.run(
+        [sys.executable, str(REPO / "submit.py"), "--data-dir", str(data), "--outputs", str(demo / "outputs"), "--ensemble", "tiny_ensemble",
+         "--out", str(tmp_path / "cli.csv")], capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode != 0 and f"{bad}.parquet" in r.stderr and not (tmp_path / "cli.csv").exists()
+    # opt-in: the class prior for that row
+    sub = make_submission(data, demo / "outputs", ensemble="tiny_ensemble", out=tmp_path / "sub.csv", progress=False, allow_prior_fallback=True)
     check_submission(sub, data)
     assert str(bad) in caplog.text  # the warning names the EEG
     # the unreadable EEG gets the blended class prior: the OOF target mean of the members

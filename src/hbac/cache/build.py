@@ -238,7 +238,9 @@ def _work_eeg(task: tuple) -> tuple:
             raise DataError(f"{path}: {report}; eeg.bad_channels is 'error' (set it to 'zero' or 'drop' to go on)")
         if report and e.bad_channels == "drop":
             return ("eeg", i, 0, health, True)  # not written: its rows are left out
-        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs,
+        per_rec = e.filter_on == "recording"  # `window`: the model filters each window (DataConfig.window_filter)
+        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass if per_rec else None, notch_hz=e.notch_hz if per_rec else None,
+                       clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs,
                        ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=_W["channels"] if e.ica else ())
         del x
         if y.shape[1] != n_out:

@@ -137,6 +137,14 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r}, {len(self)} samples, {len(self.channels)} channels at {self.fs:g} Hz)"
 
+    @property
+    def window_filter(self) -> Optional[dict[str, Any]]:
+        """{bandpass, notch_hz} the model must apply to each window (cache built with eeg.filter_on: window), or None."""
+        eeg = (self.meta.get("config") or {}).get("eeg") or {}
+        if eeg.get("filter_on", "recording") != "window" or not (eeg.get("bandpass") or eeg.get("notch_hz")):
+            return None
+        return {"bandpass": eeg.get("bandpass"), "notch_hz": eeg.get("notch_hz")}
+
     def window(self, i: int, shift: int = 0) -> np.ndarray:
         """EEG window of sample row i → (n_chans, n_times) float32; `shift` samples, clamped to its recording."""
         return eeg_slice(self.eeg, self._row[i], self._lo[i], self._hi[i], int(self._len[i]), shift)

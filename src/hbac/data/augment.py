@@ -9,18 +9,23 @@ import torch
 from hbac.config import AugmentConfig
 
 
-def mask_spec(spec: np.ndarray, aug: AugmentConfig) -> np.ndarray:
-    """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to 0."""
+def mask_spec(spec: np.ndarray, aug: AugmentConfig, fill: float = float("nan")) -> np.ndarray:
+    """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to `fill`.
+
+    The dataset holds raw Kaggle power, so the default fill is NaN ("no data"): the model's
+    normalisation (`hbac.models.inputs.normalise_kaggle_spec`) leaves it out of the image's
+    statistics and sets it to 0, the image mean, as the starter notebook does for missing values.
+    """
     spec = spec.copy()
     _, f, t = spec.shape
     if aug.time_mask > 0 and np.random.rand() < aug.time_mask:
         w = np.random.randint(1, max(2, t // 8))
         s = np.random.randint(0, t - w)
-        spec[:, :, s : s + w] = 0.0
+        spec[:, :, s : s + w] = fill
     if aug.freq_mask > 0 and np.random.rand() < aug.freq_mask:
         w = np.random.randint(1, max(2, f // 8))
         s = np.random.randint(0, f - w)
-        spec[:, s : s + w, :] = 0.0
+        spec[:, s : s + w, :] = fill
     return spec
 
 

@@ -19,7 +19,12 @@ def select_samples(table: pd.DataFrame, strategy: str = "all", min_votes: int = 
     `all`: every row; `min_votes`: rows with n_votes ≥ min_votes; `per_eeg`: one row per
     recording, its votes summed over all its sub-windows (as the top HMS solutions did),
     placed at the recording's middle sub-window (by start time); `sample_id` becomes the
-    recording id.
+    recording id and `window_sample_id` keeps the sample id of the window it is placed at.
+
+    `n_votes` stays a per-label quality column in every strategy: for `per_eeg` it is the mean
+    of the sub-windows' vote counts (an EEG whose labels each had 3-6 votes keeps 3-6, however
+    many labels it has), and `n_votes_total` is their sum. Validation never uses this: it runs
+    on all labelled rows of a fold (`hbac.data.split.fold_split`).
     """
     if strategy == "all":
         return table.reset_index(drop=True)
@@ -41,6 +46,8 @@ def select_samples(table: pd.DataFrame, strategy: str = "all", min_votes: int = 
     rep = t.iloc[mid_rows].copy()
     tot = sums.sum(axis=1)
     rep[vcols] = sums / np.where(tot > 0, tot, 1)[:, None]
-    rep["n_votes"] = tot.round().astype(np.int64)
+    rep["n_votes"] = np.bincount(codes, weights=t["n_votes"].to_numpy(np.float64), minlength=len(uniq)) / sizes
+    rep["n_votes_total"] = tot.round().astype(np.int64)
+    rep["window_sample_id"] = rep["sample_id"]
     rep["sample_id"] = rep["recording_id"]
     return rep.reset_index(drop=True)

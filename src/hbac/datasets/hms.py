@@ -16,7 +16,7 @@ from hbac.datasets.kaggle_spec import (
     SPEC_FREQS,
     SPEC_STEP_S,
     SPEC_WINDOW_S,
-    kaggle_spec_image,
+    kaggle_spec_regions,
 )
 from hbac.errors import DataError
 from hbac.signals.montage import (
@@ -251,7 +251,7 @@ KAGGLE_SPEC = ExtraInput(
     n_rows=eeg_n_rows,
     read=read_spectrogram,
     enabled=lambda cfg: bool(cfg.kaggle_spec),
-    to_input=kaggle_spec_image,
+    to_input=kaggle_spec_regions,  # raw power, layout only: models normalise it on their device (hbac.models.inputs)
     flip=tuple(int(i) for i in flip_permutation(SPEC_REGIONS)),
     label="spectrogram",
     masks=True,

@@ -41,6 +41,26 @@ def kaggle_spec_window(spec: np.ndarray, times: np.ndarray, offset_s: float, win
     return out
 
 
+def kaggle_spec_regions(window: np.ndarray) -> np.ndarray:
+    """(n_steps, 400) raw window → (4 regions, 100 freqs, n_steps) float32 raw power (NaN kept).
+
+    The layout only: models normalise it on their device (`hbac.models.inputs.normalise_kaggle_spec`).
+    """
+    w = np.asarray(window, dtype=np.float32)
+    return np.ascontiguousarray(w.reshape(w.shape[0], len(SPEC_REGIONS), 100).transpose(1, 2, 0))
+
+
+def kaggle_spec_starter(window: np.ndarray) -> np.ndarray:
+    """(n_steps, 400) raw window → (4, 100, n_steps) float32 as the Kaggle starter notebook normalises
+    each region: log(clip(x, e^-4, e^8)), minus nanmean, over (nanstd + 1e-6), NaN → 0. A numpy reference."""
+    img = np.log(np.clip(kaggle_spec_regions(window).astype(np.float64), math.exp(-4), math.exp(8)))
+    out = np.empty_like(img)
+    for k in range(img.shape[0]):
+        m, sd = np.nanmean(img[k]), np.nanstd(img[k])
+        out[k] = np.nan_to_num((img[k] - m) / (sd + 1e-6), nan=0.0)
+    return out.astype(np.float32)
+
+
 def kaggle_spec_image(window: np.ndarray, eps: float = 1e-4, lo: float = math.log(1e-4), hi: float = math.log(1e4)) -> np.ndarray:
     """(n_steps, 400) raw window → (4 regions, 100 freqs, n_steps) float32, log-clip normalised.
 

@@ -28,12 +28,12 @@ from hbac.config import ExperimentConfig, to_dict
 from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.data.pseudo import apply_pseudo_labels
-from hbac.data.split import experiment_table, fold_split, sample_weights
+from hbac.data.split import experiment_table, fold_rows, sample_weights, select_training
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.outputs import load_checkpoint, oof_frame, save_checkpoint, write_fold_files
 from hbac.engine.provenance import experiment_hash
-from hbac.engine.runtime import amp_dtype, device_auto, seed_everything, to_device
+from hbac.engine.runtime import amp_dtype, device_auto, grad_scaler, place_model, seed_everything, to_device
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.models import build_model, count_parameters
 from hbac.tasks import Task, task_for
@@ -53,11 +53,13 @@ class Stage:
     lr: float
 
 
-def _stages(cfg: ExperimentConfig, tr: pd.DataFrame) -> list[Stage]:
-    stages = [Stage("stage1", tr, cfg.train.epochs, cfg.train.lr)]
+def training_stages(cfg: ExperimentConfig, rows: pd.DataFrame) -> list[Stage]:
+    """Stage 1 on the selection of all training `rows`; stage 2 on the selection of the rows whose
+    own label had >= stage2.min_votes votes (filtered before `per_eeg` aggregates them)."""
+    stages = [Stage("stage1", select_training(cfg, rows), cfg.train.epochs, cfg.train.lr)]
     s2 = cfg.train.stage2
     if s2.enabled:
-        hi = tr[tr.n_votes >= s2.min_votes].reset_index(drop=True)
+        hi = select_training(cfg, rows, min_votes=s2.min_votes)
         if len(hi) == 0:
             log.warning("stage 2: no training rows with n_votes >= %d; skipped", s2.min_votes)
         else:
@@ -137,10 +139,13 @@ def train_fold(
 
 def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out_dir: Optional[Path] = None) -> FoldRun:
     """Split the fold, build the model, the loss and the validation loader."""
-    cache, sel, folds = data if data is not None else experiment_table(cfg)
-    tr, va = fold_split(cfg, sel, folds, fold)
+    cache, table, folds = data if data is not None else experiment_table(cfg)
+    tr, va = fold_rows(cfg, table, folds, fold)  # va: every labelled row of the fold, whatever the selection
     if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
         tr = apply_pseudo_labels(cfg.train.pseudo, tr)
+    stages = training_stages(cfg, tr)
+    if len(stages[0].table) == 0 or len(va) == 0:
+        raise ValueError(f"fold {fold}: {len(stages[0].table)} training rows, {len(va)} validation rows")
     out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
     device = device_auto()
@@ -148,18 +153,20 @@ def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out_dir:
     n_times = model_n_times(cfg, float(va["duration_s"].iloc[0]), cache.fs)
 
     seed_everything(_fold_seed(cfg, fold, -1))
-    model = build_model(cfg.model, n_classes=len(cache.classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times).to(device)
+    model = build_model(cfg.model, n_classes=len(cache.classes), channels=list(cache.channels), fs=float(cache.fs), n_times=n_times,
+                        window_filter=cache.window_filter)
+    model = place_model(model, device)
     if hasattr(model, "set_spec_augment"):  # masks on the in-model EEG spectrogram (training mode only)
         model.set_spec_augment(cfg.augment.time_mask, cfg.augment.freq_mask)
     va_loader = make_loader(cfg, experiment_dataset(cfg, cache, va), train=False)
     dt = amp_dtype(cfg.train.amp, device)
     run = FoldRun(
         cfg=cfg, fold=fold, out=out, device=device, cache=cache, task=task, va=va, va_loader=va_loader, model=model,
-        loss_fn=build_loss(cfg.train), stages=_stages(cfg, tr), n_times=n_times, n_params=count_parameters(model),
-        progress=progress, dt=dt, scaler=torch.amp.GradScaler("cuda", enabled=dt == torch.float16),
+        loss_fn=build_loss(cfg.train), stages=stages, n_times=n_times, n_params=count_parameters(model),
+        progress=progress, dt=dt, scaler=grad_scaler(dt),
     )
     log.info("fold %d: %d train rows, %d validation rows, %s params, device %s%s, task %s (best.pt by %s, %s)",
-             fold, len(tr), len(va), f"{run.n_params:,}", device, f", amp {dt}" if dt else "", task.name,
+             fold, len(stages[0].table), len(va), f"{run.n_params:,}", device, f", amp {dt}" if dt else "", task.name,
              task.label(task.metric), task.better_word())
     return run
 
@@ -196,7 +203,10 @@ def _as_scores(task: Task, best: Any) -> Optional[dict[str, Any]]:
 def _make_optim(run: FoldRun, st: Stage) -> Optim:
     """Loader, optimiser, per-step schedule and EMA of one stage."""
     cfg = run.cfg
-    tr_ds = experiment_dataset(cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table))
+    tr_ds = experiment_dataset(
+        cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table),
+        min_votes=cfg.train.stage2.min_votes if st.name == "stage2" else None,  # per_eeg random: high-vote windows only
+    )
     gen = torch.Generator()
     loader = make_loader(cfg, tr_ds, train=True, gen=gen)
     steps = len(loader) if cfg.train.max_steps_per_epoch is None else min(len(loader), cfg.train.max_steps_per_epoch)
@@ -303,7 +313,7 @@ def _meta(run: FoldRun, st: Stage, epoch: int, scores: dict[str, Any]) -> dict[s
 def _save_best(run: FoldRun, model: torch.nn.Module, st: Stage, epoch: int, scores: dict[str, Any]) -> None:
     save_checkpoint(run.out / "best.pt", {
         "model": model.state_dict(), **_meta(run, st, epoch, scores), "classes": run.classes,
-        "channels": run.channels, "fs": float(run.cache.fs), "n_times": run.n_times, "config_hash": experiment_hash(run.cfg),
+        "channels": run.channels, "fs": float(run.cache.fs), "n_times": run.n_times, "window_filter": run.cache.window_filter, "config_hash": experiment_hash(run.cfg),
     })
 
 

@@ -1,4 +1,4 @@
-"""Runtime settings: device, mixed precision, seeding, CPU threads and DataLoader workers."""
+"""Runtime settings: device, mixed precision, cuDNN / memory-format choices, seeding, CPU threads and DataLoader workers."""
 from __future__ import annotations
 
 import logging
@@ -11,20 +11,64 @@ import torch
 
 log = logging.getLogger(__name__)
 
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: native bf16 tensor cores; older GPUs (T4 7.5, P100 6.0) emulate it slowly
+
 
 def device_auto() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True when the GPU computes bf16 natively (compute capability >= 8.0).
+
+    `torch.cuda.is_bf16_supported()` also says True where bf16 is only emulated (T4, P100).
+    """
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return tuple(torch.cuda.get_device_capability(device)) >= BF16_MIN_CAPABILITY
+
+
 def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype for a config value ('auto', 'bf16', 'fp16', 'off'); None = fp32."""
+    """Autocast dtype for a config value ('auto', 'bf16', 'fp16', 'off'); None = fp32.
+
+    auto: bf16 on compute capability >= 8.0, else fp16 (trained with a GradScaler); an explicit
+    'bf16' on an older GPU falls back to fp16 with a warning.
+    """
     if device.type != "cuda" or amp == "off":
         return None
     if amp == "fp16":
         return torch.float16
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    if native_bf16(device):
         return torch.bfloat16
+    if amp == "bf16":
+        log.warning("train.amp bf16: GPU compute capability %s < 8.0 has no native bf16; using fp16 with a gradient scaler",
+                    torch.cuda.get_device_capability(device))
     return torch.float16
+
+
+def grad_scaler(dtype: Optional[torch.dtype]) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 autocast (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def configure_backends(device: torch.device) -> None:
+    """cuDNN autotuning on a GPU: input shapes are fixed per experiment, so the first-step search pays off."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def use_channels_last(device: torch.device) -> bool:
+    """Whether 2D CNN inputs/weights should be NHWC: faster convolutions under AMP on tensor-core GPUs."""
+    return device.type == "cuda"
+
+
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move a model to `device`; on a GPU also NHWC weights (channels_last) and cuDNN autotuning."""
+    configure_backends(device)
+    model = model.to(device)
+    if use_channels_last(device):
+        model = model.to(memory_format=torch.channels_last)  # only 4D (conv2d) weights change layout
+    return model
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

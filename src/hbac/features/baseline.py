@@ -188,6 +188,7 @@ def experiment_features(cfg: ExperimentConfig, cache: Any, sel: pd.DataFrame, pr
     key = json.dumps({
         "version": FEATURES_VERSION, "cache": str(Path(cache.path).resolve()), "hash": cache.meta.get("hash"),
         "created": cache.meta.get("created"), "rows": _rows_key(sel, rows, n), "names": params_digest(names),
+        "window_filter": getattr(cache, "window_filter", None),
     }, sort_keys=True)
     path = cfg.output_dir() / "features.npz"
     if path.exists():
@@ -252,7 +253,8 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
     pos = pd.Index(sel["sample_id"])
     if not pos.is_unique:
         raise ValueError("selected rows have duplicate sample_id values; cannot map features to folds")
-    Xtr, Xva = X[pos.get_indexer(tr["sample_id"])], X[pos.get_indexer(va["sample_id"])]
+    tr_ids = tr["window_sample_id"] if "window_sample_id" in tr else tr["sample_id"]  # per_eeg: the window it sits at
+    Xtr, Xva = X[pos.get_indexer(tr_ids)], X[pos.get_indexer(va["sample_id"])]
     ttr = tr[vcols].to_numpy(np.float64)
     wtr = sample_weights(cfg, tr).astype(np.float64)
     if cfg.train.sampler != "none":

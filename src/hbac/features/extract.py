@@ -31,6 +31,7 @@ import scipy.fft as sfft
 from scipy.signal import get_window
 from tqdm.auto import tqdm
 
+from hbac.signals.filters import window_bandpass
 from hbac.signals.montage import flip_permutation
 
 log = logging.getLogger(__name__)
@@ -288,11 +289,14 @@ def extract(cache: Any, table: pd.DataFrame, batch: int = 64, progress: bool = T
         raise ValueError(f"extract: a window runs past the cache's EEG ({eeg.shape[0]} rows); the table does not match {cache.path}")
     nc = int(round(CENTER_S * fs))
     c0 = (n - nc) // 2
+    wf = getattr(cache, "window_filter", None)
     out = np.empty((len(rows), len(names)), dtype=np.float32)
     bar = tqdm(total=len(rows), desc="features", leave=False, disable=not progress, unit="win")
     for b0 in range(0, len(rows), batch):
         r = rows[b0 : b0 + batch]
         x = np.stack([eeg[i : i + n] for i in r]).astype(np.float32).transpose(0, 2, 1)  # (B, C, T)
+        if wf is not None:  # cache left unfiltered (eeg.filter_on: window): filter each window as the models do
+            x = window_bandpass(x, fs, wf.get("bandpass"), wf.get("notch_hz"))
         feats = [window_features(x, fs, channels)]
         if _has_center(n, fs):
             feats.append(window_features(x[..., c0 : c0 + nc], fs, channels, per_channel=False))

@@ -1,6 +1,7 @@
 """Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import checkpoint_paths, load_checkpoint
 from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
-from hbac.engine.runtime import configure_threads, device_auto
+from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
@@ -123,9 +124,11 @@ def predict_experiment(
             total = p if total is None else total + p
             t = _tick(timings, "forward", t)
             continue
-        model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"])
+        # the checkpoint holds every weight: never read the ImageNet file again (it may be absent offline)
+        model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"],
+                            window_filter=cache.window_filter)
         model.load_state_dict(ckpt["model"])
-        model.to(device)
+        model = place_model(model, device)
         t = _tick(timings, "model_load", t)
         ds = experiment_dataset(cfg, cache, cache.samples)
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)

@@ -15,9 +15,12 @@ import pandas as pd
 from hbac.datasets.hms import (
     HMS_CLASSES,
     HMS_VOTE_COLS,
+    eeg_path,
     find_kaggle_dir,
     read_test_csv,
+    spec_path,
 )
+from hbac.errors import DataError
 from hbac.inference.predict import class_prior, predict_experiment, resolve_members
 from hbac.io import atomic_write_csv, clean_stale_temps, pid_alive
 
@@ -49,10 +52,15 @@ def make_submission(
     batch_size: int = 32,
     progress: bool = True,
     timings: Optional[dict[str, float]] = None,
+    allow_prior_fallback: bool = False,
 ) -> pd.DataFrame:
     """Offline inference on `test.csv` → `submission.csv` (columns of sample_submission.csv,
     one row per test eeg_id in test.csv order, rows summing to 1). With `timings`, adds the seconds
-    spent per step (`cache`, `model_load`, `forward`, `write`)."""
+    spent per step (`cache`, `model_load`, `forward`, `write`).
+
+    A test EEG that cannot be read (missing or unreadable EEG / spectrogram file) is a
+    `DataError` naming the files; with `allow_prior_fallback` its row is the class prior instead.
+    """
     data_dir = Path(data_dir) if data_dir else (find_kaggle_dir() or Path("inputs/hms"))
     test = read_test_csv(data_dir / "test.csv")
     ss_path = data_dir / "sample_submission.csv"
@@ -73,8 +81,10 @@ def make_submission(
             ok = ~np.isnan(idx)
             full[ok] = probs[idx[ok].astype(int)]
             if (~ok).any():
-                bad = test.loc[~ok, "eeg_id"].tolist()
-                log.warning("%s: %d test EEG(s) could not be read, predicting the class prior for them: %s", name, len(bad), bad[:5])
+                msg = f"{name}: {int((~ok).sum())} of {len(test)} test EEG(s) could not be read: {unreadable_files(data_dir, test.loc[~ok])}"
+                if not allow_prior_fallback:
+                    raise DataError(msg + "; fix the files, or pass --allow-prior-fallback to predict the class prior for them")
+                log.warning("%s; predicting the class prior for them (--allow-prior-fallback)", msg)
             blend += (w / wsum) * full
     blend = blend / blend.sum(axis=1, keepdims=True)
     sub = pd.DataFrame({"eeg_id": test["eeg_id"].to_numpy()})
@@ -87,3 +97,12 @@ def make_submission(
         timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t
     log.info("wrote %s (%d rows)", out, len(sub))
     return sub
+
+
+def unreadable_files(data_dir: Path, rows: pd.DataFrame, n: int = 5) -> str:
+    """'test_eegs/1.parquet (missing), test_spectrograms/2.parquet, …' for test rows that were not predicted."""
+    out = []
+    for r in rows.head(n).itertuples():
+        for p in (eeg_path(data_dir, int(r.eeg_id), "test"), spec_path(data_dir, int(r.spectrogram_id), "test")):
+            out.append(f"{p}{'' if p.exists() else ' (missing)'}")
+    return ", ".join(out) + (f" (+{len(rows) - n} more rows)" if len(rows) > n else "")

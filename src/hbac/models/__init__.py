@@ -1,7 +1,9 @@
 """Model builders: a registry keyed by `ModelConfig.kind`, no `eval`.
 
-Every model maps a batch dict (`eeg` (B, C, T) float32, optionally `kaggle_spec`
-(B, 4, 100, 300) float32) to logits (B, n_classes), and has `flip_batch(batch, mask=None)`
+Every model maps a batch dict (`eeg` (B, C, T) float32 µV, optionally `kaggle_spec`
+(B, 4, 100, 300) float32 raw power, NaN past a file's end) to logits (B, n_classes). Its
+`input_stage` (`models.inputs`) runs first, on the model's device: the per-window band-pass of
+caches built with eeg.filter_on: window, and the Kaggle spectrogram normalisation. It has `flip_batch(batch, mask=None)`
 (left/right mirror, for augmentation and TTA), `input_keys` (batch keys it reads) and
 `num_features`. 2D and multimodal models also have `set_spec_augment(time_mask, freq_mask)`.
 """
@@ -34,9 +36,18 @@ MODELS: dict[str, ModelBuilder] = {
 
 
 def build_model(
-    cfg: ModelConfig, n_classes: int, channels: Sequence[str], fs: float, n_times: Optional[int] = None
+    cfg: ModelConfig,
+    n_classes: int,
+    channels: Sequence[str],
+    fs: float,
+    n_times: Optional[int] = None,
+    window_filter: Optional[dict] = None,
 ) -> nn.Module:
-    """Build the torch model for `cfg.kind`: channels = montage names (C), fs in Hz, n_times = window samples."""
+    """Build the torch model for `cfg.kind`: channels = montage names (C), fs in Hz, n_times = window samples.
+
+    window_filter: {bandpass, notch_hz} the model applies to each EEG window first (`Cache.window_filter`
+    of a cache built with eeg.filter_on: window); None when the cache is already filtered.
+    """
     if cfg.kind not in MODELS:
         if cfg.kind == "features":
             raise ValueError("model.kind 'features' is a sklearn baseline, not a torch model; it is not built by hbac.models")
@@ -45,7 +56,7 @@ def build_model(
         raise ValueError(f"build_model: n_classes must be >= 2, got {n_classes}")
     if not channels:
         raise ValueError("build_model: empty channel list")
-    model = MODELS[cfg.kind](cfg, n_classes, list(channels), float(fs), n_times)
+    model = MODELS[cfg.kind](cfg, n_classes, list(channels), float(fs), n_times, window_filter=window_filter)
     log.info(
         "model %s%s: %s parameters", cfg.kind, f" ({cfg.backbone})" if cfg.kind in ("2d", "multimodal") else "", f"{count_parameters(model):,}"
     )

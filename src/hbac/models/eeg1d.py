@@ -1,7 +1,7 @@
 """1D model: residual CNN over the raw montage → temporal pooling (avg | GRU | attention) → Linear.
 
-Input `eeg` (B, C, T) in µV or z-scored; each sample is divided by its own standard deviation
-(over channels and time) first, so both scalings work and relative channel amplitudes survive.
+Input `eeg` (B, C, T) in µV, divided by a fixed `oned.scale_uv` (32 µV): amplitude is part of
+the signal (a per-sample std would erase it).
 Each stage downsamples time by `oned.downsample`: T → ceil(T / downsample**n_stages) frames.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from hbac.config import ModelConfig
+from hbac.models.inputs import InputStage
 from hbac.models.layers import AttentionPool1d, FlipMixin, GRUPool1d
 
 
@@ -49,6 +50,7 @@ class EEG1DModel(FlipMixin, nn.Module):
         fs: float,
         n_times: Optional[int] = None,
         head: bool = True,
+        window_filter: Optional[dict] = None,
     ) -> None:
         super().__init__()
         p = cfg.oned
@@ -58,8 +60,12 @@ class EEG1DModel(FlipMixin, nn.Module):
             raise ValueError(f"model.oned.kernel_size: must be odd and positive, got {p.kernel_size}")
         if p.blocks_per_stage < 1 or p.downsample < 1:
             raise ValueError("model.oned.blocks_per_stage and model.oned.downsample must be >= 1")
+        if p.scale_uv <= 0:
+            raise ValueError(f"model.oned.scale_uv: must be positive, got {p.scale_uv}")
         self.channels = list(channels)
         self.n_classes = n_classes
+        self.scale_uv = float(p.scale_uv)
+        self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)
         self.input_keys = ("eeg",)
         n_in = len(self.channels)
         c0 = p.channels[0]
@@ -96,14 +102,16 @@ class EEG1DModel(FlipMixin, nn.Module):
         self.drop: nn.Module = nn.Dropout(cfg.drop_rate) if head else nn.Identity()
         self.head: nn.Module = nn.Linear(self.num_features, n_classes) if head else nn.Identity()
 
-    @staticmethod
-    def scale(x: torch.Tensor) -> torch.Tensor:
-        """Per-sample scaling: (B, C, T) / std over (C, T), in fp32."""
-        x = x.float()
-        return x / (x.std(dim=(1, 2), keepdim=True) + 1e-3)
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Grad-CAM target (hbac.explain): the residual stack's output (B, C', T'), after the last skip connection."""
+        return {"1d": self.blocks}
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Fixed scaling: (B, C, T) µV / scale_uv, in fp32."""
+        return x.float() / self.scale_uv
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch['eeg'] (B, C, T) → features (B, num_features)."""
+        """batch['eeg'] (B, C, T) after `input_stage` → features (B, num_features)."""
         if "eeg" not in batch:
             raise KeyError(f"model input 'eeg' missing from batch (keys: {sorted(batch)})")
         x = self.blocks(self.stem(self.scale(batch["eeg"])))  # (B, C', T')
@@ -112,4 +120,4 @@ class EEG1DModel(FlipMixin, nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes) (or features when built with head=False)."""
-        return self.head(self.drop(self.forward_features(batch)))
+        return self.head(self.drop(self.forward_features(self.input_stage(batch))))

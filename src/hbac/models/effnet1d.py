@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from hbac.config import ModelConfig
+from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin
 
 
@@ -63,8 +64,10 @@ class EfficientNet1DModel(FlipMixin, nn.Module):
         fs: float,
         n_times: Optional[int] = None,
         head: bool = True,
+        window_filter: Optional[dict] = None,
     ) -> None:
         super().__init__()
+        self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)  # per-window band-pass (models.inputs)
         p = cfg.effnet1d
         if not (len(p.widths) == len(p.depths) == len(p.strides)) or not p.widths:
             raise ValueError(f"model.effnet1d: widths {p.widths}, depths {p.depths} and strides {p.strides} need one entry per stage")
@@ -98,4 +101,4 @@ class EfficientNet1DModel(FlipMixin, nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes) (or features when built with head=False)."""
-        return self.head(self.drop(self.forward_features(batch)))
+        return self.head(self.drop(self.forward_features(self.input_stage(batch))))

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from hbac.config import ModelConfig
 from hbac.models.eeg1d import EEG1DModel
+from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin
 from hbac.models.spec2d import Spec2DModel
 
@@ -22,10 +23,12 @@ class MultimodalModel(FlipMixin, nn.Module):
         channels: Sequence[str],
         fs: float,
         n_times: Optional[int] = None,
+        window_filter: Optional[dict] = None,
     ) -> None:
         super().__init__()
         self.channels = list(channels)
         self.n_classes = n_classes
+        self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)  # once, for both branches
         self.spec2d = Spec2DModel(cfg, n_classes, channels, fs, n_times, head=False)
         self.eeg1d = EEG1DModel(cfg, n_classes, channels, fs, n_times, head=False)
         self.input_keys = tuple(sorted(set(self.spec2d.input_keys) | set(self.eeg1d.input_keys)))
@@ -40,14 +43,18 @@ class MultimodalModel(FlipMixin, nn.Module):
             nn.Linear(hidden, n_classes),
         )
 
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Grad-CAM targets (hbac.explain) of both branches: {"2d": …, "1d": …}."""
+        return {**self.spec2d.cam_layers(), **self.eeg1d.cam_layers()}
+
     def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0) -> None:
         """Spectrogram masks of the 2D branch (training mode only)."""
         self.spec2d.set_spec_augment(time_mask, freq_mask)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch → concatenated features (B, F2 + F1), fp32."""
+        """batch after `input_stage` → concatenated features (B, F2 + F1), fp32."""
         return torch.cat([self.spec2d.forward_features(batch).float(), self.eeg1d.forward_features(batch).float()], dim=1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes)."""
-        return self.head(self.forward_features(batch))
+        return self.head(self.forward_features(self.input_stage(batch)))

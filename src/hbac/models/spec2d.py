@@ -2,7 +2,8 @@
 
 Image layout (one grey image, replicated to `in_chans`):
 
-- `kaggle_spec` (B, 4, 100, 300), regions LL, RL, LP, RP → 2x2 tiles [[LL, RL], [LP, RP]] → (200, 600).
+- `kaggle_spec` (B, 4, 100, 300) raw power, regions LL, RL, LP, RP → normalised in the model
+  (`models.inputs.normalise_kaggle_spec`) → 2x2 tiles [[LL, RL], [LP, RP]] → (200, 600).
 - `eeg_spec`: `signals.EEGSpectrogram` on the montage → (B, C, H, W). When the channels contain
   the four double-banana chains (HMS or CHB-MIT names) the 4 pairs of each chain are averaged
   and the chains tiled 2x2 like the Kaggle image → (2H, 2W); other channel sets are tiled in a
@@ -31,7 +32,10 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict
 
 from hbac.config import ModelConfig, to_dict
+from hbac.errors import WeightsError
+from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin, GeM, random_axis_mask
+from hbac.models.weights import weights_file
 from hbac.signals.montage import BANANA_CHAINS
 from hbac.signals.cwt import MorletCWT
 from hbac.signals.spectrogram import EEGSpectrogram
@@ -95,14 +99,16 @@ def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int) -> None:
-    """Load local weights into a headless timm backbone: classifier keys dropped, first conv adapted to `in_chans`."""
+def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int, name: str = "BACKBONE") -> None:
+    """Load local weights into a headless timm backbone `name`: classifier keys dropped, first conv adapted to `in_chans`."""
 
     if path is None:
-        raise ValueError("model.pretrained is true but model.pretrained_path is not set (weights are never downloaded)")
+        raise ValueError(f"model.pretrained is true but model.pretrained_path is not set (weights are never downloaded); "
+                         f"save them with `python -m hbac weights fetch --backbone {name}` and set pretrained_path: {weights_file(name)}")
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"model.pretrained_path: weights file not found: {p}")
+        raise WeightsError(f"model.pretrained_path: weights file not found: {p}; fetch it where a network is with "
+                           f"`python -m hbac weights fetch --backbone {name} --out {p.parent}` (it saves {p.parent / (name + '.pth')})")
     sd = _load_weights_file(p)
     own = backbone.state_dict()
     keep: dict[str, torch.Tensor] = {}
@@ -138,10 +144,12 @@ class Spec2DModel(FlipMixin, nn.Module):
         fs: float,
         n_times: Optional[int] = None,
         head: bool = True,
+        window_filter: Optional[dict] = None,
     ) -> None:
         super().__init__()
         self.channels = list(channels)
         self.n_classes = n_classes
+        self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)
         self.inputs = list(cfg.inputs)
         if not self.inputs:
             raise ValueError("model.inputs: empty; use kaggle_spec and/or eeg_spec")
@@ -165,6 +173,8 @@ class Spec2DModel(FlipMixin, nn.Module):
             sp = to_dict(cfg.spec)
             if n_times is not None and sp["n_fft"] // 2 >= n_times:
                 raise ValueError(f"model.spec.n_fft: {sp['n_fft']} is too long for {n_times}-sample windows")
+            if sp["win_length"] is not None and not 0 < sp["win_length"] <= sp["n_fft"]:
+                raise ValueError(f"model.spec.win_length: {sp['win_length']} must be in 1 … n_fft ({sp['n_fft']})")
             self.spec = EEGSpectrogram(fs, **sp)
         if "eeg_cwt" in self.inputs:
             self.cwt = MorletCWT(fs, **to_dict(cfg.cwt))
@@ -189,7 +199,7 @@ class Spec2DModel(FlipMixin, nn.Module):
             drop_rate=0.0,  # dropout lives in our head
         )
         if cfg.pretrained:
-            load_pretrained(self.backbone, cfg.pretrained_path, cfg.in_chans)
+            load_pretrained(self.backbone, cfg.pretrained_path, cfg.in_chans, cfg.backbone)
         self.pool = GeM(cfg.gem_p)
         # forward_head(pre_logits=True) keeps any head conv (MobileNetV3's conv_head: 576 → 1024)
         self.num_features = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
@@ -228,7 +238,7 @@ class Spec2DModel(FlipMixin, nn.Module):
         return tile_grid(s, self.grid_cols)
 
     def kaggle_image(self, spec: torch.Tensor) -> torch.Tensor:
-        """(B, 4, 100, 300) Kaggle spectrogram regions → (B, 200, 600) image."""
+        """(B, 4, 100, 300) normalised Kaggle spectrogram regions → (B, 200, 600) image."""
         return tile_2x2(spec.float())
 
     def raw2d_image(self, eeg: torch.Tensor) -> torch.Tensor:
@@ -263,14 +273,29 @@ class Spec2DModel(FlipMixin, nn.Module):
             img = F.interpolate(img[:, None], size=self.image_size, mode="bilinear", align_corners=False)[:, 0]
         return img[:, None].expand(-1, self.in_chans, -1, -1)
 
-    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch → pooled features (B, num_features)."""
-        f = self.backbone.forward_features(self.image(batch))
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Grad-CAM target (hbac.explain): the backbone's last convolution, whose map still has image geometry."""
+        convs = [m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)]
+        return {"2d": convs[-1]} if convs else {}
+
+    def forward_image(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) backbone image → logits (B, n_classes) (or features without a head); used to attribute to the image."""
+        return self.head(self.drop(self.features_from_image(img)))
+
+    def features_from_image(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) backbone image → pooled features (B, num_features)."""
+        if img.is_cuda:  # NHWC matches the channels_last weights set by engine.runtime.place_model
+            img = img.contiguous(memory_format=torch.channels_last)
+        f = self.backbone.forward_features(img)
         f = self.backbone.forward_head(f, pre_logits=True)  # e.g. ConvNeXt's final norm; keeps (B, F, h, w)
         if f.dim() != 4:
             raise ValueError(f"model.backbone: {type(self.backbone).__name__} gives {f.dim()}D features; GeM needs a CNN (B, F, h, w) map")
         return self.pool(f)
 
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch → pooled features (B, num_features)."""
+        return self.features_from_image(self.image(batch))
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes) (or features (B, num_features) when built with head=False)."""
-        return self.head(self.drop(self.forward_features(batch)))
+        return self.head(self.drop(self.forward_features(self.input_stage(batch))))

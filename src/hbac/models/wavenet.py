@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from hbac.config import ModelConfig
+from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin
 from hbac.models.spec2d import chain_indices
 
@@ -59,8 +60,10 @@ class WaveNetModel(FlipMixin, nn.Module):
         fs: float,
         n_times: Optional[int] = None,
         head: bool = True,
+        window_filter: Optional[dict] = None,
     ) -> None:
         super().__init__()
+        self.input_stage = InputStage(fs, window_filter, cfg.kaggle_spec_norm)  # per-window band-pass (models.inputs)
         p = cfg.wavenet
         if not p.channels or len(p.channels) != len(p.dilation_layers):
             raise ValueError(f"model.wavenet: channels {p.channels} and dilation_layers {p.dilation_layers} need one entry per block")
@@ -104,4 +107,4 @@ class WaveNetModel(FlipMixin, nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes) (or features when built with head=False)."""
-        return self.head(self.forward_features(batch))
+        return self.head(self.forward_features(self.input_stage(batch)))

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal as sps
 
 from hbac.signals.ica import ica_clean
@@ -60,6 +61,65 @@ def notch(x: np.ndarray, fs: float, freq: float, q: float = 30.0) -> np.ndarray:
         return x
     b, a = sps.iirnotch(freq, q, fs)
     return sps.filtfilt(b, a, x, axis=-1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- per-window zero-phase FFT filter
+WINDOW_FILTER_PAD_S = 5.0  # odd-extension padding on each side (s): the 0.5 Hz high-pass settles within it
+
+
+def window_filter_pad(n_times: int, fs: float) -> int:
+    """Samples of odd-extension padding on each side of an `n_times` window."""
+    return int(min(max(n_times - 1, 0), round(WINDOW_FILTER_PAD_S * fs)))
+
+
+def window_filter_length(n_times: int, fs: float) -> int:
+    """FFT length used for an `n_times` window: padded, rounded up to a fast size."""
+    return int(sp_fft.next_fast_len(n_times + 2 * window_filter_pad(n_times, fs), real=True))
+
+
+def zero_phase_response(n_fft: int, fs: float, band: Optional[Sequence[float]], notch_hz: Optional[float] = None, order: int = 4) -> np.ndarray:
+    """(n_fft // 2 + 1,) float64 gain at the rfft frequencies: |H|² of the Butterworth band-pass (and notch).
+
+    |H|² is what `filtfilt` applies (forward + backward = squared magnitude, zero phase).
+    """
+    freqs = np.fft.rfftfreq(n_fft, d=1.0 / fs)
+    g = np.ones_like(freqs)
+    if band and (band[0] or band[1]):
+        sos = _butter_sos(band[0] or None, band[1] or None, float(fs), order)
+        _, h = sps.sosfreqz(sos, worN=freqs, fs=fs)
+        g *= np.abs(h) ** 2
+    if notch_hz and notch_hz < fs / 2:
+        b, a = sps.iirnotch(notch_hz, 30.0, fs)
+        _, h = sps.freqz(b, a, worN=freqs, fs=fs)
+        g *= np.abs(h) ** 2
+    return g
+
+
+def odd_extend(x: np.ndarray, pad: int) -> np.ndarray:
+    """(..., T) → (..., T + 2 pad): point-symmetric extension at both ends (as `filtfilt` pads)."""
+    if pad <= 0:
+        return x
+    left = 2 * x[..., :1] - x[..., pad:0:-1]
+    right = 2 * x[..., -1:] - x[..., -2 : -pad - 2 : -1]
+    return np.concatenate([left, x, right], axis=-1)
+
+
+def window_bandpass(x: np.ndarray, fs: float, band: Optional[Sequence[float]], notch_hz: Optional[float] = None) -> np.ndarray:
+    """Zero-phase FFT band-pass (and notch) of one window or a batch: (..., T) float32 µV → same shape.
+
+    The numpy twin of `hbac.models.inputs.WindowFilter` (which runs it on the GPU inside a model):
+    odd extension, rfft, multiply by `zero_phase_response`, irfft, crop. A function of the window
+    alone, so a 50 s test file and the same 50 s cut from a long training recording give the same values.
+    """
+    if not (band and (band[0] or band[1])) and not notch_hz:
+        return np.asarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    pad = window_filter_pad(n, fs)
+    n_fft = window_filter_length(n, fs)
+    g = zero_phase_response(n_fft, fs, band, notch_hz)
+    z = sp_fft.rfft(odd_extend(np.asarray(x, dtype=np.float64), pad), n=n_fft, axis=-1)
+    y = sp_fft.irfft(z * g, n=n_fft, axis=-1)[..., pad : pad + n]
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from hbac.cache.reader import Cache
 from hbac.config import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
 from hbac.data.dataset import WindowDataset, model_extras
-from hbac.datasets.kaggle_spec import kaggle_spec_image
+from hbac.datasets.kaggle_spec import kaggle_spec_regions
 
 _spec = importlib.util.spec_from_file_location("_reader_fixture", Path(__file__).parents[1] / "cache" / "test_reader.py")
 _reader = importlib.util.module_from_spec(_spec)
@@ -30,8 +30,8 @@ def test_items_are_the_cache_windows_and_the_declared_model_array(cache: Cache) 
         item = ds[i]
         np.testing.assert_array_equal(item["eeg"].numpy(), cache.window(i))
         raw = cache.extra_window("kaggle_spec", i)
-        expect = kaggle_spec_image(raw if raw is not None else np.full((300, 400), np.nan, np.float32))
-        np.testing.assert_array_equal(item["kaggle_spec"].numpy(), expect)  # (4, 100, 300) image of the raw rows
+        expect = kaggle_spec_regions(raw if raw is not None else np.full((300, 400), np.nan, np.float32))
+        np.testing.assert_array_equal(item["kaggle_spec"].numpy(), expect)  # (4, 100, 300) raw rows, normalised by the model
         assert item["kaggle_spec"].shape == (4, 100, 300) and int(item["index"]) == i
     np.testing.assert_allclose(ds[1]["target"].numpy(), [0.5, 0.5])
     assert set(WindowDataset(cache, cache.samples)[0]) == {"eeg", "target", "weight", "index"}

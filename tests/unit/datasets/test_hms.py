@@ -196,7 +196,8 @@ def test_select_samples_strategies(tmp_path: Path) -> None:
     for eeg_id, g in raw.groupby("eeg_id"):
         row = per[per.recording_id == eeg_id].iloc[0]
         counts = g[HMS_VOTE_COLS].sum(axis=0).to_numpy()
-        assert row.n_votes == counts.sum()
+        assert row.n_votes_total == counts.sum()
+        assert row.n_votes == pytest.approx(g[HMS_VOTE_COLS].sum(axis=1).mean())  # per-label quality, not the sum
         np.testing.assert_allclose(row[HMS_VOTE_COLS].to_numpy(dtype=float), counts / counts.sum())
         assert row.start_s == sorted(g.eeg_label_offset_seconds)[len(g) // 2]  # the middle sub-window
     with pytest.raises(ValueError, match="strategy"):

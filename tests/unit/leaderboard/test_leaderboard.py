@@ -135,6 +135,16 @@ def test_human_time():
     assert human_time(45) == "45s" and human_time(192) == "3m12s" and human_time(7500) == "2h05m" and human_time(None) == ""
 
 
+def test_entries_scored_on_other_rows_are_flagged(tmp_path):
+    root = tmp_path / "outputs"
+    write_scores(root, "a", 0.8)
+    write_scores(root, "b", 0.7)
+    write_scores(root, "few", 0.4, n_rows=40)  # e.g. validated on one row per EEG: a lower CV that means nothing
+    df = build_leaderboard(root).set_index("name")
+    assert "scored on 40 rows, most hms entries on 100: not comparable" in df.loc["few", "note"]
+    assert df.loc["a", "note"] == "" and df.loc["b", "note"] == ""
+
+
 # --------------------------------------------------------------------------- seizure experiments from real OOF files
 
 WINDOWS, SZ = 120, range(20, 32)  # windows of 10 s every 5 s; one seizure per recording (100-165 s)

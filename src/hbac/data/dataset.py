@@ -72,6 +72,7 @@ class WindowDataset(Dataset):
         weights: Optional[np.ndarray] = None,
         window_s: Optional[float] = None,
         sub_windows: bool = False,
+        sub_min_votes: Optional[int] = None,
     ) -> None:
         self.cache = cache
         self.table = table.reset_index(drop=True)
@@ -102,7 +103,7 @@ class WindowDataset(Dataset):
         self.sub: Optional[list[np.ndarray]] = None  # per row: candidate rows of cache.samples (empty: its own)
         self.sub_extras: dict[str, _Extra] = {}
         if sub_windows:
-            self._index_sub_windows()
+            self._index_sub_windows(sub_min_votes)
 
     def _extra(self, name: str, table: pd.DataFrame) -> _Extra:
         """Where the rows of extra input `name` live for each row of `table`, and how they become the model's array."""
@@ -114,11 +115,14 @@ class WindowDataset(Dataset):
         return _Extra(row, hi, int(held[name]["window_rows"]), decl.to_input if decl else None,
                       np.asarray(decl.flip) if decl and decl.flip is not None else None, bool(decl and decl.masks))
 
-    def _index_sub_windows(self) -> None:
-        """For each row, the rows of `cache.samples` that are labelled sub-windows of its recording."""
+    def _index_sub_windows(self, min_votes: Optional[int] = None) -> None:
+        """For each row, the rows of `cache.samples` that are labelled sub-windows of its recording
+        (with `min_votes`, only those whose own label had that many votes: stage 2 reads no low-vote window)."""
         samples = self.cache.samples
         rec = samples["recording_id"].astype(str).to_numpy()
-        groups = pd.Series(np.arange(len(samples))).groupby(rec).indices
+        keep = np.ones(len(samples), bool) if min_votes is None else samples["n_votes"].to_numpy() >= min_votes
+        groups = pd.Series(np.flatnonzero(keep)).groupby(rec[keep]).indices
+        groups = {r: np.flatnonzero(keep)[ix] for r, ix in groups.items()}
         none = np.zeros(0, np.int64)
         self.sub = [np.asarray(groups.get(r, none), np.int64) for r in self.table["recording_id"].astype(str).to_numpy()]
         self.sub_eeg_rows = samples["eeg_row"].to_numpy(np.int64)
@@ -188,9 +192,11 @@ def model_n_times(cfg: ExperimentConfig, duration_s: float, fs: float) -> int:
 
 
 def experiment_dataset(
-    cfg: ExperimentConfig, cache: Any, table: pd.DataFrame, train: bool = False, weights: Optional[np.ndarray] = None
+    cfg: ExperimentConfig, cache: Any, table: pd.DataFrame, train: bool = False, weights: Optional[np.ndarray] = None,
+    min_votes: Optional[int] = None,
 ) -> WindowDataset:
-    """The Dataset an experiment trains (`train`: augmentations, random per-EEG sub-windows) or predicts on."""
+    """The Dataset an experiment trains (`train`: augmentations, random per-EEG sub-windows, drawn among those
+    with >= `min_votes` votes when given, as in stage 2) or predicts on."""
     return WindowDataset(
         cache,
         table,
@@ -199,4 +205,5 @@ def experiment_dataset(
         weights=weights,
         window_s=cfg.model.window_s,
         sub_windows=train and cfg.selection.strategy == "per_eeg" and cfg.selection.per_eeg_window == "random",
+        sub_min_votes=min_votes,
     )

@@ -203,7 +203,10 @@ def _as_scores(task: Task, best: Any) -> Optional[dict[str, Any]]:
 def _make_optim(run: FoldRun, st: Stage) -> Optim:
     """Loader, optimiser, per-step schedule and EMA of one stage."""
     cfg = run.cfg
-    tr_ds = experiment_dataset(cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table))
+    tr_ds = experiment_dataset(
+        cfg, run.cache, st.table, train=True, weights=sample_weights(cfg, st.table),
+        min_votes=cfg.train.stage2.min_votes if st.name == "stage2" else None,  # per_eeg random: high-vote windows only
+    )
     gen = torch.Generator()
     loader = make_loader(cfg, tr_ds, train=True, gen=gen)
     steps = len(loader) if cfg.train.max_steps_per_epoch is None else min(len(loader), cfg.train.max_steps_per_epoch)
@@ -247,8 +250,10 @@ def _run_stage(run: FoldRun, si: int, ckpt_state: Optional[dict[str, Any]]) -> N
         if improved:
             run.best = scores
             _save_best(run, eval_model, st, global_epoch + 1, scores)
-        log.info("fold %d %s epoch %d/%d: train loss %.4f, val %s%s", run.fold, st.name, epoch + 1, st.epochs,
-                 row["train_loss"], run.task.headline(scores), "  *best*" if improved else "")
+        done, total = global_epoch + 1, sum(s.epochs for s in run.stages)  # ETA: mean epoch time so far × epochs left
+        log.info("fold %d %s epoch %d/%d: train loss %.4f, val %s, lr %.2e, %.0f s, ETA %.0f s%s", run.fold, st.name,
+                 epoch + 1, st.epochs, row["train_loss"], run.task.headline(scores), row["lr"], row["time_s"],
+                 (time.time() - run.t0) / done * (total - done), "  *best*" if improved else "")
         _save_last(run, o, st, si, epoch, global_epoch + 1, scores)
         write_fold_files(run.out, run.task, run.history)
         global_epoch += 1

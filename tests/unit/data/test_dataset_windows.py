@@ -85,6 +85,18 @@ def test_per_eeg_random_sub_window_each_epoch(cache: Cache) -> None:
     np.testing.assert_array_equal(rnd[i7]["target"].numpy(), middle[i7]["target"].numpy())  # the EEG's aggregated target
 
 
+def test_stage2_draws_only_high_vote_sub_windows(cache: Cache) -> None:
+    """Stage 2 (n_votes >= 10) must not read a recording's low-vote windows: recording 8's single window has 12."""
+    samples = cache.samples.copy()
+    table = select_samples(samples, "per_eeg")
+    i7 = int(np.flatnonzero(table.recording_id.to_numpy() == 7)[0])
+    cache.samples.loc[cache.samples.sample_id == 3, "n_votes"] = 15  # recording 7: only the window at row 100 is high-vote
+    ds = WindowDataset(cache, table, sub_windows=True, sub_min_votes=10)
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        assert first_row(ds[i7]) == 100
+
+
 def test_albumentations_on_kaggle_spec(cache: Cache) -> None:
     aug = AugmentConfig(albumentations=[
         TransformSpec("XYMasking", {"num_masks_x": 2, "mask_x_length": 30, "num_masks_y": 1, "mask_y_length": 10, "fill": 0.0, "p": 1.0}),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -95,11 +96,31 @@ def cmd_train(a: argparse.Namespace) -> int:
     from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
-    result = train_experiment(cfg, folds=folds, resume=a.resume, overwrite=a.overwrite)
+    if a.gpus:
+        _train_parallel(a, cfg, folds)
+        folds = []  # every fold trained by the children: only collect the OOF file and scores
+    result = train_experiment(cfg, folds=folds, resume=a.resume or bool(a.gpus), overwrite=a.overwrite and not a.gpus)
     print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
         print(f"CV {get_task(result['task']).headline(result)}")
     return 0
+
+
+def _train_parallel(a: argparse.Namespace, cfg: Any, folds: Optional[list[int]]) -> None:
+    """`train --gpus 0,1`: build the cache once, then one `train --fold K` child per device (hbac.engine.parallel)."""
+    from hbac.cache.build import prepare
+    from hbac.engine.parallel import parse_devices, run_folds
+
+    devices = parse_devices(a.gpus)
+    args = [a.config] + [x for s in a.sets for x in ("--set", s)]
+    for flag, value in (("--data-dir", a.data_dir), ("--cache-root", a.cache_root), ("--outputs", a.outputs)):
+        args += [flag, value] if value else []
+    args += ["--allow-missing"] if a.allow_missing else []
+    if a.overwrite:  # once, here: a child deleting the folder would delete its siblings' folds
+        shutil.rmtree(cfg.output_dir(), ignore_errors=True)
+    prepare(cfg.data)
+    ran = run_folds(args, folds if folds is not None else list(range(cfg.folds.n_folds)), devices)
+    log.info("folds by device: %s", ", ".join(f"{k}→{d}" for k, d in sorted(ran.items())))
 
 
 def cmd_ensemble(a: argparse.Namespace) -> int:
@@ -137,7 +158,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
     from hbac.inference.detect import detect
 
     detect(Path(a.edf), outputs=Path(a.outputs), name=a.name, out_dir=Path(a.out) if a.out else None, threshold=a.threshold,
-           onnx=Path(a.onnx) if a.onnx else None)
+           onnx=Path(a.onnx) if a.onnx else None, explain=a.explain)
     return 0
 
 
@@ -188,6 +209,24 @@ def cmd_export(a: argparse.Namespace) -> int:
             print(f"{kind}: {f['size_bytes'] / 1024:.1f} kB, max |Δp| vs torch {f['max_abs_diff']:.2e}, "
                   f"{f['latency_ms_per_window']:.3f} ms/window (CPU, 1 thread)")
     print(f"exported {r['onnx']}")
+    return 0
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    from hbac.explain.run import explain
+
+    exp_dir = Path(a.outputs) / a.experiment
+    res = explain(exp_dir, fold=a.fold, samples=a.samples, classes=a.classes, out_dir=Path(a.out) if a.out else None,
+                  data_dir=a.data_dir, edf=a.edf, actmax_steps=a.actmax_steps, profile_rows=a.profile_rows)
+    print(f"{len(res['files'])} figures written to {Path(a.out) if a.out else exp_dir / 'explain'}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from hbac.report import write_report
+
+    path = write_report(Path(a.outputs) / a.name, out=Path(a.out) if a.out else None)
+    print(f"report written: {path}")
     return 0
 
 
@@ -284,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(s, "experiment config (YAML)")
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    s.add_argument("--gpus", default=None, metavar="0,1",
+                   help="train folds in parallel, one process per device (CUDA_VISIBLE_DEVICES; 'cpu' entries run on the CPU)")
     s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
     s.add_argument("--cache-root", help="cache folder (overrides the config)")
@@ -319,9 +360,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="experiment or ensemble name (default: the best CHB-MIT entry)")
     s.add_argument("--out", default=None, help="folder for the CSVs and PNG (default: <outputs>/detect/<edf stem>)")
     s.add_argument("--threshold", type=float, default=None, help="event threshold (default: the experiment's)")
+    s.add_argument("--explain", action="store_true", help="add a Grad-CAM strip (seizure class) under the probability timeline")
     s.add_argument("--onnx", default=None, help="score windows with an exported model.onnx (onnxruntime, no torch model)")
     s.set_defaults(func=cmd_detect)
 
+    s = sub.add_parser("explain", help="Grad-CAM, optimal samples, activation maximisation, deconvolution of a trained experiment")
+    s.add_argument("experiment", help="experiment name (a folder under --outputs)")
+    s.add_argument("--fold", type=int, default=None, help="fold to explain (default: the first trained one)")
+    s.add_argument("--samples", type=int, default=3, help="optimal samples (and mistakes) per class (default 3)")
+    s.add_argument("--classes", nargs="+", default=None, help="only these classes (default: all)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default=None, help="figure folder (default: <outputs>/<experiment>/explain)")
+    s.add_argument("--data-dir", default=None, help="explain every labelled row of another data folder (same preprocessing)")
+    s.add_argument("--edf", default=None, help="explain the windows of one EDF recording (CHB-MIT models)")
+    s.add_argument("--actmax-steps", type=int, default=200, help="activation-maximisation steps per class (default 200)")
+    s.add_argument("--profile-rows", type=int, default=64, help="rows per class in the mean Grad-CAM profile (default 64)")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("report", help="one self-contained report.html for an experiment or ensemble")
+    s.add_argument("name", help="experiment or ensemble name (a folder under --outputs)")
+    s.add_argument("--outputs", default="outputs", help="outputs folder (default: outputs)")
+    s.add_argument("--out", default=None, help="report path (default: <outputs>/<name>/report.html)")
+    s.set_defaults(func=cmd_report)
     s = sub.add_parser("weights", help="save the ImageNet weights of the configs' 2D backbones to a local folder (needs a network)")
     s.add_argument("action", choices=["fetch"])
     s.add_argument("configs", nargs="*", help="experiment configs (default: configs/*.yaml)")

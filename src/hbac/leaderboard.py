@@ -295,17 +295,28 @@ def text_table(disp: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(disp: pd.DataFrame) -> str:
-    """GitHub-flavoured markdown table of a display frame."""
+def markdown_table(disp: pd.DataFrame, links: Optional[dict[str, str]] = None) -> str:
+    """GitHub-flavoured markdown table of a display frame; `links` {name: href} turn those names into links."""
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    links = links or {}
+
+    def cell(col: str, v: Any) -> str:
+        href = links.get(str(v).rstrip(INCOMPLETE)) if col == "name" else None
+        return f"[{esc(v)}]({href})" if href else esc(v)
+
     lines = ["| " + " | ".join(esc(c) for c in disp.columns) + " |", "|" + "|".join("---" for _ in disp.columns) + "|"]
     for _, r in disp.iterrows():
-        lines.append("| " + " | ".join(esc(v) for v in r) + " |")
+        lines.append("| " + " | ".join(cell(c, v) for c, v in r.items()) + " |")
     return "\n".join(lines)
 
 
-def render(df: pd.DataFrame, fmt: str = "text") -> str:
-    """The whole leaderboard, one section per task then the unscored folders, as 'text' or 'markdown'."""
+def report_links(outputs_root: Path, names: Any) -> dict[str, str]:
+    """{name: '<name>/report.html'} for every entry whose report exists (`python -m hbac report NAME`)."""
+    return {str(n): f"{n}/report.html" for n in names if (Path(outputs_root) / str(n) / "report.html").exists()}
+
+
+def render(df: pd.DataFrame, fmt: str = "text", links: Optional[dict[str, str]] = None) -> str:
+    """The whole leaderboard, one section per task then the unscored folders, as 'text' or 'markdown' (names linked via `links`)."""
     if df.empty:
         return "No experiments yet.\n"
     md = fmt == "markdown"
@@ -314,7 +325,7 @@ def render(df: pd.DataFrame, fmt: str = "text") -> str:
     for task, dataset in _groups(scored):
         title = get_task(task).title(dataset)
         disp = _display_frame(scored, task, dataset)
-        parts += [f"## {title}", "", markdown_table(disp), ""] if md else [title, text_table(disp), ""]
+        parts += [f"## {title}", "", markdown_table(disp, links), ""] if md else [title, text_table(disp), ""]
     unscored = df[df["rank"].isna()]
     if len(unscored):
         title = "Not scored (listed so nothing is hidden)"
@@ -332,7 +343,7 @@ def render(df: pd.DataFrame, fmt: str = "text") -> str:
 
 def _write(outputs_root: Path, df: pd.DataFrame) -> None:
     atomic_write_csv(outputs_root / "leaderboard.csv", df)
-    atomic_write_text(outputs_root / "leaderboard.md", render(df, "markdown"))
+    atomic_write_text(outputs_root / "leaderboard.md", render(df, "markdown", report_links(outputs_root, df["name"])))
 
 
 def write_leaderboard(outputs_root: Path) -> pd.DataFrame:

@@ -49,7 +49,7 @@ def test_demo_end_to_end(demo: Path) -> None:
     assert {"tiny_hms_2d", "tiny_hms_1d", "tiny_ensemble"} <= set(lb["name"])
     # the blend scores at least as well as its best member on the common row set it was fitted on
     ens = json.loads((demo / "outputs" / "tiny_ensemble" / "scores.json").read_text())
-    assert ens["fit_kl"] <= min(m["fit_kl"] for m in ens["members"].values()) + 1e-6
+    assert ens["fit_loss"] <= min(m["fit_loss"] for m in ens["members"].values()) + 1e-6
     assert {json.loads((demo / "outputs" / e / "scores.json").read_text())["n_rows"] for e in weights} == {ens["n_rows"]}
     for exp in ("tiny_hms_2d", "tiny_hms_1d"):
         for k in range(3):

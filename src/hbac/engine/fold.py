@@ -250,8 +250,10 @@ def _run_stage(run: FoldRun, si: int, ckpt_state: Optional[dict[str, Any]]) -> N
         if improved:
             run.best = scores
             _save_best(run, eval_model, st, global_epoch + 1, scores)
-        log.info("fold %d %s epoch %d/%d: train loss %.4f, val %s%s", run.fold, st.name, epoch + 1, st.epochs,
-                 row["train_loss"], run.task.headline(scores), "  *best*" if improved else "")
+        done, total = global_epoch + 1, sum(s.epochs for s in run.stages)  # ETA: mean epoch time so far × epochs left
+        log.info("fold %d %s epoch %d/%d: train loss %.4f, val %s, lr %.2e, %.0f s, ETA %.0f s%s", run.fold, st.name,
+                 epoch + 1, st.epochs, row["train_loss"], run.task.headline(scores), row["lr"], row["time_s"],
+                 (time.time() - run.t0) / done * (total - done), "  *best*" if improved else "")
         _save_last(run, o, st, si, epoch, global_epoch + 1, scores)
         write_fold_files(run.out, run.task, run.history)
         global_epoch += 1

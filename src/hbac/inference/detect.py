@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
 from hbac.data.dataset import experiment_dataset, model_n_times
@@ -40,6 +40,7 @@ from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
+from hbac.explain.gradcam import stitch, time_cam
 from hbac.features.baseline import predict_features
 from hbac.inference.export import OnnxDetector
 from hbac.inference.predict import member_folds, resolve_members
@@ -279,6 +280,29 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
     return cache, total / len(paths)
 
 
+def explain_strip(exp_dir: Path, cache: RecordingCache, prob: np.ndarray, batch_size: int = 16) -> Optional[np.ndarray]:
+    """Grad-CAM of the seizure class over the whole recording (n_times,): each window's map weighted by its seizure
+    probability, overlapping windows averaged; from the experiment's first fold (None for feature models)."""
+    path = member_folds(exp_dir)[0]
+    ckpt = load_checkpoint(path, map_location="cpu")
+    if ckpt.get("kind") == "features":
+        log.warning("%s: a feature model has no Grad-CAM; no explanation strip", exp_dir.name)
+        return None
+    cfg = _member_config(exp_dir, ckpt, path)
+    model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    target = list(ckpt["classes"]).index("seizure")
+    ds = WindowDataset(cache, cache.samples)
+    duration = float(cache.samples["duration_s"].iloc[0])
+    cams = []
+    for i in range(0, len(ds), batch_size):
+        batch = default_collate([ds[j] for j in range(i, min(len(ds), i + batch_size))])
+        cams.append(time_cam(model, {"eeg": batch["eeg"]}, target, duration)[0])
+    starts = cache.samples["eeg_row"].to_numpy(np.int64)
+    return stitch(np.concatenate(cams), starts, np.asarray(prob, np.float64), len(cache.eeg))
+
+
 def _envelope(x: np.ndarray, fs: float, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """(t (n,), y (C, n)) for plotting: the signal itself, or per-block min/max when longer than max_points."""
     c, n = x.shape
@@ -294,8 +318,9 @@ def _envelope(x: np.ndarray, fs: float, max_points: int) -> tuple[np.ndarray, np
 
 def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndarray, threshold: float,
                   events: Sequence[Sequence[float]], x: np.ndarray, fs: float, channels: Sequence[str],
-                  title: str = "", units: str = "µV") -> None:
-    """Seizure probability per window (threshold line, shaded events) above offset traces of a few channels."""
+                  title: str = "", units: str = "µV", cam: Optional[np.ndarray] = None) -> None:
+    """Seizure probability per window (threshold line, shaded events) above offset traces of a few channels;
+    `cam` (n_times,) in [0, 1] adds a Grad-CAM strip under them (`detect --explain`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,7 +333,10 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     spacing = float(np.median(hi - lo)) or 1.0
     duration = x.shape[1] / fs
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    ratios = [1, 2] + ([0.25] if cam is not None else [])
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 6.5 + (0.8 if cam is not None else 0)), sharex=True,
+                             gridspec_kw={"height_ratios": ratios})
+    ax1, ax2 = axes[0], axes[1]
     centres = np.asarray(starts) + window_s / 2
     ax1.plot(centres, prob, "-o", ms=2.5, lw=1.2, color="tab:blue", label="seizure probability")
     ax1.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.2f}")
@@ -326,7 +354,14 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     ax2.set_yticklabels([channels[i] for i in pick], fontsize=8)
     ax2.set_ylim(-(len(pick) - 0.2) * spacing, 0.8 * spacing)
     ax2.set_xlim(0, duration)
-    ax2.set_xlabel("time (s)")
+    if cam is not None:
+        tc, yc = _envelope(np.asarray(cam, np.float32)[None], fs, PLOT_MAX_POINTS)
+        axes[2].imshow(yc, aspect="auto", cmap="Reds", vmin=0, vmax=max(float(yc.max()), 1e-9), extent=(0, duration, 0, 1), interpolation="nearest")
+        axes[2].set_yticks([])
+        axes[2].set_ylabel("Grad-CAM", fontsize=8, rotation=0, ha="right", va="center")
+        axes[2].set_xlabel("time (s)")
+    else:
+        ax2.set_xlabel("time (s)")
     ax2.text(1.0, 1.0, f"spacing {spacing:.0f} {units}", transform=ax2.transAxes, ha="right", va="bottom", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -395,11 +430,13 @@ def detect(
     threshold: Optional[float] = None,
     progress: bool = True,
     onnx: Optional[Path] = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Seizure detection on one EDF → windows.csv, events.csv, events.tsv, timeline.png, detect.json in `out_dir`.
 
     With `onnx` (an exported `model.onnx`) the windows are scored by onnxruntime from the export's
-    metadata alone (no checkpoints, no torch model). Returns {"name", "members", "threshold",
+    metadata alone (no checkpoints, no torch model). `explain` adds a Grad-CAM strip of the seizure class
+    under the timeline (the first member's first fold; not with `onnx`). Returns {"name", "members", "threshold",
     "postprocessing", "out_dir", "windows_csv", "events_csv", "events_tsv", "timeline_png",
     "summary_json", "events" [(start_s, end_s, peak_prob)], "n_windows", "duration_s", "fs"}.
     """
@@ -417,11 +454,15 @@ def detect(
         post = _resolve_post(default_postprocessing(outputs / entry), threshold, outputs / entry / "scores.json")
         ref, prob = _blend_members(outputs, entry, members, edf, progress)
     out_dir = Path(out_dir) if out_dir is not None else outputs / "detect" / edf.stem
-    return _write_detection(edf, out_dir, entry, members, post, ref, np.clip(prob, 0.0, 1.0))
+    prob = np.clip(prob, 0.0, 1.0)
+    if explain and onnx is not None:
+        log.warning("--explain needs the torch checkpoints; no Grad-CAM strip with --onnx")
+    cam = explain_strip(outputs / next(iter(members)), ref, prob) if explain and onnx is None else None
+    return _write_detection(edf, out_dir, entry, members, post, ref, prob, cam)
 
 
 def _write_detection(edf: Path, out_dir: Path, entry: str, members: dict[str, float], post: dict[str, Any],
-                     ref: RecordingCache, prob: np.ndarray) -> dict[str, Any]:
+                     ref: RecordingCache, prob: np.ndarray, cam: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Events from window probabilities (N,) → the detection files; returns the result dict of `detect`."""
     starts = ref.samples["start_s"].to_numpy(np.float64)
     window_s = float(ref.samples["duration_s"].iloc[0])
@@ -438,7 +479,7 @@ def _write_detection(edf: Path, out_dir: Path, entry: str, members: dict[str, fl
     title = f"{edf.name}: {entry} ({'ensemble of ' + str(len(members)) if len(members) > 1 else 'experiment'}), " \
             f"{len(events)} event(s) at threshold {threshold:.2f}"
     plot_timeline(timeline_png, starts, window_s, prob, threshold, events, ref.eeg.T, ref.fs, ref.channels, title,
-                  units="z" if ref.meta["params"].get("eeg", {}).get("standardize") else "µV")
+                  units="z" if ref.meta["params"].get("eeg", {}).get("standardize") else "µV", cam=cam)
     result: dict[str, Any] = {
         "edf": str(edf),
         "name": entry,

@@ -102,6 +102,10 @@ class EEG1DModel(FlipMixin, nn.Module):
         self.drop: nn.Module = nn.Dropout(cfg.drop_rate) if head else nn.Identity()
         self.head: nn.Module = nn.Linear(self.num_features, n_classes) if head else nn.Identity()
 
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Grad-CAM target (hbac.explain): the residual stack's output (B, C', T'), after the last skip connection."""
+        return {"1d": self.blocks}
+
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """Fixed scaling: (B, C, T) µV / scale_uv, in fp32."""
         return x.float() / self.scale_uv

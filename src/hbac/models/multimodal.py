@@ -43,6 +43,10 @@ class MultimodalModel(FlipMixin, nn.Module):
             nn.Linear(hidden, n_classes),
         )
 
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Grad-CAM targets (hbac.explain) of both branches: {"2d": …, "1d": …}."""
+        return {**self.spec2d.cam_layers(), **self.eeg1d.cam_layers()}
+
     def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0) -> None:
         """Spectrogram masks of the 2D branch (training mode only)."""
         self.spec2d.set_spec_augment(time_mask, freq_mask)

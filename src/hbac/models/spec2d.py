@@ -273,9 +273,17 @@ class Spec2DModel(FlipMixin, nn.Module):
             img = F.interpolate(img[:, None], size=self.image_size, mode="bilinear", align_corners=False)[:, 0]
         return img[:, None].expand(-1, self.in_chans, -1, -1)
 
-    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """batch after `input_stage` → pooled features (B, num_features)."""
-        img = self.image(batch)
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Grad-CAM target (hbac.explain): the backbone's last convolution, whose map still has image geometry."""
+        convs = [m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)]
+        return {"2d": convs[-1]} if convs else {}
+
+    def forward_image(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) backbone image → logits (B, n_classes) (or features without a head); used to attribute to the image."""
+        return self.head(self.drop(self.features_from_image(img)))
+
+    def features_from_image(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, H, W) backbone image → pooled features (B, num_features)."""
         if img.is_cuda:  # NHWC matches the channels_last weights set by engine.runtime.place_model
             img = img.contiguous(memory_format=torch.channels_last)
         f = self.backbone.forward_features(img)
@@ -283,6 +291,10 @@ class Spec2DModel(FlipMixin, nn.Module):
         if f.dim() != 4:
             raise ValueError(f"model.backbone: {type(self.backbone).__name__} gives {f.dim()}D features; GeM needs a CNN (B, F, h, w) map")
         return self.pool(f)
+
+    def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """batch → pooled features (B, num_features)."""
+        return self.features_from_image(self.image(batch))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch → logits (B, n_classes) (or features (B, num_features) when built with head=False)."""

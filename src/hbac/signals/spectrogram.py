@@ -56,6 +56,7 @@ class EEGSpectrogram(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.kind, self.n_fft, self.hop = kind, n_fft, hop
+        self.fmin, self.fmax = float(fmin), float(fmax)  # Hz of the first / last image row (hbac.explain reads them)
         self.win_length = win_length or n_fft
         self.out_size = (out_height, out_width)
         self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)

@@ -20,6 +20,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -311,6 +312,26 @@ def _pool_context() -> mp.context.BaseContext:
 
 
 @contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """While the pool starts its workers, hide the parent's `__main__` from multiprocessing: forkserver
+    children would otherwise import the user's script again (running it whole when it has no
+    `if __name__ == "__main__":` guard). The workers need nothing from it: their functions live here
+    and plugin adapters are imported by module."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+@contextlib.contextmanager
 def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
     """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
     if n <= 1:
@@ -327,7 +348,8 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
     ctx = _pool_context()
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid()))
     try:
-        yield pool
+        with _main_not_rerun():
+            yield pool
     except BaseException:  # an error, Ctrl-C or SIGTERM: end the workers now rather than after their current file
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.kill()

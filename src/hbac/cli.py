@@ -293,11 +293,8 @@ def _add_kaggle_parser(sub: Any) -> None:
     k.set_defaults(func=cmd_kaggle)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hbac", description="EEG classification pipeline (HMS HBAC, CHB-MIT).")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands synth, prepare, train: data and training."""
     s = sub.add_parser("synth", help="write a synthetic dataset in the real layout")
     s.add_argument("dataset", choices=["hms", "chbmit", "bids", "tusz"])
     s.add_argument("--out", required=True, help="output folder")
@@ -332,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-missing", action="store_true", help="skip rows whose files are missing")
     s.set_defaults(func=cmd_train)
 
+
+def _add_result_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands ensemble, leaderboard, score, demo: results."""
     s = sub.add_parser("ensemble", help="fit blend weights on OOF predictions, report CV")
     add_config_args(s, "ensemble config (YAML)")
     s.add_argument("--outputs", help="outputs folder (default from config)")
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tiny", action="store_true", help="smallest sizes (used by the tests)")
     s.set_defaults(func=cmd_demo)
 
+
+def _add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """Subcommands detect, explain, report, weights: using and inspecting models."""
     s = sub.add_parser("detect", help="seizure detection on an EDF file with a trained CHB-MIT experiment or ensemble")
     s.add_argument("edf", help="EDF recording")
     s.add_argument("--outputs", default="outputs", help="outputs folder holding the experiment (default: outputs)")
@@ -390,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="download again even when the file exists")
     s.set_defaults(func=cmd_weights)
 
+
+def _add_seizure_tools(sub: argparse._SubParsersAction) -> None:
+    """Subcommands tune, stream, export: search, live detection, deployment."""
     s = sub.add_parser("tune", help="Optuna search over an experiment config (search space in a tune YAML)")
     s.add_argument("config", help="tune file (YAML): experiment, folds, space, … (see hbac.engine.tune)")
     s.add_argument("--trials", type=int, required=True, help="total trials of the study (re-running resumes it)")
@@ -416,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="folder for model.onnx (default: <experiment>/export)")
     s.set_defaults(func=cmd_export)
     _add_kaggle_parser(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hbac", description="EEG classification pipeline (HMS HBAC, CHB-MIT).")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_data_commands(sub)
+    _add_result_commands(sub)
+    _add_model_commands(sub)
+    _add_seizure_tools(sub)
     return p
 
 

@@ -88,6 +88,44 @@ def _clock_s(h: str, m: str, s: str) -> float:
     return int(h) * 3600.0 + int(m) * 60.0 + int(s)
 
 
+def _close_file(path: Path, f: Optional[SummaryFile], pending: dict[str, list[float]]) -> None:
+    """Pair the pending seizure starts and ends of summary entry `f` (in order), check them, store them."""
+    if f is None:
+        return
+    starts, ends = pending["start"], pending["end"]
+    if len(starts) != len(ends):
+        raise DataError(f"{path}:{f.line}: {f.file_name}: {len(starts)} seizure start time(s) but {len(ends)} end time(s)")
+    for s, e in zip(starts, ends):
+        if e < s:
+            raise DataError(f"{path}:{f.line}: {f.file_name}: seizure ends ({e} s) before it starts ({s} s)")
+        f.seizures.append((s, e))
+    f.seizures.sort()
+    if len(f.seizures) != f.n_seizures:
+        raise DataError(f"{path}:{f.line}: {f.file_name}: 'Number of Seizures in File: {f.n_seizures}' "
+                        f"but {len(f.seizures)} seizure interval(s) listed")
+    pending["start"], pending["end"] = [], []
+
+
+def _set_file_time(path: Path, ln: int, cur: SummaryFile, m: re.Match, line: str, clock: dict[str, Any]) -> None:
+    """A `File Start/End Time:` line → seconds since the first file's day (clock times past 24:00 and
+    an earlier start than the previous file's roll over to the next day)."""
+    which, t_clock = m.group(1).lower(), _clock_s(*m.group(2, 3, 4))
+    text = line.split(":", 1)[1].strip()
+    if which == "start":
+        t = clock["day"] * DAY_S + t_clock
+        while clock["prev_start"] is not None and t < clock["prev_start"]:  # earlier clock time → next day
+            clock["day"] += 1
+            t += DAY_S
+        cur.start_time, cur.start_clock, clock["prev_start"] = t, text, t
+        return
+    if cur.start_time is None:
+        raise DataError(f"{path}:{ln}: {cur.file_name}: 'File End Time' without a start time")
+    t = (cur.start_time // DAY_S) * DAY_S + t_clock
+    while t < cur.start_time:
+        t += DAY_S
+    cur.end_time, cur.end_clock = t, text
+
+
 def parse_summary(path: str | Path) -> list[SummaryFile]:
     """Parse a CHB-MIT `chbNN-summary.txt` → one `SummaryFile` per `File Name:` entry.
 
@@ -104,24 +142,7 @@ def parse_summary(path: str | Path) -> list[SummaryFile]:
     # seizure times of the current file in order of appearance; the n-th start pairs with the n-th
     # end (numbers are not trusted: chb09_08 lists "Seizure 1 End Time" for its second seizure)
     pending: dict[str, list[float]] = {"start": [], "end": []}
-    day = 0
-    prev_start: Optional[float] = None
-
-    def finish(f: Optional[SummaryFile]) -> None:
-        if f is None:
-            return
-        starts, ends = pending["start"], pending["end"]
-        if len(starts) != len(ends):
-            raise DataError(f"{path}:{f.line}: {f.file_name}: {len(starts)} seizure start time(s) but {len(ends)} end time(s)")
-        for s, e in zip(starts, ends):
-            if e < s:
-                raise DataError(f"{path}:{f.line}: {f.file_name}: seizure ends ({e} s) before it starts ({s} s)")
-            f.seizures.append((s, e))
-        f.seizures.sort()
-        if len(f.seizures) != f.n_seizures:
-            raise DataError(f"{path}:{f.line}: {f.file_name}: 'Number of Seizures in File: {f.n_seizures}' "
-                            f"but {len(f.seizures)} seizure interval(s) listed")
-        pending["start"], pending["end"] = [], []
+    clock: dict[str, Any] = {"day": 0, "prev_start": None}  # day rollovers of the file start times
 
     cur: Optional[SummaryFile] = None
     with open(path, encoding="latin-1") as fh:
@@ -144,7 +165,7 @@ def parse_summary(path: str | Path) -> list[SummaryFile]:
             continue
         m = _RE_FILE.match(line)
         if m:
-            finish(cur)
+            _close_file(path, cur, pending)
             cur = SummaryFile(file_name=m.group(1), start_time=None, end_time=None, n_seizures=0,
                               channels=list(channels), line=ln)
             files.append(cur)
@@ -154,21 +175,7 @@ def parse_summary(path: str | Path) -> list[SummaryFile]:
             continue
         m = _RE_TIME.match(line)
         if m:
-            which, clock = m.group(1).lower(), _clock_s(*m.group(2, 3, 4))
-            text = line.split(":", 1)[1].strip()
-            if which == "start":
-                t = day * DAY_S + clock
-                while prev_start is not None and t < prev_start:  # earlier clock time → next day
-                    day += 1
-                    t += DAY_S
-                cur.start_time, cur.start_clock, prev_start = t, text, t
-            else:
-                if cur.start_time is None:
-                    raise DataError(f"{path}:{ln}: {cur.file_name}: 'File End Time' without a start time")
-                t = (cur.start_time // DAY_S) * DAY_S + clock
-                while t < cur.start_time:
-                    t += DAY_S
-                cur.end_time, cur.end_clock = t, text
+            _set_file_time(path, ln, cur, m, line, clock)
             continue
         m = _RE_NSZ.match(line)
         if m:
@@ -181,7 +188,7 @@ def parse_summary(path: str | Path) -> list[SummaryFile]:
         if _RE_KEY.match(line):
             raise DataError(f"{path}:{ln}: {cur.file_name}: cannot parse {line!r}")
         log.warning("%s:%d: unrecognised line ignored: %r", path, ln, line)
-    finish(cur)
+    _close_file(path, cur, pending)
     return files
 
 

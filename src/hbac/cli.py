@@ -1,4 +1,9 @@
-"""`python -m hbac <command>`: argument parsing only; the work lives in the modules."""
+"""`python -m hbac <command>`: argument parsing only; the work lives in the modules.
+
+Each command imports its module inside its `cmd_*` function, on purpose: the package's modules pull
+in torch, timm, polars and the dataset registry (seconds and hundreds of MB), and `--help`, a bad
+flag or a config error must answer without them (tests/unit/cli/test_help_is_light.py).
+"""
 from __future__ import annotations
 
 import argparse

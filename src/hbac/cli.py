@@ -60,7 +60,11 @@ def load_cli_config(
     a: argparse.Namespace, expect: Sequence[str], overrides: Optional[dict] = None, data_overrides: Optional[dict] = None
 ) -> Any:
     """Load `a.config` with the command's flag overrides, then `a.sets` on top; validated once, never mutated after."""
-    from hbac.config import deep_update, load_config, parse_sets  # lazy: config pulls in numpy/pandas via hbac.io
+    from hbac.config import (  # lazy: config pulls in numpy/pandas via hbac.io
+        deep_update,
+        load_config,
+        parse_sets,
+    )
 
     merged = deep_update(overrides or {}, parse_sets(getattr(a, "sets", [])))
     return load_config(a.config, merged, data_overrides=data_overrides, expect=expect)

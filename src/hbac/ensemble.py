@@ -16,10 +16,16 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from hbac.config import EnsembleConfig, config_kind, read_yaml, save_config
-from hbac.errors import AlignmentError
-from hbac.engine.provenance import check_experiment
-from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, clean_stale_temps, read_json
 from hbac.engine.outputs import score_table, write_scores
+from hbac.engine.provenance import check_experiment
+from hbac.errors import AlignmentError
+from hbac.io import (
+    atomic_dir,
+    atomic_write_csv,
+    atomic_write_json,
+    clean_stale_temps,
+    read_json,
+)
 from hbac.tasks import Task, task_from_classes, task_names
 from hbac.tasks.base import fmt
 from hbac.tasks.kl import kl_score

@@ -35,14 +35,27 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hbac.cache.format import CACHE_FORMAT, PREPARE_HINT
-from hbac.cache.health import HEALTH_COLUMNS, channel_health, describe, example_text, over_limit
+from hbac.cache.health import (
+    HEALTH_COLUMNS,
+    channel_health,
+    describe,
+    example_text,
+    over_limit,
+)
 from hbac.cache.health import summary as health_summary
 from hbac.cache.integrity import input_changes, input_fingerprint, verify_cache
 from hbac.cache.lock import cache_lock
 from hbac.config import DataConfig, check_band_vs_rate, to_dict
 from hbac.datasets import DatasetAdapter, ExtraInput, adapter_for, adapter_modules
 from hbac.errors import CacheError, DataError
-from hbac.io import atomic_dir, atomic_write_csv, atomic_write_json, disk_full_error, is_disk_full, read_json
+from hbac.io import (
+    atomic_dir,
+    atomic_write_csv,
+    atomic_write_json,
+    disk_full_error,
+    is_disk_full,
+    read_json,
+)
 from hbac.procs import PARENT_ENV, die_with_parent, sigterm_as_interrupt, watch_process
 from hbac.signals.filters import (
     preprocess,

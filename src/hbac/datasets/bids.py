@@ -23,7 +23,13 @@ import pandas as pd
 
 from hbac.datasets import register
 from hbac.datasets.base import DatasetAdapter
-from hbac.datasets.chbmit import CHBMIT_CLASSES, bipolar_pairs, read_montage, recording_windows, resolve_montage
+from hbac.datasets.chbmit import (
+    CHBMIT_CLASSES,
+    bipolar_pairs,
+    read_montage,
+    recording_windows,
+    resolve_montage,
+)
 from hbac.datasets.edf import read_edf
 from hbac.errors import DataError
 from hbac.io import atomic_write_text

@@ -26,7 +26,13 @@ import pandas as pd
 
 from hbac.datasets import register
 from hbac.datasets.base import DatasetAdapter
-from hbac.datasets.chbmit import CHBMIT_CLASSES, bipolar_pairs, read_montage, recording_windows, resolve_montage
+from hbac.datasets.chbmit import (
+    CHBMIT_CLASSES,
+    bipolar_pairs,
+    read_montage,
+    recording_windows,
+    resolve_montage,
+)
 from hbac.datasets.edf import read_edf
 from hbac.errors import ConfigError, DataError
 from hbac.signals.montage import montage_names

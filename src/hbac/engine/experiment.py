@@ -10,10 +10,16 @@ from typing import Any, Optional
 from hbac.config import ExperimentConfig, load_config, save_config, to_dict
 from hbac.data.split import experiment_table
 from hbac.engine.fold import train_fold
-from hbac.engine.seeds import train_fold_seeds
 from hbac.engine.outputs import collect_oof
-from hbac.engine.provenance import check_experiment, config_changes, experiment_hash, folder_hash, trained_folds
+from hbac.engine.provenance import (
+    check_experiment,
+    config_changes,
+    experiment_hash,
+    folder_hash,
+    trained_folds,
+)
 from hbac.engine.runtime import configure_threads
+from hbac.engine.seeds import train_fold_seeds
 from hbac.errors import ExperimentMixError
 from hbac.features.baseline import train_features_fold
 

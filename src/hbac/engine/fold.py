@@ -31,9 +31,21 @@ from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.split import experiment_table, fold_rows, sample_weights, select_training
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import load_checkpoint, oof_frame, save_checkpoint, write_fold_files
+from hbac.engine.outputs import (
+    load_checkpoint,
+    oof_frame,
+    save_checkpoint,
+    write_fold_files,
+)
 from hbac.engine.provenance import experiment_hash
-from hbac.engine.runtime import amp_dtype, device_auto, grad_scaler, place_model, seed_everything, to_device
+from hbac.engine.runtime import (
+    amp_dtype,
+    device_auto,
+    grad_scaler,
+    place_model,
+    seed_everything,
+    to_device,
+)
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.models import build_model, count_parameters
 from hbac.tasks import Task, task_for

@@ -72,7 +72,8 @@ def load_fold(exp_dir: Path, fold: int, device: Optional[torch.device] = None) -
     classes, channels = list(ckpt["classes"]), list(ckpt["channels"])
     model = None
     if ckpt.get("kind") != "features":
-        model = build_model(cfg.model, n_classes=len(classes), channels=channels, fs=ckpt["fs"], n_times=ckpt["n_times"])
+        model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(classes), channels=channels, fs=ckpt["fs"],
+                            n_times=ckpt["n_times"], window_filter=ckpt.get("window_filter"))
         model.load_state_dict(ckpt["model"])
         model.to(device or torch.device("cpu")).eval()
     return Fold(exp_dir, fold, cfg, ckpt, model, classes, channels, float(ckpt["fs"]), int(ckpt["n_times"]))

@@ -19,7 +19,14 @@ import torch
 import torch.nn as nn
 from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
 
-from hbac.explain.common import TensorModel, conv_layers, grad_mode, input_keys, minmax, plt
+from hbac.explain.common import (
+    TensorModel,
+    conv_layers,
+    grad_mode,
+    input_keys,
+    minmax,
+    plt,
+)
 from hbac.explain.draw import chain_groups
 from hbac.explain.gradcam import image_module, model_image, target_layers
 

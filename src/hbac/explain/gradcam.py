@@ -22,7 +22,14 @@ import torch.nn.functional as F
 from captum.attr import GuidedGradCam, LayerGradCam
 
 from hbac.datasets.kaggle_spec import SPEC_FREQS
-from hbac.explain.common import TensorModel, conv_layers, grad_mode, input_keys, minmax, plt
+from hbac.explain.common import (
+    TensorModel,
+    conv_layers,
+    grad_mode,
+    input_keys,
+    minmax,
+    plt,
+)
 from hbac.explain.draw import chain_groups, draw_eeg
 from hbac.signals.montage import SPEC_REGIONS
 

@@ -19,11 +19,32 @@ import pandas as pd
 import torch
 
 from hbac.explain.actmax import band_limit, input_shapes, maximise
-from hbac.explain.common import Fold, cache_rows, default_fold, fold_oof, load_fold, make_batch, open_fold_cache, plt, predict, save_png
+from hbac.explain.common import (
+    Fold,
+    cache_rows,
+    default_fold,
+    fold_oof,
+    load_fold,
+    make_batch,
+    open_fold_cache,
+    plt,
+    predict,
+    save_png,
+)
 from hbac.explain.deconv import plot_filter_maps, reverse_maps
 from hbac.explain.draw import plot_sample
 from hbac.explain.figures import summary_figures
-from hbac.explain.gradcam import cam_1d, image_module, model_image, chain_cam, plot_cam_1d, plot_cam_2d, region_maps, target_layers, time_cam
+from hbac.explain.gradcam import (
+    cam_1d,
+    chain_cam,
+    image_module,
+    model_image,
+    plot_cam_1d,
+    plot_cam_2d,
+    region_maps,
+    target_layers,
+    time_cam,
+)
 from hbac.explain.importance import permutation_importance, plot_importance
 from hbac.explain.optimal import optimal_samples, top_predicted
 from hbac.features.baseline import predict_features

@@ -18,7 +18,6 @@ Outputs in `out_dir` (default `<outputs>/detect/<edf stem>/`), written atomicall
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,9 +31,9 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
-from hbac.data.dataset import experiment_dataset, model_n_times
-from hbac.datasets.chbmit import read_any_edf, resolve_montage
+from hbac.data.dataset import WindowDataset, experiment_dataset, model_n_times
 from hbac.datasets.bids import write_events_tsv
+from hbac.datasets.chbmit import read_any_edf, resolve_montage
 from hbac.datasets.edf import read_edf
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
@@ -82,6 +81,7 @@ class RecordingCache:
     meta: dict[str, Any] = field(default_factory=dict)
     spec: None = None
     specs: None = None
+    window_filter: Optional[dict[str, Any]] = None  # what the model applies per window (as `Cache.window_filter`)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -183,14 +183,16 @@ def read_preprocessed(edf: Path, data: DataConfig, fs: float) -> tuple[np.ndarra
     rates = rec.fs[used] if used else np.array([fs])
     native = bool(np.all(rates == rates[0]))
     x, fs_in, names = read_any_edf(edf, fs_out=None if native else fs, montage=e.montage)
-    y = preprocess(x, float(fs_in), nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv,
+    per_rec = e.filter_on == "recording"  # `window`: the model filters each window, as in training
+    y = preprocess(x, float(fs_in), nan=e.nan, band=e.bandpass if per_rec else None, notch_hz=e.notch_hz if per_rec else None, clip_uv=e.clip_uv,
                    standardize=e.standardize, fs_out=fs, ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None,
                    channels=names)
     return y, names
 
 
 def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str], classes: Sequence[str],
-                    window_s: float, stride_s: float, key: str = "", params: Optional[dict[str, Any]] = None) -> RecordingCache:
+                    window_s: float, stride_s: float, key: str = "", params: Optional[dict[str, Any]] = None,
+                    window_filter: Optional[dict[str, Any]] = None) -> RecordingCache:
     """A preprocessed recording x (C, T) → a `RecordingCache` with one row per window."""
     n_times = x.shape[1]
     duration = n_times / fs
@@ -215,7 +217,7 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
             "created": datetime.now(timezone.utc).isoformat(), "n_samples": len(table), "n_recordings": 1,
             "params": dict(params or {})}
     return RecordingCache(Path(edf), np.ascontiguousarray(x.T, dtype=np.float32), float(fs), list(channels),
-                          list(classes), table, meta)
+                          list(classes), table, meta, window_filter=window_filter)
 
 
 def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> ExperimentConfig:
@@ -254,7 +256,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         if key not in memo:
             x, names = read_preprocessed(edf, cfg.data, fs)
             memo[key] = recording_cache(edf, x, fs, names, ckpt["classes"], w.window_s, w.stride_s, key,
-                                        params={"eeg": to_dict(cfg.data.eeg)})
+                                        params={"eeg": to_dict(cfg.data.eeg)}, window_filter=cfg.data.window_filter())
         cache = memo[key]
         if list(ckpt["channels"]) != cache.channels:
             raise ValueError(f"{path}: trained on channels {ckpt['channels']}, the montage gives {cache.channels}")
@@ -289,7 +291,8 @@ def explain_strip(exp_dir: Path, cache: RecordingCache, prob: np.ndarray, batch_
         log.warning("%s: a feature model has no Grad-CAM; no explanation strip", exp_dir.name)
         return None
     cfg = _member_config(exp_dir, ckpt, path)
-    model = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"))
+    model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"],
+                        fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"), window_filter=ckpt.get("window_filter"))
     model.load_state_dict(ckpt["model"])
     model.eval()
     target = list(ckpt["classes"]).index("seizure")

@@ -10,6 +10,7 @@ random windows), the file size and the CPU latency per window (onnxruntime, one 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -18,10 +19,10 @@ from typing import Any, Optional
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import QuantType, quantize_dynamic
-from onnxruntime.quantization.shape_inference import quant_pre_process
 import torch
 import torch.nn as nn
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hbac.config import ExperimentConfig, from_dict, to_dict
 from hbac.engine.outputs import load_checkpoint
@@ -64,8 +65,8 @@ def load_folds(exp_dir: Path) -> tuple[FoldAverage, dict[str, Any]]:
             raise ValueError(f"{path}: a scikit-learn baseline cannot be exported to ONNX here (torch models only)")
         if cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs:
             raise ValueError(f"{path}: the model reads Kaggle spectrograms; export takes EEG-only models")
-        m = build_model(cfg.model, n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=float(ckpt["fs"]),
-                        n_times=ckpt.get("n_times"))
+        m = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"],
+                        fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"), window_filter=ckpt.get("window_filter"))
         m.load_state_dict(ckpt["model"])
         models.append(m.eval())
         n_times = int(ckpt.get("n_times") or round(cfg.data.windows.window_s * float(ckpt["fs"])))

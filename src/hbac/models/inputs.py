@@ -15,7 +15,11 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from hbac.signals.filters import window_filter_length, window_filter_pad, zero_phase_response
+from hbac.signals.filters import (
+    window_filter_length,
+    window_filter_pad,
+    zero_phase_response,
+)
 
 # The Kaggle starter notebook's normalisation (log of the power clipped to e^-4 … e^8)
 KAGGLE_LOG_LO, KAGGLE_LOG_HI = -4.0, 8.0

@@ -36,8 +36,8 @@ from hbac.errors import WeightsError
 from hbac.models.inputs import InputStage
 from hbac.models.layers import FlipMixin, GeM, random_axis_mask
 from hbac.models.weights import weights_file
-from hbac.signals.montage import BANANA_CHAINS
 from hbac.signals.cwt import MorletCWT
+from hbac.signals.montage import BANANA_CHAINS
 from hbac.signals.spectrogram import EEGSpectrogram
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ def tiny_model(kind: str) -> torch.nn.Module:
         cfg = ModelConfig(kind="1d", oned=OneDParams(channels=[8, 16, 32], kernel_size=7, blocks_per_stage=1, downsample=4, pooling="gru", hidden=16), drop_rate=0.0)
     else:
         cfg = ModelConfig(kind="2d", backbone="tf_mobilenetv3_small_minimal_100", inputs=["eeg_spec"], drop_rate=0.0,
-                          spec=SpecParams(kind="stft", n_fft=64, hop=10, fmin=0.5, fmax=20.0, out_height=32, out_width=256))
+                          spec=SpecParams(kind="stft", n_fft=64, hop=10, win_length=64, fmin=0.5, fmax=20.0, out_height=32, out_width=256))
     return build_model(cfg, n_classes=len(CLASSES), channels=CHANNELS, fs=FS, n_times=int(FS * DURATION_S))
 
 

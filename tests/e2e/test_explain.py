@@ -87,7 +87,9 @@ def test_gradcam_2d_peaks_in_the_planted_span_and_region(data, model_2d):
 def test_activation_maximisation_raises_the_target_class(model_1d):
     t_n = int(FS * DURATION_S)
     r = maximise(model_1d, {"eeg": (len(CHANNELS), t_n)}, target=0, fs=FS, steps=150, fmax_hz=20.0)
-    assert r.p_end[0] >= r.p_start[0] + ACTMAX_MARGIN, (r.p_start, r.p_end)
+    # by the margin, or (when the start noise already leans that way) to within 10 % of the headroom left
+    need = min(ACTMAX_MARGIN, 0.9 * (1.0 - r.p_start[0]))
+    assert r.p_end[0] >= r.p_start[0] + need, (r.p_start, r.p_end)
     # and it synthesised the planted rhythm where it was planted: more 4–8 Hz power on LL than on RL
     f = np.fft.rfftfreq(t_n, 1 / FS)
     p = np.abs(np.fft.rfft(r.inputs["eeg"], axis=-1)) ** 2

@@ -8,13 +8,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:  # only for hints: hbac.config imports this package to validate `dataset:`
-    from hbac.config import DataConfig
+# The config an adapter receives is hbac.config.DataConfig; not imported (not even for type checking),
+# because hbac.config imports this package to validate `dataset:` and the two would form a cycle.
+DataConfig = Any
 
 TASKS = ("hms", "seizure")  # the task a dataset's labels belong to (hbac.tasks.get_task)
 
@@ -36,10 +37,10 @@ class ExtraInput:
     window_rows: int  # rows per sample window (300 = 10 min at 2 s)
     id_column: str  # sample-table column naming the file, e.g. "spectrogram_id"
     offset_column: str  # sample-table column: window start, in the file's time units (s)
-    path: Callable[["DataConfig", Any], Path]  # (cfg, file id) → the raw file
+    path: Callable[[DataConfig, Any], Path]  # (cfg, file id) → the raw file
     n_rows: Callable[[Path], int]  # rows in a file, ideally from its footer/header only
     read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # file → (times (n,), values (n, width) float32)
-    enabled: Callable[["DataConfig"], bool] = lambda cfg: True  # cache it for this config?
+    enabled: Callable[[DataConfig], bool] = lambda cfg: True  # cache it for this config?
     to_input: Optional[Callable[[np.ndarray], np.ndarray]] = None  # raw (window_rows, width) window → model array
     flip: Optional[Sequence[int]] = None  # hemisphere flip: permutation of the model array's axis 0
     label: str = ""  # what one file is, in messages and `skipped` keys ("spectrogram" → missing_spectrogram); default: name

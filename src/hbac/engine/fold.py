@@ -310,7 +310,7 @@ def _train_epoch(run: FoldRun, o: Optim, desc: str) -> list[float]:
 
 def _evaluate(run: FoldRun, model: torch.nn.Module) -> dict[str, Any]:
     """The task's validation scores of `model` on the fold's validation rows (no TTA)."""
-    probs = predict_loader(model, run.va_loader, run.device, run.channels, run.cfg.train.amp, progress=False)
+    probs = predict_loader(model, run.va_loader, run.device, run.cfg.train.amp, progress=False)
     return run.task.epoch_scores(oof_frame(run.va, probs, run.classes, run.fold))
 
 
@@ -343,7 +343,7 @@ def _finish(run: FoldRun) -> pd.DataFrame:
     out, fold = run.out, run.fold
     best_ckpt = load_checkpoint(out / "best.pt", map_location=run.device)
     run.model.load_state_dict(best_ckpt["model"])
-    probs = predict_loader(run.model, run.va_loader, run.device, run.channels, run.cfg.train.amp,
+    probs = predict_loader(run.model, run.va_loader, run.device, run.cfg.train.amp,
                            tta_flip=run.cfg.tta.hemisphere_flip, offsets_s=run.cfg.tta.offsets_s, progress=run.progress,
                            desc=f"fold {fold} oof")
     oof = oof_frame(run.va, probs, run.classes, fold)

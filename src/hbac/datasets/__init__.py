@@ -33,7 +33,7 @@ PLUGINS_ENV = "HBAC_PLUGINS"
 _REGISTRY: dict[str, DatasetAdapter] = {}
 _LOADED: dict[str, ModuleType] = {}  # plugin spec (resolved path or module name) → module
 _FAILED: dict[str, str] = {}  # built-in module → why it could not be imported
-_NOT_ADAPTERS = {"base", "edf", "kaggle_spec", "synthetic"}  # helper modules of this package
+_NOT_ADAPTERS = {"base", "edf", "edf_montage", "kaggle_spec", "synthetic"}  # helper modules of this package
 _builtins_done = False
 
 

@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, default_collate
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
 from hbac.data.dataset import WindowDataset, experiment_dataset, model_n_times
 from hbac.datasets.bids import write_events_tsv
-from hbac.datasets.chbmit import read_any_edf, resolve_montage
 from hbac.datasets.edf import read_edf
+from hbac.datasets.edf_montage import read_any_edf, resolve_montage
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model

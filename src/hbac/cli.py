@@ -107,12 +107,20 @@ def cmd_train(a: argparse.Namespace) -> int:
     from hbac.engine.experiment import train_experiment
     from hbac.tasks import get_task
 
+    from hbac.engine.runtime import close_distributed, dist_env
+
     folds = [a.fold] if a.fold is not None else None
+    if a.gpus and dist_env().distributed:
+        raise SystemExit("train: --gpus (a fold per device) and torchrun (one fold over several devices) do not combine; use one")
     if a.gpus:
         _train_parallel(a, cfg, folds)
         folds = []  # every fold trained by the children: only collect the OOF file and scores
-    result = train_experiment(cfg, folds=folds, resume=a.resume or bool(a.gpus), overwrite=a.overwrite and not a.gpus)
-    print(f"outputs: {cfg.output_dir()}")
+    try:
+        result = train_experiment(cfg, folds=folds, resume=a.resume or bool(a.gpus), overwrite=a.overwrite and not a.gpus)
+    finally:
+        close_distributed()  # torchrun: leave the process group (no-op otherwise)
+    if dist_env().rank == 0:  # the group is closed: ask the environment
+        print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
         print(f"CV {get_task(result['task']).headline(result)}")
     return 0

@@ -12,8 +12,16 @@ from tqdm.auto import tqdm
 from hbac.config import ExperimentConfig
 from hbac.data.augment import hemisphere_flip
 from hbac.data.dataset import WindowDataset
-from hbac.data.samplers import balanced_sampler, worker_init
-from hbac.engine.runtime import amp_dtype, device_auto, resolve_num_workers, to_device
+from hbac.data.samplers import balanced_sampler, distributed_sampler, worker_init
+from hbac.engine.runtime import (
+    amp_dtype,
+    device_auto,
+    is_distributed,
+    rank,
+    resolve_num_workers,
+    to_device,
+    world_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +90,26 @@ def _predict_pass(
 
 
 def make_loader(cfg: ExperimentConfig, ds: WindowDataset, train: bool, gen: Optional[torch.Generator] = None) -> DataLoader:
-    """Training (shuffled or balanced) or evaluation loader; workers per `resolve_num_workers`."""
+    """Training (shuffled or balanced) or evaluation loader; workers per `resolve_num_workers`.
+
+    Under torchrun (`is_distributed`) each rank loads its shard (`data.samplers.distributed_sampler`): the
+    training sampler must get `set_epoch` every epoch; an evaluation loader yields the rank's rows in
+    `loader.sampler` order (padded), which `engine.fold` gathers back into the table's order.
+    """
     workers = resolve_num_workers(cfg.train.num_workers, device_auto())
     sampler = None
-    if train and cfg.train.sampler == "balanced":
+    balanced = train and cfg.train.sampler == "balanced"
+    if is_distributed():
+        sampler = distributed_sampler(len(ds), world_size(), rank(), train, ds.table if balanced else None)
+    elif balanced:
         sampler = balanced_sampler(ds.table, gen)
+    n_items = len(sampler) if sampler is not None else len(ds)  # per rank
     return DataLoader(
         ds,
         batch_size=cfg.train.batch_size,
         shuffle=train and sampler is None,
         sampler=sampler,
-        drop_last=train and len(ds) > cfg.train.batch_size,
+        drop_last=train and n_items > cfg.train.batch_size,
         num_workers=workers,
         worker_init_fn=worker_init,
         generator=gen,

@@ -23,7 +23,7 @@ from hbac.config import (
     with_overrides,
 )
 from hbac.datasets import adapter_for
-from hbac.datasets.hms import read_test_csv, read_train_csv
+from hbac.datasets.hms import HMS_TRAIN_DTYPES, read_test_csv, read_train_csv
 from hbac.engine.outputs import load_checkpoint
 from hbac.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from hbac.io import atomic_write_json, atomic_write_text
@@ -327,6 +327,15 @@ def test_empty_csv_names_the_file(tmp_path: Path, reader) -> None:
     p = tmp_path / "train.csv"
     p.write_bytes(b"")
     with pytest.raises(DataError, match=rf"{p}: empty file"):
+        reader(p)
+
+
+@pytest.mark.parametrize("reader", [read_train_csv, read_test_csv])
+def test_header_only_csv_says_it_has_no_rows(tmp_path: Path, reader) -> None:
+    """A header without rows is reported as such, not as a column of the wrong type."""
+    p = tmp_path / "train.csv"
+    p.write_text(",".join(HMS_TRAIN_DTYPES) + "\n")
+    with pytest.raises(DataError, match=rf"^{p}: no data rows"):
         reader(p)
 
 

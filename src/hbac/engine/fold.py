@@ -34,6 +34,7 @@ from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.split import experiment_table, fold_rows, sample_weights, select_training
+from hbac.engine.loggers import EpochLogger, HistoryOnly, open_logger
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.outputs import (
@@ -42,7 +43,6 @@ from hbac.engine.outputs import (
     save_checkpoint,
     write_fold_files,
 )
-from hbac.engine.loggers import EpochLogger, HistoryOnly, open_logger
 from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import (
     amp_dtype,
@@ -57,8 +57,8 @@ from hbac.engine.runtime import (
     place_model,
     seed_everything,
     to_device,
-    wrap_ddp,
     world_size,
+    wrap_ddp,
 )
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.models import build_model, count_parameters

@@ -96,7 +96,7 @@ def test_ddp_checkpoint_predicts_in_one_process(runs: dict[str, Path]) -> None:
                         n_times=ckpt["n_times"], window_filter=ckpt["window_filter"])
     model.load_state_dict(ckpt["model"])  # strict
     loader = make_loader(cfg, experiment_dataset(cfg, cache, va), train=False)
-    probs = predict_loader(model, loader, torch.device("cpu"), ckpt["channels"], cfg.train.amp,
+    probs = predict_loader(model, loader, torch.device("cpu"), cfg.train.amp,
                            tta_flip=cfg.tta.hemisphere_flip, offsets_s=cfg.tta.offsets_s, progress=False)
     oof = pd.read_csv(runs["ddp"] / "fold0" / "oof.csv")
     assert np.allclose(probs, oof[[f"{c}_pred" for c in ckpt["classes"]]].to_numpy(), atol=1e-5)

@@ -198,6 +198,7 @@ class BIDSAdapter(EDFMontageAdapter):
     Signals: the referential electrodes → `cfg.eeg.montage` by name (`EDFMontageAdapter`)."""
 
     name = "bids"
+    synthetic = "hbac.datasets.synthetic.bids:synth"
     fs = 256.0
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:

@@ -401,6 +401,7 @@ class CHBMITAdapter(EDFMontageAdapter):
     """CHB-MIT: per-patient summaries + EDF files, cut into fixed windows; the seizure task."""
 
     name = "chbmit"
+    synthetic = "hbac.datasets.synthetic.chbmit:synth"
     fs = CHBMIT_FS
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:

@@ -265,6 +265,7 @@ class HMSAdapter(DatasetAdapter):
     """HMS: `train.csv`/`test.csv` + one parquet per EEG; the Kaggle spectrogram as an extra input."""
 
     name = "hms"
+    synthetic = "hbac.datasets.synthetic.hms:synth"
     task = "hms"
     classes = HMS_CLASSES
     fs = HMS_FS

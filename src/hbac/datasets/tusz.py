@@ -199,6 +199,7 @@ class TUSZAdapter(EDFMontageAdapter):
     Signals at the file's native rate (`EDFMontageAdapter`); the cache resamples to `eeg.fs` (required)."""
 
     name = "tusz"
+    synthetic = "hbac.datasets.synthetic.tusz:synth"
     fs = 256.0
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:

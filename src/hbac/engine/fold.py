@@ -359,7 +359,7 @@ def _predict_rows(run: FoldRun, model: torch.nn.Module, desc: str, tta: bool = F
     of the world size by repeating rows); the shards are gathered and put back by row index.
     """
     kw = {"tta_flip": run.cfg.tta.hemisphere_flip, "offsets_s": run.cfg.tta.offsets_s} if tta else {}
-    probs = predict_loader(model, run.va_loader, run.device, run.channels, run.cfg.train.amp, progress=run.progress,
+    probs = predict_loader(model, run.va_loader, run.device, run.cfg.train.amp, progress=run.progress,
                            desc=desc, **kw)
     if not is_distributed():
         return probs

@@ -275,7 +275,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             model.load_state_dict(ckpt["model"])
             model = place_model(model, device)
             loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
-            p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+            p = predict_loader(model, loader, device, cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
                                offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
         total = p if total is None else total + p
     assert cache is not None and total is not None

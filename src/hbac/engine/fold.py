@@ -47,6 +47,7 @@ from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import (
     amp_dtype,
     barrier,
+    broadcast_buffers,
     broadcast_object,
     device_auto,
     gather_objects,
@@ -347,6 +348,7 @@ def _train_epoch(run: FoldRun, o: Optim, desc: str) -> list[float]:
 
 def _evaluate(run: FoldRun, model: torch.nn.Module, desc: str) -> dict[str, Any]:
     """The task's validation scores of `model` on the fold's validation rows (no TTA): rank 0's, on every rank."""
+    broadcast_buffers(model)  # torchrun: every rank predicts with rank 0's BatchNorm statistics, as best.pt will hold
     probs = _predict_rows(run, model, desc)
     scores = run.task.epoch_scores(oof_frame(run.va, probs, run.classes, run.fold)) if is_main() else None
     return broadcast_object(scores)

@@ -20,7 +20,8 @@ LOW_SPACE_BYTES = 64 << 20  # a write error with less free space than this is re
 
 
 def is_disk_full(e: BaseException, path: str | Path) -> bool:
-    """True when `e` is running out of space (ENOSPC, EDQUOT) on `path`'s disk.
+    """True when `e` is running out of room on `path`'s disk: ENOSPC, EDQUOT, or EFBIG (the file outgrew
+    the file system's or the process's size limit, `ulimit -f`).
 
     torch.save reports ENOSPC as a RuntimeError ("file write failed", "unexpected pos …"), so a
     RuntimeError counts too when the disk holding `path` has under LOW_SPACE_BYTES free.
@@ -28,7 +29,7 @@ def is_disk_full(e: BaseException, path: str | Path) -> bool:
     if isinstance(e, DiskFullError):
         return False  # already reported
     if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     if isinstance(e, RuntimeError):
         try:
             return shutil.disk_usage(Path(path).parent).free < LOW_SPACE_BYTES
@@ -38,8 +39,9 @@ def is_disk_full(e: BaseException, path: str | Path) -> bool:
 
 
 def disk_full_error(e: BaseException, path: str | Path) -> DiskFullError:
-    """The one-line error for a full disk while writing `path`."""
-    return DiskFullError(f"disk full while writing {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    """The one-line error for a full disk (or a file over the size limit) while writing `path`."""
+    what = "file too large" if isinstance(e, OSError) and e.errno == errno.EFBIG else "disk full"
+    return DiskFullError(f"{what} while writing {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
 @contextlib.contextmanager

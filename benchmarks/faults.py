@@ -945,7 +945,7 @@ def _d2(ctx):
     p = write_exp_yaml(ctx, "feat")
     r = ctx.run("train", str(p), fsize=30_000)
     half = [x for x in ctx.outputs.rglob("*.pt")]
-    ok, why = clear_error(r, "while writing", "outputs")
+    ok, why = clear_error(r, "while writing")
     broken = []
     for x in half:
         try:

@@ -1232,7 +1232,7 @@ def _x6(ctx):
     ck = torch.load(p, weights_only=True)
     ck["sklearn"] = torch.frombuffer(bytearray(sio.dumps({"a": Ctx})), dtype=torch.uint8)
     torch.save(ck, p)
-    return err_case(_submit(ctx), "not a trusted checkpoint")
+    return err_case(_submit(ctx), "not a trusted checkpoint", "best.pt")
 
 
 @case("crafted", "meta.json with a wrong eeg_shape")

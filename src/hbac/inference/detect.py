@@ -265,7 +265,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
 
-            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
         else:
             use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
             if use_spec:

@@ -6,6 +6,7 @@ import errno
 import resource
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -27,7 +28,8 @@ from hbac.datasets import adapter_for
 from hbac.datasets.hms import HMS_TRAIN_DTYPES, read_test_csv, read_train_csv
 from hbac.engine.outputs import load_checkpoint, save_checkpoint
 from hbac.errors import CheckpointError, ConfigError, DataError, DiskFullError
-from hbac.io import atomic_write_json, atomic_write_text
+from hbac.inference.predict import resolve_members
+from hbac.io import atomic_write_json, atomic_write_text, read_json
 
 TINY = REPO_ROOT / "configs" / "tiny"
 
@@ -350,6 +352,33 @@ def test_corrupt_checkpoint_names_the_file(tmp_path: Path, content: bytes, capsy
     with pytest.raises(CheckpointError, match=CKPT_MSG) as e:
         load_checkpoint(p)
     assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("seed", [17, 62])
+def test_random_bytes_checkpoint_names_the_file(tmp_path: Path, seed: int) -> None:
+    """Random bytes that weights_only's unpickler meets with IndexError (seed 17) or KeyError (62): a CheckpointError too."""
+    p = tmp_path / "best.pt"
+    p.write_bytes(np.random.default_rng(seed).bytes(3000))
+    with pytest.raises(CheckpointError, match=CKPT_MSG) as e:
+        load_checkpoint(p)
+    assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
+
+
+def test_read_json_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "weights.json"
+    for bad in (b"{oops", b"\xff\xfe"):
+        p.write_bytes(bad)
+        with pytest.raises(DataError, match=rf"^{p}: not valid JSON"):
+            read_json(p)
+
+
+@pytest.mark.parametrize("content", ["{oops", '{"w": 1}', '{"weights": {"a": "x"}}'])
+def test_garbage_ensemble_weights_name_the_file(tmp_path: Path, content: str) -> None:
+    """submit's ensemble weights.json: invalid JSON or the wrong shape is a DataError naming it, not a KeyError."""
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "weights.json").write_text(content)
+    with pytest.raises(DataError, match=str(tmp_path / "ens" / "weights.json")):
+        resolve_members(tmp_path, ensemble="ens")
 
 
 def test_truncated_real_checkpoint_names_the_file(tmp_path: Path) -> None:

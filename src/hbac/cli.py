@@ -32,16 +32,19 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    from hbac.datasets import synthetic
+    from hbac.datasets import SynthOptions, synthetic_datasets, write_synthetic
 
-    if a.dataset == "hms":
-        synthetic.write_hms(Path(a.out), n_eegs=a.n_eegs or 60, seed=a.seed, n_test=a.n_test, low_vote_other=a.low_vote_other)
-    elif a.dataset == "bids":
-        synthetic.write_bids(Path(a.out), n_subjects=a.n_patients, n_runs=a.n_files, file_s=a.file_s, seed=a.seed)
-    elif a.dataset == "tusz":
-        synthetic.write_tusz(Path(a.out), n_subjects=a.n_patients, n_files=a.n_files, file_s=a.file_s, seed=a.seed)
-    else:
-        synthetic.write_chbmit(Path(a.out), n_patients=a.n_patients, seed=a.seed, n_files=a.n_files, file_s=a.file_s)
+    if a.list or a.dataset is None:
+        names = synthetic_datasets()
+        if a.list:
+            print("\n".join(names))
+            return 0
+        raise ValueError(f"synth: name a dataset (registered with a synthetic writer: {', '.join(names)})")
+    if a.out is None:
+        raise ValueError("synth: --out DIR is required")
+    opts = SynthOptions(seed=a.seed, n_patients=a.n_patients, n_files=a.n_files, file_s=a.file_s, n_eegs=a.n_eegs,
+                        n_test=a.n_test, low_vote_other=a.low_vote_other)
+    write_synthetic(a.dataset, Path(a.out), opts)
     print(f"synthetic {a.dataset} data written to {a.out}")
     return 0
 
@@ -102,14 +105,21 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
+    from hbac.engine.runtime import close_distributed, dist_env
     from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
+    if a.gpus and dist_env().distributed:
+        raise ValueError("train: --gpus (a fold per device) and torchrun (one fold over several devices) do not combine; use one")
     if a.gpus:
         _train_parallel(a, cfg, folds)
         folds = []  # every fold trained by the children: only collect the OOF file and scores
-    result = train_experiment(cfg, folds=folds, resume=a.resume or bool(a.gpus), overwrite=a.overwrite and not a.gpus)
-    print(f"outputs: {cfg.output_dir()}")
+    try:
+        result = train_experiment(cfg, folds=folds, resume=a.resume or bool(a.gpus), overwrite=a.overwrite and not a.gpus)
+    finally:
+        close_distributed()  # torchrun: leave the process group (no-op otherwise)
+    if dist_env().rank == 0:  # the group is closed: ask the environment
+        print(f"outputs: {cfg.output_dir()}")
     if result.get("cv") is not None:
         print(f"CV {get_task(result['task']).headline(result)}")
     return 0
@@ -305,8 +315,9 @@ def _add_kaggle_parser(sub: Any) -> None:
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands synth, prepare, train: data and training."""
     s = sub.add_parser("synth", help="write a synthetic dataset in the real layout")
-    s.add_argument("dataset", choices=["hms", "chbmit", "bids", "tusz"])
-    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("dataset", nargs="?", help="a registered dataset whose adapter declares a synthetic writer (--list)")
+    s.add_argument("--list", action="store_true", help="print the datasets that have a synthetic writer")
+    s.add_argument("--out", help="output folder (required to write)")
     s.add_argument("--n-eegs", type=int, default=None, help="HMS: number of train EEG recordings (default 60)")
     s.add_argument("--n-test", type=int, default=4, help="HMS: number of test EEGs (default 4)")
     s.add_argument("--low-vote-other", type=float, default=0.0, help="HMS: share of low-vote raters who say 'other' whatever they see (default 0)")

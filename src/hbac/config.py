@@ -312,6 +312,8 @@ class TrainConfig:
     sampler: Literal["none", "balanced"] = "none"
     focal_gamma: float = bounded(2.0, ge=0)
     max_steps_per_epoch: Optional[int] = bounded(None, ge=1)  # cap, for quick runs
+    # per-epoch scalars besides fold{k}/history.csv (= csv): tensorboard events (extra `tensorboard`) or wandb (offline)
+    logger: Literal["none", "csv", "tensorboard", "wandb"] = "csv"
     stage2: StageConfig = field(default_factory=StageConfig)
     pseudo: Optional[PseudoConfig] = None
 

@@ -11,7 +11,7 @@ import pytest
 from test_chbmit_train import shared_root, trained_chbmit
 
 from hbac.config import ExperimentConfig
-from hbac.datasets.chbmit import seizure_overlap
+from hbac.datasets.edf_montage import seizure_overlap
 from hbac.errors import DataError
 from hbac.inference.detect import detect, read_preprocessed, window_starts
 from hbac.tasks.events import window_metrics

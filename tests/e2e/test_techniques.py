@@ -113,7 +113,7 @@ def test_tta_offsets_on_the_submission_path(synth_hms, root):
         m.load_state_dict(ck["model"])
         loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=8)
         for o in per_offset:
-            per_offset[o] = per_offset[o] + predict_loader(m, loader, torch.device("cpu"), ck["channels"], tta_flip=True, offsets_s=[o], progress=False)
+            per_offset[o] = per_offset[o] + predict_loader(m, loader, torch.device("cpu"), tta_flip=True, offsets_s=[o], progress=False)
     by_hand = sum(per_offset.values()) / (len(per_offset) * cfg.folds.n_folds)
     np.testing.assert_allclose(probs, by_hand, atol=1e-6)
     centre = per_offset[0.0] / cfg.folds.n_folds

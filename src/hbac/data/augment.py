@@ -1,12 +1,50 @@
-"""Augmentations: spectrogram masks and mixup."""
+"""Augmentations: the hemisphere flip (one copy for the data path and the batched/GPU path), spectrogram masks, mixup."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from hbac.config import AugmentConfig
+from hbac.datasets import ExtraInput
+from hbac.signals.montage import flip_permutation
+
+
+def flip_perms(channels: Sequence[str], extras: Iterable[ExtraInput] = ()) -> dict[str, np.ndarray]:
+    """Hemisphere-flip permutation of each model input's channel axis: `eeg` from its montage names
+    (`signals.montage.flip_permutation`), every extra input from its adapter's declaration (`ExtraInput.flip`)."""
+    perms = {"eeg": flip_permutation(list(channels))}
+    perms.update({e.name: np.asarray(e.flip, dtype=np.int64) for e in extras if e.flip is not None})
+    return perms
+
+
+def hemisphere_flip(arrays: Mapping[str, Any], perms: Mapping[str, np.ndarray], axis: int = 0,
+                    mask: Optional[Any] = None) -> dict[str, Any]:
+    """Mirror left ↔ right: every array named in `perms` permuted along its channel `axis`.
+
+    axis 0: one item (`eeg` (C, T), `kaggle_spec` (4, F, S)…, numpy or torch; the Dataset's
+    augmentation); axis 1: a batch (B, C, …) (TTA on the model's device). `mask` (B,) bool flips
+    only those samples of a batch. Returns a new dict; other keys pass through; its own inverse.
+    """
+    out = dict(arrays)
+    for key, perm in perms.items():
+        x = arrays.get(key)
+        if x is None:
+            continue
+        if x.shape[axis] != len(perm):
+            raise ValueError(f"hemisphere_flip: {key!r} has {x.shape[axis]} channels on axis {axis}, expected {len(perm)}")
+        if isinstance(x, torch.Tensor):
+            flipped = x.index_select(axis, torch.as_tensor(perm, device=x.device, dtype=torch.long))
+            if mask is not None:
+                m = torch.as_tensor(mask, device=x.device, dtype=torch.bool).reshape(-1, *([1] * (x.dim() - 1)))
+                flipped = torch.where(m, flipped, x)
+        else:
+            flipped = np.take(x, perm, axis=axis)
+            if mask is not None:
+                flipped = np.where(np.asarray(mask, bool).reshape(-1, *([1] * (x.ndim - 1))), flipped, x)
+        out[key] = flipped
+    return out
 
 
 def mask_spec(spec: np.ndarray, aug: AugmentConfig, fill: float = float("nan")) -> np.ndarray:

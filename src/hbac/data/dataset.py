@@ -16,7 +16,8 @@ Which samples of the cached window an item holds:
 
 Extra inputs (e.g. the HMS `kaggle_spec`) are whatever the dataset's adapter declares
 (`hbac.datasets.ExtraInput`): their raw window from the cache, turned into the model's array by
-the declaration's `to_input`, masked / flipped as it says.
+the declaration's `to_input`, masked / flipped as it says (`flip_perms`: the permutations the
+batched TTA flip uses too, `hbac.data.augment.hemisphere_flip`).
 """
 from __future__ import annotations
 
@@ -31,10 +32,9 @@ from torch.utils.data import Dataset
 from hbac.cache.reader import eeg_slice, extra_slice
 from hbac.config import AugmentConfig, ExperimentConfig
 from hbac.data.albument import apply_albumentations, build_albumentations
-from hbac.data.augment import mask_spec
+from hbac.data.augment import flip_perms, hemisphere_flip, mask_spec
 from hbac.data.selection import vote_columns
 from hbac.datasets import ExtraInput, adapter_for, get_adapter, load_plugins
-from hbac.signals.montage import flip_permutation
 
 
 @dataclass
@@ -45,7 +45,6 @@ class _Extra:
     hi: np.ndarray  # (n,) end row of each window's file
     window_rows: int
     to_input: Optional[Callable[[np.ndarray], np.ndarray]]  # picklable (module-level) for DataLoader workers
-    flip: Optional[np.ndarray]  # hemisphere flip permutation of the model array's axis 0
     masks: bool  # a (C, F, T) spectrogram image: time/frequency masks and albumentations apply
 
 
@@ -53,6 +52,13 @@ def _declared(meta: dict[str, Any], name: str) -> Optional[ExtraInput]:
     """The declaration of extra input `name` by the adapter that built a cache (plugins imported first)."""
     load_plugins((meta.get("config") or {}).get("plugins"))
     return {e.name: e for e in get_adapter(meta["dataset"]).extra_inputs}.get(name)
+
+
+def cache_flip_perms(cache: Any, extras: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Hemisphere-flip permutations of the model inputs read from `cache`: its EEG channels and the named
+    extra inputs, as the cache's adapter declares them (`hbac.data.augment.flip_perms`)."""
+    decls = [d for d in (_declared(cache.meta, name) for name in extras) if d is not None]
+    return flip_perms(cache.channels, decls)
 
 
 class WindowDataset(Dataset):
@@ -92,7 +98,7 @@ class WindowDataset(Dataset):
                 "augment.albumentations: acts on a spectrogram image the dataset provides (e.g. kaggle_spec), which this "
                 "model does not read (model.inputs); mask in-model spectrograms with augment.time_mask / freq_mask"
             )
-        self.eeg_perm = flip_permutation(list(cache.channels))
+        self.flip_perms = cache_flip_perms(cache, list(self.extras))  # {input: permutation of its channel axis}
         # the model's window: `window_s` centred in the cached one
         full = self.n_times
         if window_s is not None:
@@ -112,8 +118,7 @@ class WindowDataset(Dataset):
             raise KeyError(f"model input {name!r} needs a cache that holds it; {self.cache.path} holds {sorted(held) or 'no extra inputs'}")
         decl = _declared(self.cache.meta, name)
         row, hi = self.cache.extra_bounds(name, table)
-        return _Extra(row, hi, int(held[name]["window_rows"]), decl.to_input if decl else None,
-                      np.asarray(decl.flip) if decl and decl.flip is not None else None, bool(decl and decl.masks))
+        return _Extra(row, hi, int(held[name]["window_rows"]), decl.to_input if decl else None, bool(decl and decl.masks))
 
     def _index_sub_windows(self, min_votes: Optional[int] = None) -> None:
         """For each row, the rows of `cache.samples` that are labelled sub-windows of its recording
@@ -166,10 +171,7 @@ class WindowDataset(Dataset):
                     arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
             item[name] = arr
         if aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip:
-            item["eeg"] = item["eeg"][self.eeg_perm]
-            for name, x in self.extras.items():
-                if x.flip is not None:
-                    item[name] = item[name][x.flip]
+            item = hemisphere_flip(item, self.flip_perms, axis=0)
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
         out["target"] = torch.tensor(self.targets[i])
         out["weight"] = torch.tensor(self.weights[i])

@@ -18,12 +18,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable, Optional
 
-from hbac.datasets.base import TASKS, DatasetAdapter, ExtraInput, check_adapter
+from hbac.datasets.base import (
+    TASKS,
+    DatasetAdapter,
+    ExtraInput,
+    SynthOptions,
+    check_adapter,
+)
 from hbac.errors import ConfigError
 
 __all__ = [
-    "TASKS", "DatasetAdapter", "ExtraInput", "adapter_for", "adapter_modules", "get_adapter", "load_plugins", "register",
-    "registered",
+    "TASKS", "DatasetAdapter", "ExtraInput", "SynthOptions", "adapter_for", "adapter_modules", "get_adapter", "load_plugins",
+    "register", "registered", "synthetic_datasets", "write_synthetic",
 ]
 
 log = logging.getLogger(__name__)
@@ -33,7 +39,7 @@ PLUGINS_ENV = "HBAC_PLUGINS"
 _REGISTRY: dict[str, DatasetAdapter] = {}
 _LOADED: dict[str, ModuleType] = {}  # plugin spec (resolved path or module name) → module
 _FAILED: dict[str, str] = {}  # built-in module → why it could not be imported
-_NOT_ADAPTERS = {"base", "edf", "kaggle_spec", "synthetic"}  # helper modules of this package
+_NOT_ADAPTERS = {"base", "edf", "edf_montage", "kaggle_spec", "synthetic"}  # helper modules of this package
 _builtins_done = False
 
 
@@ -133,3 +139,24 @@ def adapter_for(cfg) -> DatasetAdapter:  # cfg: hbac.config.DataConfig
     """The adapter of a data config, after importing its `plugins` (worker processes call this too)."""
     load_plugins(getattr(cfg, "plugins", None))
     return get_adapter(cfg.dataset)
+
+
+def synthetic_datasets() -> list[str]:
+    """Names of the registered datasets that declare a synthetic writer (`DatasetAdapter.synthetic`), sorted."""
+    return [n for n in registered() if _REGISTRY[n].synthetic]
+
+
+def write_synthetic(name: str, out: Path, opts: SynthOptions) -> None:
+    """Write a synthetic copy of dataset `name`'s layout to `out` with its adapter's declared writer.
+
+    ConfigError for an unknown dataset (listing the registered ones) or one without a writer
+    (listing those with one).
+    """
+    adapter = get_adapter(name)
+    if not adapter.synthetic:
+        raise ConfigError(f"dataset {name!r} declares no synthetic writer (datasets with one: {', '.join(synthetic_datasets())})")
+    module, _, func = adapter.synthetic.partition(":")
+    writer = getattr(importlib.import_module(module), func, None)
+    if not callable(writer):
+        raise ConfigError(f"dataset {name!r}: synthetic writer {adapter.synthetic!r} not found")
+    writer(Path(out), opts)

@@ -5,6 +5,7 @@ An adapter is one module that subclasses `DatasetAdapter` and calls
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,27 @@ class ExtraInput:
     masks: bool = False  # time/frequency masks (augment.time_mask/freq_mask) apply: a (C, F, T) image
 
 
+@dataclass(frozen=True)
+class SynthOptions:
+    """`hbac synth` options; a synthetic writer uses those that fit its layout (the others are ignored)."""
+
+    seed: int = 0
+    n_patients: int = 4  # patients / subjects (layouts grouped by patient)
+    n_files: int = 3  # recordings (EDF files, runs) per patient
+    file_s: float = 600.0  # seconds per recording
+    n_eegs: Optional[int] = None  # labelled recordings of a layout counted per recording (None: the writer's default)
+    n_test: int = 4  # unlabelled test recordings, for layouts with a test split
+    low_vote_other: float = 0.0  # share of low-vote raters who answer "other" whatever they see (vote-labelled layouts)
+
+
 class DatasetAdapter(ABC):
     """One raw dataset layout → the common sample table and a signal reader.
 
     Required: `name` (the config's `dataset:` value), `task` (one of `TASKS`), `classes`,
     `table`, `channels`, `path`, `read`. Optional hooks have defaults: `n_times` reads the
     signal (override it with a header-only read), `missing_reason` says nothing is wrong,
-    `extra_inputs` is empty, `fs` (native Hz, used only for an empty cache) is None.
+    `extra_inputs` is empty, `fs` (native Hz, used only for an empty cache) is None, `synthetic`
+    (the writer `hbac synth` calls) is None.
     """
 
     name: ClassVar[str]
@@ -61,6 +76,9 @@ class DatasetAdapter(ABC):
     classes: ClassVar[Sequence[str]]
     fs: ClassVar[Optional[float]] = None
     extra_inputs: ClassVar[Sequence[ExtraInput]] = ()
+    # "module:function" writing this layout for `hbac synth`, called as function(out: Path, opts: SynthOptions);
+    # a name, not the function: synthetic writers import their adapter's layout constants (imported when used)
+    synthetic: ClassVar[Optional[str]] = None
 
     @abstractmethod
     def table(self, cfg: DataConfig) -> pd.DataFrame:
@@ -107,6 +125,9 @@ def check_adapter(adapter: Any) -> None:
     classes = list(getattr(adapter, "classes", None) or [])
     if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise TypeError(f"dataset {name!r}: `classes` must list at least two class names")
+    synth = getattr(adapter, "synthetic", None)
+    if synth is not None and (not isinstance(synth, str) or not re.fullmatch(r"[\w.]+:\w+", synth)):
+        raise TypeError(f"dataset {name!r}: `synthetic` must be 'module:function', got {synth!r}")
     seen: set[str] = {"eeg"}
     for e in adapter.extra_inputs:
         if not isinstance(e, ExtraInput):

@@ -22,18 +22,10 @@ import numpy as np
 import pandas as pd
 
 from hbac.datasets import register
-from hbac.datasets.base import DatasetAdapter
-from hbac.datasets.chbmit import (
-    CHBMIT_CLASSES,
-    bipolar_pairs,
-    read_montage,
-    recording_windows,
-    resolve_montage,
-)
 from hbac.datasets.edf import read_edf
+from hbac.datasets.edf_montage import EDFMontageAdapter, recording_windows
 from hbac.errors import DataError
 from hbac.io import atomic_write_text
-from hbac.signals.montage import montage_names
 
 if TYPE_CHECKING:  # only for hints: hbac.config imports this package to validate `dataset:`
     from hbac.config import DataConfig
@@ -200,12 +192,13 @@ def build_table(cfg: DataConfig) -> pd.DataFrame:
 # --------------------------------------------------------------------------- adapter
 
 
-class BIDSAdapter(DatasetAdapter):
-    """SzCORE BIDS: `_eeg.edf` + `_events.tsv` per recording, cut into fixed windows; the seizure task."""
+class BIDSAdapter(EDFMontageAdapter):
+    """SzCORE BIDS: `_eeg.edf` + `_events.tsv` per recording, cut into fixed windows; the seizure task.
+
+    Signals: the referential electrodes → `cfg.eeg.montage` by name (`EDFMontageAdapter`)."""
 
     name = "bids"
-    task = "seizure"
-    classes = CHBMIT_CLASSES
+    synthetic = "hbac.datasets.synthetic.bids:synth"
     fs = 256.0
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
@@ -213,40 +206,9 @@ class BIDSAdapter(DatasetAdapter):
         the subject's runs back to back in name order."""
         return build_table(cfg)
 
-    def channels(self, cfg: DataConfig) -> list[str]:
-        """The configured bipolar montage's channel names."""
-        bipolar_pairs(cfg.eeg.montage)
-        return montage_names(cfg.eeg.montage)
-
     def path(self, cfg: DataConfig, recording_id: Any) -> Path:
         """`data_dir/sub-X/[ses-Y/]eeg/<recording_id>_eeg.edf`."""
         return bids_path(cfg.data_dir, str(recording_id))
-
-    def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
-        """One recording → ((n_pairs, T) float32 µV, native fs), bipolar pairs from the referential electrodes."""
-        path = self.path(cfg, recording_id)
-        if not path.exists():
-            raise FileNotFoundError(f"EDF file not found: {path}")
-        return read_montage(read_edf(path), cfg.eeg.montage)
-
-    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
-        """(samples, native fs) from the EDF header."""
-        rec = read_edf(self.path(cfg, recording_id))
-        used, _, _ = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        i = used[0] if used else 0
-        return rec.n_times(i), float(rec.fs[i])
-
-    def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
-        """Missing file, unreadable header or missing electrode(s), or None."""
-        path = self.path(cfg, recording_id)
-        if not path.exists():
-            return f"missing file {path}"
-        try:
-            rec = read_edf(path)
-        except DataError as e:
-            return f"unreadable EDF: {e}"
-        _, _, missing = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        return f"missing channel(s) {', '.join(missing)} in {path}" if missing else None
 
 
 ADAPTER = register(BIDSAdapter())

@@ -7,10 +7,8 @@ every `cfg.windows.stride_s` seconds; the label is the fraction of the window in
 a seizure (`soft`), or 1/0 by `hard_min_overlap` (`hard`). Classes are
 `["background", "seizure"]`.
 
-Channels are picked by name into a fixed bipolar montage (default the 18-pair CHB-MIT
-double banana): exact names first, then reversed pairs (negated), then differences of
-channels sharing a reference (`F7-CS2` − `T7-CS2`, or unipolar `F7` − `T7`), with the
-old names T3/T4/T5/T6 accepted for T7/T8/P7/P8.
+Signals are read by `EDFMontageAdapter` (`hbac.datasets.edf_montage`): channels picked by name
+into the configured bipolar montage (default the 18-pair CHB-MIT double banana).
 """
 from __future__ import annotations
 
@@ -24,18 +22,15 @@ import numpy as np
 import pandas as pd
 
 from hbac.datasets import register
-from hbac.datasets.base import DatasetAdapter
-from hbac.datasets.edf import EDFRecording, read_edf
+from hbac.datasets.edf import read_edf
+from hbac.datasets.edf_montage import EDFMontageAdapter, recording_windows
 from hbac.errors import DataError
-from hbac.signals.filters import resample
-from hbac.signals.montage import montage_names, montage_pairs
 
 if TYPE_CHECKING:
     from hbac.config import DataConfig
 
 log = logging.getLogger(__name__)
 
-CHBMIT_CLASSES = ["background", "seizure"]
 CHBMIT_FS = 256.0
 DAY_S = 86400.0
 
@@ -251,118 +246,6 @@ def read_seizures_annotation(path: str | Path, fs: Optional[float] = None) -> li
     return out
 
 
-# --------------------------------------------------------------------------- channel picking
-
-_ALIASES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8", "01": "O1", "02": "O2"}
-_DUMMY = {"", "-", "."}
-_KNOWN_REFS = ("", "REF", "CS2", "LE", "AR", "AVG", "A1A2", "M1M2")
-
-
-def _split_label(label: str) -> Optional[tuple[str, str]]:
-    """EDF label → (electrode, reference) upper-cased with old names mapped; None for dummies."""
-    s = label.strip().upper()
-    if s.startswith("EEG "):
-        s = s[4:].strip()
-    if s in _DUMMY:
-        return None
-    parts = [p.strip() for p in s.split("-", 1)]
-    a = _ALIASES.get(parts[0], parts[0])
-    b = _ALIASES.get(parts[1], parts[1]) if len(parts) > 1 else ""
-    return (a, b) if a else None
-
-
-def resolve_montage(labels: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[list[int], np.ndarray, list[str]]:
-    """Find each bipolar pair among EDF `labels` → (used indices, weights (n_pairs, n_used), missing names).
-
-    Per pair `A-B`: the first channel named `A-B` (case-insensitive); else `B-A` negated;
-    else `A-R` − `B-R` for a shared reference R (a bare `A` − `B` is R = '').
-    """
-    parsed = [_split_label(lab) for lab in labels]
-    first: dict[tuple[str, str], int] = {}
-    for i, p in enumerate(parsed):
-        if p is not None and p not in first:
-            first[p] = i
-    by_ref: dict[str, dict[str, int]] = {}
-    for (a, b), i in first.items():
-        by_ref.setdefault(b, {}).setdefault(a, i)
-    refs = [r for r in _KNOWN_REFS if r in by_ref] + [r for r in by_ref if r not in _KNOWN_REFS]
-    terms: list[list[tuple[int, float]]] = []
-    missing: list[str] = []
-    for a0, b0 in pairs:
-        a, b = (_ALIASES.get(x.upper(), x.upper()) for x in (a0, b0))
-        if (a, b) in first:
-            terms.append([(first[(a, b)], 1.0)])
-        elif (b, a) in first:
-            terms.append([(first[(b, a)], -1.0)])
-        else:
-            ref = next((r for r in refs if a in by_ref[r] and b in by_ref[r]), None)
-            if ref is None:
-                missing.append(f"{a0}-{b0}")
-                terms.append([])
-            else:
-                terms.append([(by_ref[ref][a], 1.0), (by_ref[ref][b], -1.0)])
-    used = sorted({i for t in terms for i, _ in t})
-    col = {i: k for k, i in enumerate(used)}
-    w = np.zeros((len(pairs), len(used)), dtype=np.float32)
-    for r, t in enumerate(terms):
-        for i, s in t:
-            w[r, col[i]] = s
-    return used, w, missing
-
-
-def bipolar_pairs(montage: str) -> list[tuple[str, str]]:
-    """The (anode, cathode) pairs of a bipolar montage; ValueError for a unipolar one."""
-    pairs = montage_pairs(montage)
-    if any(not b for _, b in pairs):
-        raise ValueError(f"montage {montage!r} is unipolar; seizure EDF readers need a bipolar one ('chbmit_banana', 'tcp')")
-    return pairs
-
-
-def read_montage(rec: EDFRecording, montage: str = "chbmit_banana", fs_out: Optional[float] = None) -> tuple[np.ndarray, float]:
-    """EDF recording → ((n_pairs, T) float32 µV, fs): the montage picked by channel name.
-
-    Native rate when `fs_out` is None (the picked channels must share one rate); otherwise
-    every picked channel is resampled to `fs_out`. Raises DataError naming the file and
-    the missing channel(s).
-    """
-
-    pairs = bipolar_pairs(montage)
-    used, w, missing = resolve_montage(rec.labels, pairs)
-    if missing:
-        raise DataError(f"{rec.path}: missing channel(s) {missing} for montage {montage!r}; channels in file: {rec.labels}")
-    rates = rec.fs[used]
-    if np.all(rates == rates[0]) and (fs_out is None or abs(rates[0] - fs_out) < 1e-9):
-        raw = rec.read(used)
-        fs = float(rates[0])
-    elif fs_out is None:
-        raise DataError(f"{rec.path}: montage channels have different rates {sorted(set(rates.tolist()))} Hz; pass fs_out")
-    else:
-        chans = [resample(rec.read([i]), float(rec.fs[i]), fs_out)[0] for i in used]
-        t = min(len(c) for c in chans)
-        raw = np.stack([c[:t] for c in chans])
-        fs = float(fs_out)
-    out = np.empty((len(pairs), raw.shape[1]), dtype=np.float32)
-    for r in range(len(pairs)):
-        nz = np.nonzero(w[r])[0]
-        if len(nz) == 1 and w[r, nz[0]] == 1.0:
-            out[r] = raw[nz[0]]  # plain pick: exact copy of the file's channel
-        else:
-            out[r] = (w[r, nz][:, None] * raw[nz]).sum(axis=0)
-    return out, fs
-
-
-def read_any_edf(path: str | Path, fs_out: Optional[float] = CHBMIT_FS, montage: str = "chbmit_banana") -> tuple[np.ndarray, float, list[str]]:
-    """Any EEG EDF (bipolar CHB-MIT style, or unipolar / common-reference 10-20) → montage.
-
-    Returns (x (n_pairs, T) float32 µV, fs, channel names); resampled to `fs_out` Hz
-    (None keeps the native rate). T3/T4/T5/T6 are accepted for T7/T8/P7/P8.
-    """
-
-    rec = read_edf(path)
-    x, fs = read_montage(rec, montage, fs_out)
-    return x, fs, montage_names(montage)
-
-
 # --------------------------------------------------------------------------- layout
 
 
@@ -414,25 +297,6 @@ def find_patients(data_dir: str | Path) -> list[str]:
 def edf_path(data_dir: str | Path, recording_id: str) -> Path:
     """`data_dir/chbNN/<recording_id>.edf`."""
     return Path(data_dir) / patient_of(recording_id) / f"{recording_id}.edf"
-
-
-def _windows(length_s: float, window_s: float, stride_s: float) -> np.ndarray:
-    """Window starts (n,) in seconds covering [0, length_s] with whole windows only."""
-    if length_s < window_s:
-        return np.zeros(0)
-    n = int(np.floor((length_s - window_s) / stride_s + 1e-9)) + 1
-    return np.round(np.arange(n) * stride_s, 6)
-
-
-def seizure_overlap(starts_s: np.ndarray, window_s: float, seizures: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Fraction (n,) of each window [start, start + window_s] inside any seizure interval."""
-    starts = np.asarray(starts_s, dtype=np.float64)
-    if len(seizures) == 0 or len(starts) == 0:
-        return np.zeros(len(starts))
-    sz = np.asarray(seizures, dtype=np.float64)
-    lo = np.maximum(starts[:, None], sz[None, :, 0])
-    hi = np.minimum(starts[:, None] + window_s, sz[None, :, 1])
-    return np.clip(np.clip(hi - lo, 0, None).sum(axis=1) / window_s, 0.0, 1.0)
 
 
 @dataclass
@@ -498,27 +362,6 @@ def _rec_starts(files: list[_FileInfo]) -> np.ndarray:
     return rs
 
 
-def recording_windows(recording_id: str, group: str, duration_s: float, seizures: Sequence[tuple[float, float]],
-                      window_s: float, stride_s: float, label: str = "hard", hard_min_overlap: float = 0.5,
-                      rec_start_s: float = 0.0) -> pd.DataFrame:
-    """Sample-table rows of one recording: its whole windows labelled by their seizure overlap (seizure task)."""
-    starts = _windows(duration_s, window_s, stride_s)
-    ov = seizure_overlap(starts, window_s, seizures)
-    sz = ov if label == "soft" else (ov >= hard_min_overlap).astype(np.float64)
-    return pd.DataFrame({
-        "sample_id": [f"{recording_id}_{s:08.1f}" for s in starts],
-        "recording_id": recording_id,
-        "group": group,
-        "start_s": starts,
-        "duration_s": float(window_s),
-        "background_vote": 1.0 - sz,
-        "seizure_vote": sz,
-        "n_votes": np.ones(len(starts), dtype=np.int64),
-        "seizure_overlap": ov,
-        "rec_start_s": float(rec_start_s),
-    })
-
-
 def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, window_s: float = 10.0,
                 stride_s: float = 5.0, label: str = "hard", hard_min_overlap: float = 0.5) -> pd.DataFrame:
     """The CHB-MIT sample table: one row per window of every file (see `CHBMITAdapter.table`)."""
@@ -554,12 +397,11 @@ def build_table(data_dir: str | Path, patients: Optional[Sequence[str]] = None, 
 # --------------------------------------------------------------------------- adapter
 
 
-class CHBMITAdapter(DatasetAdapter):
+class CHBMITAdapter(EDFMontageAdapter):
     """CHB-MIT: per-patient summaries + EDF files, cut into fixed windows; the seizure task."""
 
     name = "chbmit"
-    task = "seizure"
-    classes = CHBMIT_CLASSES
+    synthetic = "hbac.datasets.synthetic.chbmit:synth"
     fs = CHBMIT_FS
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
@@ -574,50 +416,9 @@ class CHBMITAdapter(DatasetAdapter):
         w = cfg.windows
         return build_table(cfg.data_dir, cfg.patients, w.window_s, w.stride_s, w.label, w.hard_min_overlap)
 
-    def channels(self, cfg: DataConfig) -> list[str]:
-        """Channel names of the cached signal: the bipolar montage (`chbmit_banana` → 18 pairs)."""
-        bipolar_pairs(cfg.eeg.montage)
-        return montage_names(cfg.eeg.montage)
-
     def path(self, cfg: DataConfig, recording_id: Any) -> Path:
         """`data_dir/chbNN/chbNN_MM.edf`."""
         return edf_path(cfg.data_dir, str(recording_id))
-
-    def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
-        """One file → ((n_pairs, T) float32 µV, fs), channels picked by name, NOT yet filtered.
-
-        The native rate is returned (256 Hz in CHB-MIT; the cache resamples when `cfg.eeg.fs`
-        is set). Raises FileNotFoundError for a missing file, DataError naming the file and the
-        channel when a montage channel is absent (see `missing_reason`).
-        """
-        path = self.path(cfg, recording_id)
-        if not path.exists():
-            raise FileNotFoundError(f"EDF file not found: {path}")
-        return read_montage(read_edf(path), cfg.eeg.montage)
-
-    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
-        """(samples per channel, native fs) of a file from its EDF header (n_records × samples per record)."""
-        rec = read_edf(self.path(cfg, recording_id))
-        used, _, _ = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        i = used[0] if used else 0
-        return rec.n_times(i), float(rec.fs[i])
-
-    def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
-        """Why a recording cannot be used (missing file, unreadable header, missing channel), or None.
-
-        Reads the EDF header only. `prepare` treats a non-None reason like a missing file.
-        """
-        path = self.path(cfg, recording_id)
-        if not path.exists():
-            return f"missing file {path}"
-        try:
-            rec = read_edf(path)
-        except DataError as e:
-            return f"unreadable EDF: {e}"
-        _, _, missing = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        if missing:
-            return f"missing channel(s) {', '.join(missing)} in {path}"
-        return None
 
 
 ADAPTER = register(CHBMITAdapter())

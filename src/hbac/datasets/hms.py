@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hbac.datasets import register
 from hbac.datasets.base import DatasetAdapter, ExtraInput
@@ -18,6 +17,7 @@ from hbac.datasets.kaggle_spec import (
     SPEC_WINDOW_S,
     kaggle_spec_regions,
 )
+from hbac.datasets.parquet import parquet_num_rows
 from hbac.errors import DataError
 from hbac.signals.montage import (
     HMS_EEG_CHANNELS,
@@ -57,6 +57,8 @@ def _check_columns(df: pd.DataFrame, dtypes: dict[str, str], path: Path) -> pd.D
     missing = [c for c in dtypes if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")
+    if df.empty:  # else the dtype checks below blame a column of a table that has no rows
+        raise DataError(f"{path}: no data rows (only a header)")
     for col, dt in dtypes.items():
         s = df[col]
         if dt == "str":
@@ -164,21 +166,27 @@ def _read_parquet(path: Path, what: str, columns: list[str]) -> pl.DataFrame:
     """Read `columns` of one parquet file with polars, every column cast to Float32 (nulls kept as null).
 
     polars reads the 401-column spectrogram files about 3x faster than pyarrow's
-    `ParquetFile.read` with the same values (benchmarks/prepare.py). Errors name the file,
-    the missing columns or the non-numeric ones.
+    `ParquetFile.read` with the same values (benchmarks/prepare.py). The whole file is read in
+    one call and checked afterwards (a separate schema read and a 401-name column selection
+    cost as much again as the read); a file with extra or reordered columns is then narrowed
+    to `columns`. Errors name the file, the missing columns or the non-numeric ones.
     """
     try:
-        schema = pl.read_parquet_schema(path)
-        missing = [c for c in columns if c not in schema]
-        if missing:
-            raise DataError(f"{path}: {what} parquet is missing {len(missing)} column(s), e.g. {missing[:3]}")
-        bad = [f"{c} ({schema[c]})" for c in columns if not schema[c].is_numeric()]
-        if bad:
-            raise DataError(f"{path}: non-numeric column(s) {bad[:3]} in {what} parquet")
-        df = pl.read_parquet(path, columns=columns, use_pyarrow=False)
+        df = pl.read_parquet(path, use_pyarrow=False)
     except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as e:
         raise DataError(f"{path}: cannot read {what} parquet ({type(e).__name__}: {e})") from e
-    return df.select(pl.all().cast(pl.Float32))
+    if df.columns != columns:
+        have = set(df.columns)
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise DataError(f"{path}: {what} parquet is missing {len(missing)} column(s), e.g. {missing[:3]}")
+        df = df.select(columns)
+    if any(dt != pl.Float32 for dt in df.dtypes):
+        bad = [f"{c} ({dt})" for c, dt in df.schema.items() if not dt.is_numeric()]
+        if bad:
+            raise DataError(f"{path}: non-numeric column(s) {bad[:3]} in {what} parquet")
+        df = df.cast(pl.Float32)
+    return df
 
 
 def _to_matrix(df: pl.DataFrame, order: str) -> np.ndarray:
@@ -212,11 +220,8 @@ def spec_path(data_dir: str | Path, spectrogram_id: int, split: str = "train") -
 
 
 def eeg_n_rows(path: str | Path) -> int:
-    """Number of samples in an EEG parquet, from its footer only (no data read)."""
-    try:
-        return pq.read_metadata(path).num_rows
-    except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{path}: cannot read parquet footer ({e})") from e
+    """Number of samples in an EEG (or spectrogram) parquet, from its footer only (no data read)."""
+    return parquet_num_rows(path)
 
 
 def load_table(data_dir: str | Path, split: str = "train") -> pd.DataFrame:
@@ -262,6 +267,7 @@ class HMSAdapter(DatasetAdapter):
     """HMS: `train.csv`/`test.csv` + one parquet per EEG; the Kaggle spectrogram as an extra input."""
 
     name = "hms"
+    synthetic = "hbac.datasets.synthetic.hms:synth"
     task = "hms"
     classes = HMS_CLASSES
     fs = HMS_FS

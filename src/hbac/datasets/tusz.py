@@ -21,21 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
 from hbac.datasets import register
-from hbac.datasets.base import DatasetAdapter
-from hbac.datasets.chbmit import (
-    CHBMIT_CLASSES,
-    bipolar_pairs,
-    read_montage,
-    recording_windows,
-    resolve_montage,
-)
 from hbac.datasets.edf import read_edf
+from hbac.datasets.edf_montage import EDFMontageAdapter, recording_windows
 from hbac.errors import ConfigError, DataError
-from hbac.signals.montage import montage_names
 
 if TYPE_CHECKING:  # only for hints: hbac.config imports this package to validate `dataset:`
     from hbac.config import DataConfig
@@ -202,23 +193,19 @@ def _need_fs(cfg: DataConfig) -> None:
         raise ConfigError(f"data {cfg.name!r}: eeg.fs must be set for TUSZ (its files have different sampling rates)")
 
 
-class TUSZAdapter(DatasetAdapter):
-    """TUSZ: EDF + `.csv_bi`/`.csv` per file, referential channels → bipolar montage; the seizure task."""
+class TUSZAdapter(EDFMontageAdapter):
+    """TUSZ: EDF + `.csv_bi`/`.csv` per file, referential channels → bipolar montage; the seizure task.
+
+    Signals at the file's native rate (`EDFMontageAdapter`); the cache resamples to `eeg.fs` (required)."""
 
     name = "tusz"
-    task = "seizure"
-    classes = CHBMIT_CLASSES
+    synthetic = "hbac.datasets.synthetic.tusz:synth"
     fs = 256.0
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
         """Windows of every file (subjects: `cfg.patients`); group = subject; `tusz_split` = train/dev/eval."""
         _need_fs(cfg)
         return build_table(cfg)
-
-    def channels(self, cfg: DataConfig) -> list[str]:
-        """The configured bipolar montage's channel names (`tcp`: 22 pairs)."""
-        bipolar_pairs(cfg.eeg.montage)
-        return montage_names(cfg.eeg.montage)
 
     def _files(self, cfg: DataConfig) -> dict[str, Path]:
         key = str(Path(cfg.data_dir).resolve())
@@ -227,32 +214,11 @@ class TUSZAdapter(DatasetAdapter):
         return _PATHS[key]
 
     def path(self, cfg: DataConfig, recording_id: Any) -> Path:
-        """The EDF of a recording id (found by walking `data_dir` once per process)."""
+        """The EDF of a recording id (found by walking `data_dir` once per process); FileNotFoundError if unknown."""
         p = self._files(cfg).get(str(recording_id))
         if p is None:
             raise FileNotFoundError(f"TUSZ recording {recording_id!r} not found under {cfg.data_dir}")
         return p
-
-    def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
-        """One file → ((n_pairs, T) float32 µV, native fs); the cache resamples to `eeg.fs`."""
-        return read_montage(read_edf(self.path(cfg, recording_id)), cfg.eeg.montage)
-
-    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
-        """(samples, native fs) from the EDF header."""
-        rec = read_edf(self.path(cfg, recording_id))
-        used, _, _ = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        i = used[0] if used else 0
-        return rec.n_times(i), float(rec.fs[i])
-
-    def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
-        """Missing file, unreadable header or missing electrode(s) (e.g. A1/A2 in `_a` montages), or None."""
-        try:
-            path = self.path(cfg, recording_id)
-            rec = read_edf(path)
-        except (FileNotFoundError, DataError) as e:
-            return str(e)
-        _, _, missing = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        return f"missing channel(s) {', '.join(missing)} in {path}" if missing else None
 
 
 _PATHS: dict[str, dict[str, Path]] = {}  # data_dir → {recording id: EDF path}

@@ -1,4 +1,9 @@
-"""An experiment: its folds in turn, then oof.csv and scores.json."""
+"""An experiment: its folds in turn, then oof.csv and scores.json.
+
+Under torchrun (`WORLD_SIZE` > 1) every rank runs this with the same arguments: the process group is joined
+here, rank 0 alone checks and writes the folder (config.yaml, train.log, oof.csv, scores.json) and builds the
+cache and folds before the other ranks open them; each fold trains with DistributedDataParallel.
+"""
 from __future__ import annotations
 
 import logging
@@ -18,7 +23,12 @@ from hbac.engine.provenance import (
     folder_hash,
     trained_folds,
 )
-from hbac.engine.runtime import configure_threads
+from hbac.engine.runtime import (
+    barrier,
+    configure_threads,
+    init_distributed,
+    is_main,
+)
 from hbac.engine.seeds import train_fold_seeds
 from hbac.errors import ExperimentMixError
 from hbac.features.baseline import train_features_fold
@@ -35,8 +45,17 @@ def train_experiment(
     (ExperimentMixError) unless `overwrite`, which deletes the old folder first. A run that fails
     before any fold has written a checkpoint leaves no folder behind (if it made the folder).
     """
-    configure_threads(cfg.train.threads)
+    env = init_distributed()
+    if env.distributed and cfg.model.kind == "features":
+        raise ValueError(f"{cfg.name}: model.kind features (scikit-learn) cannot train under torchrun; run it in one process")
+    configure_threads(cfg.train.threads, n_procs=env.local_world_size)
+    todo = folds if folds is not None else list(range(cfg.folds.n_folds))
+    for k in todo:
+        if not 0 <= k < cfg.folds.n_folds:
+            raise ValueError(f"--fold {k} is out of range: the config has n_folds {cfg.folds.n_folds}")
     out = cfg.output_dir()
+    if not is_main():
+        return _follow(cfg, todo, resume, progress)
     if overwrite and out.exists():
         _remove(out)
     created = not out.exists()
@@ -48,11 +67,8 @@ def train_experiment(
     logging.getLogger("hbac").addHandler(handler)
     try:
         fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold_seeds if cfg.train.seeds else train_fold
-        todo = folds if folds is not None else list(range(cfg.folds.n_folds))
-        for k in todo:
-            if not 0 <= k < cfg.folds.n_folds:
-                raise ValueError(f"--fold {k} is out of range: the config has n_folds {cfg.folds.n_folds}")
         data = experiment_table(cfg)
+        barrier()  # the cache and folds exist: the other ranks open them (`_follow`)
         for k in todo:
             fold_fn(cfg, k, resume=resume, data=data, progress=progress)
         return collect_oof(cfg)
@@ -65,6 +81,17 @@ def train_experiment(
     finally:
         logging.getLogger("hbac").removeHandler(handler)
         handler.close()
+
+
+def _follow(cfg: ExperimentConfig, todo: list[int], resume: bool, progress: bool) -> dict[str, Any]:
+    """A torchrun rank other than 0: train the folds alongside rank 0, writing nothing; returns {} (rank 0 scores)."""
+    logging.getLogger("hbac").setLevel(max(logging.WARNING, logging.getLogger("hbac").getEffectiveLevel()))  # one console
+    barrier()  # rank 0 has built the cache and folds
+    data = experiment_table(cfg)
+    fold_fn = train_fold_seeds if cfg.train.seeds else train_fold
+    for k in todo:
+        fold_fn(cfg, k, resume=resume, data=data, progress=progress)
+    return {}
 
 
 def _remove(out: Path) -> None:

@@ -10,10 +10,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from hbac.config import ExperimentConfig
+from hbac.data.augment import hemisphere_flip
 from hbac.data.dataset import WindowDataset
-from hbac.data.samplers import balanced_sampler, worker_init
-from hbac.engine.runtime import amp_dtype, device_auto, resolve_num_workers, to_device
-from hbac.models import hemisphere_flip
+from hbac.data.samplers import balanced_sampler, distributed_sampler, worker_init
+from hbac.engine.runtime import (
+    amp_dtype,
+    device_auto,
+    is_distributed,
+    rank,
+    resolve_num_workers,
+    to_device,
+    world_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +31,6 @@ def predict_loader(
     model: torch.nn.Module,
     loader: DataLoader,
     device: torch.device,
-    channels: list[str],
     amp: str = "auto",
     tta_flip: bool = False,
     progress: bool = True,
@@ -34,7 +41,8 @@ def predict_loader(
 
     Test-time augmentation: the mean over every window offset in `offsets_s` (seconds the EEG
     window is shifted from its centre, through the dataset's `set_view`) and, with `tta_flip`,
-    over the original and hemisphere-flipped inputs.
+    over the original and hemisphere-flipped inputs (the dataset's `flip_perms`: its EEG montage and
+    the extra inputs its adapter declares).
     """
 
     model.eval()
@@ -42,13 +50,16 @@ def predict_loader(
     ds = loader.dataset
     if any(o != 0.0 for o in offsets) and not hasattr(ds, "set_view"):
         raise ValueError(f"tta.offsets_s {offsets}: {type(ds).__name__} cannot shift its windows (no set_view)")
+    perms = getattr(ds, "flip_perms", None)
+    if tta_flip and perms is None:
+        raise ValueError(f"tta.hemisphere_flip: {type(ds).__name__} declares no flip permutations (flip_perms)")
     total: Optional[np.ndarray] = None
     try:
         for off in offsets:
             if hasattr(ds, "set_view"):
                 ds.set_view(off)
             label = desc if len(offsets) == 1 else f"{desc} offset {off:+g} s"
-            p = _predict_pass(model, loader, device, channels, amp, tta_flip, progress, label)
+            p = _predict_pass(model, loader, device, amp, perms if tta_flip else None, progress, label)
             total = p if total is None else total + p
     finally:
         if hasattr(ds, "set_view"):
@@ -58,14 +69,15 @@ def predict_loader(
 
 
 def _predict_pass(
-    model: torch.nn.Module, loader: DataLoader, device: torch.device, channels: list[str], amp: str, tta_flip: bool, progress: bool, desc: str
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: str, flip: Optional[dict[str, np.ndarray]],
+    progress: bool, desc: str,
 ) -> np.ndarray:
-    """One pass over `loader`: (N, K) float64 probabilities, averaged over the hemisphere flip when `tta_flip`."""
+    """One pass over `loader`: (N, K) float64 probabilities, averaged over the hemisphere flip by `flip` (None: no flip)."""
     dt = amp_dtype(amp, device)
     out = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch = to_device({k: v for k, v in batch.items() if k not in ("target", "weight", "index")}, device)
-        views = [batch, hemisphere_flip(batch, channels)] if tta_flip else [batch]
+        views = [batch, hemisphere_flip(batch, flip, axis=1)] if flip is not None else [batch]
         probs = 0
         for v in views:
             with torch.autocast(device_type=device.type, dtype=dt or torch.float32, enabled=dt is not None):
@@ -78,17 +90,26 @@ def _predict_pass(
 
 
 def make_loader(cfg: ExperimentConfig, ds: WindowDataset, train: bool, gen: Optional[torch.Generator] = None) -> DataLoader:
-    """Training (shuffled or balanced) or evaluation loader; workers per `resolve_num_workers`."""
+    """Training (shuffled or balanced) or evaluation loader; workers per `resolve_num_workers`.
+
+    Under torchrun (`is_distributed`) each rank loads its shard (`data.samplers.distributed_sampler`): the
+    training sampler must get `set_epoch` every epoch; an evaluation loader yields the rank's rows in
+    `loader.sampler` order (padded), which `engine.fold` gathers back into the table's order.
+    """
     workers = resolve_num_workers(cfg.train.num_workers, device_auto())
     sampler = None
-    if train and cfg.train.sampler == "balanced":
+    balanced = train and cfg.train.sampler == "balanced"
+    if is_distributed():
+        sampler = distributed_sampler(len(ds), world_size(), rank(), train, ds.table if balanced else None)
+    elif balanced:
         sampler = balanced_sampler(ds.table, gen)
+    n_items = len(sampler) if sampler is not None else len(ds)  # per rank
     return DataLoader(
         ds,
         batch_size=cfg.train.batch_size,
         shuffle=train and sampler is None,
         sampler=sampler,
-        drop_last=train and len(ds) > cfg.train.batch_size,
+        drop_last=train and n_items > cfg.train.batch_size,
         num_workers=workers,
         worker_init_fn=worker_init,
         generator=gen,

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 RUN_ONLY = {  # settings that do not change what a fold learns
     "": ("output_root", "name"),
     "data": ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable", "data_dir"),
-    "train": ("num_workers",),
+    "train": ("num_workers", "logger"),
 }
 
 

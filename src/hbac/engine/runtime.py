@@ -1,21 +1,157 @@
-"""Runtime settings: device, mixed precision, cuDNN / memory-format choices, seeding, CPU threads and DataLoader workers."""
+"""Runtime settings: device, mixed precision, cuDNN / memory-format choices, seeding, CPU threads, DataLoader
+workers, and the distributed (torchrun) process group.
+
+Distributed training: `torchrun --nproc_per_node=N -m hbac train CONFIG --fold K` starts N processes with
+RANK / WORLD_SIZE / LOCAL_RANK set; `init_distributed` joins them (nccl on CUDA, gloo on the CPU) and the
+helpers below (`is_main`, `barrier`, `broadcast_object`, `gather_objects`, `mean_across`) are no-ops in a
+single process, so the engine calls them unconditionally. One node only: ranks share the output folder.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import random
-from typing import Optional
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 
 BF16_MIN_CAPABILITY = (8, 0)  # Ampere: native bf16 tensor cores; older GPUs (T4 7.5, P100 6.0) emulate it slowly
 
 
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def dist_env() -> DistEnv:
+    """RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE as torchrun sets them; a bad value is a ValueError naming it."""
+    vals = {}
+    for var, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", None)):
+        v = os.environ.get(var, "").strip()
+        try:
+            vals[var] = int(v) if v else default
+        except ValueError:
+            raise ValueError(f"environment variable {var}={v!r} is not a whole number (set by torchrun)") from None
+    world = max(1, vals["WORLD_SIZE"])
+    env = DistEnv(vals["RANK"], world, vals["LOCAL_RANK"], vals["LOCAL_WORLD_SIZE"] or world)
+    if not 0 <= env.rank < world:
+        raise ValueError(f"environment variable RANK={env.rank} is outside WORLD_SIZE={world}")
+    return env
+
+
+def init_distributed(timeout_s: float = 1800.0) -> DistEnv:
+    """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, one GPU per LOCAL_RANK; gloo on the CPU)."""
+    env = dist_env()
+    if not env.distributed or dist.is_initialized():
+        return env
+    if torch.cuda.is_available():
+        if env.local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f"LOCAL_RANK {env.local_rank}: only {torch.cuda.device_count()} CUDA devices visible; "
+                               f"use --nproc_per_node <= {torch.cuda.device_count()}")
+        torch.cuda.set_device(env.local_rank)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    log.info("distributed: rank %d of %d (local %d), backend %s", env.rank, env.world_size, env.local_rank, backend)
+    return env
+
+
+def close_distributed() -> None:
+    """Leave the process group (after the last collective)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """True in the process that writes files and logs (rank 0, or the only process)."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (a picklable value); `obj` itself when not distributed."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank ([obj] when not distributed)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def mean_across(x: float) -> float:
+    """The mean of a float over the ranks (the float itself when not distributed)."""
+    if not is_distributed():
+        return x
+    vals = gather_objects(float(x))
+    return float(np.mean(vals))
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) into `model` on every rank: each rank's last training batches
+    moved its own, so evaluation and the saved checkpoint would otherwise disagree."""
+    if not is_distributed():
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` in DistributedDataParallel when distributed (gradients averaged over ranks), else `model` itself.
+
+    Checkpoints are always saved from the unwrapped module (no `module.` prefix), so they load in one process.
+    """
+    if not is_distributed():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
 def device_auto() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """cuda (cuda:LOCAL_RANK under torchrun) when a GPU is visible, else cpu."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    env = dist_env()
+    return torch.device("cuda", env.local_rank) if env.distributed else torch.device("cuda")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -131,4 +267,5 @@ def resolve_num_workers(cap: Optional[int], device: torch.device) -> int:
     if device.type != "cuda":
         return 0 if cap is None else min(cap, max(0, physical_cores() - 1))
     avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    avail = max(1, avail // dist_env().local_world_size)  # torchrun: the node's cores shared among its ranks
     return min(cap if cap is not None else avail, avail)

@@ -16,6 +16,7 @@ import pandas as pd
 from hbac.config import ExperimentConfig, with_overrides
 from hbac.engine.fold import train_fold
 from hbac.engine.outputs import average_oofs, write_json_strict
+from hbac.engine.runtime import barrier, is_main
 from hbac.io import atomic_write_csv
 from hbac.tasks.base import finite
 
@@ -33,6 +34,9 @@ def train_fold_seeds(cfg: ExperimentConfig, fold: int, resume: bool = False, dat
         oofs.append(train_fold(cfg_s, fold, resume=resume, data=data, progress=progress, out_dir=fold_dir / f"seed{s}"))
         infos[str(s)] = json.loads((fold_dir / f"seed{s}" / "fold.json").read_text())
     oof = average_oofs(oofs)
+    if not is_main():  # torchrun: rank 0 writes the fold's files
+        barrier()
+        return oof
     atomic_write_csv(fold_dir / "oof.csv", oof)
     best = [b for b in (finite(v.get("best_score")) for v in infos.values()) if b is not None]
     first = next(iter(infos.values()))
@@ -45,4 +49,5 @@ def train_fold_seeds(cfg: ExperimentConfig, fold: int, resume: bool = False, dat
         "n_params": max(int(v["n_params"]) for v in infos.values()),
         "per_seed": infos,
     })
+    barrier()
     return oof

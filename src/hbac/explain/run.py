@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hbac.data.augment import hemisphere_flip
+from hbac.data.dataset import cache_flip_perms, model_extras
 from hbac.explain.actmax import band_limit, input_shapes, maximise
 from hbac.explain.common import (
     Fold,
@@ -51,7 +53,6 @@ from hbac.features.baseline import predict_features
 from hbac.features.extract import extract
 from hbac.inference.detect import read_preprocessed, recording_cache
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
-from hbac.models import hemisphere_flip
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,12 @@ def _oof_like(f: Fold, table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
 def predict_rows(f: Fold, table: pd.DataFrame) -> np.ndarray:
     """Probabilities (N, K) of the fold's model on cache rows, with the experiment's hemisphere-flip TTA."""
     out = []
+    perms = cache_flip_perms(f.cache, model_extras(f.cfg)) if f.cfg.tta.hemisphere_flip else {}
     for i in range(0, len(table), CHUNK):
         b = make_batch(f, table.iloc[i : i + CHUNK])
         p = predict(f.model, b)
         if f.cfg.tta.hemisphere_flip:
-            p = (p + predict(f.model, hemisphere_flip(b, f.channels))) / 2
+            p = (p + predict(f.model, hemisphere_flip(b, perms, axis=1))) / 2
         out.append(p)
     return np.concatenate(out) if out else np.zeros((0, len(f.classes)))
 

@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, default_collate
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
 from hbac.data.dataset import WindowDataset, experiment_dataset, model_n_times
 from hbac.datasets.bids import write_events_tsv
-from hbac.datasets.chbmit import read_any_edf, resolve_montage
 from hbac.datasets.edf import read_edf
+from hbac.datasets.edf_montage import read_any_edf, resolve_montage
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
@@ -275,7 +275,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             model.load_state_dict(ckpt["model"])
             model = place_model(model, device)
             loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
-            p = predict_loader(model, loader, device, list(ckpt["channels"]), cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+            p = predict_loader(model, loader, device, cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
                                offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}")
         total = p if total is None else total + p
     assert cache is not None and total is not None

@@ -25,11 +25,11 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hbac.config import ExperimentConfig, from_dict, to_dict
+from hbac.data.augment import flip_perms
 from hbac.engine.outputs import load_checkpoint
 from hbac.inference.predict import member_folds
 from hbac.io import atomic_path, atomic_write_json, read_json
 from hbac.models import build_model
-from hbac.signals.montage import flip_permutation
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class FoldAverage(nn.Module):
         self.tta_flip = tta_flip
 
     def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        # the flip as one traced index_select on a buffer (ONNX graph); the permutation is `data.augment.flip_perms`'s
         views = [eeg, eeg.index_select(1, self.perm)] if self.tta_flip else [eeg]
         total = torch.zeros(())
         for m in self.models:
@@ -77,7 +78,7 @@ def load_folds(exp_dir: Path) -> tuple[FoldAverage, dict[str, Any]]:
     scores = exp_dir / "scores.json"
     post = read_json(scores).get("postprocessing") if scores.exists() else None
     meta["postprocessing"] = post.get("params") if isinstance(post, dict) else None
-    return FoldAverage(models, flip_permutation(meta["channels"]), meta["tta_flip"]).eval(), meta
+    return FoldAverage(models, flip_perms(meta["channels"])["eeg"], meta["tta_flip"]).eval(), meta
 
 
 def _windows(meta: dict[str, Any], n: int, seed: int) -> np.ndarray:

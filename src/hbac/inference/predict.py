@@ -133,7 +133,7 @@ def predict_experiment(
         ds = experiment_dataset(cfg, cache, cache.samples)
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
         p = predict_loader(
-            model, loader, device, ckpt["channels"], cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
+            model, loader, device, cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
             offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}",
         )
         total = p if total is None else total + p

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hbac.config import DataConfig, from_dict
-from hbac.datasets.chbmit import read_any_edf
+from hbac.datasets.edf_montage import read_any_edf
 from hbac.inference.detect import default_postprocessing, resolve_detector
 from hbac.inference.export import OnnxDetector, load_folds
 from hbac.io import atomic_write_json

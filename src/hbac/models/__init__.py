@@ -3,9 +3,9 @@
 Every model maps a batch dict (`eeg` (B, C, T) float32 µV, optionally `kaggle_spec`
 (B, 4, 100, 300) float32 raw power, NaN past a file's end) to logits (B, n_classes). Its
 `input_stage` (`models.inputs`) runs first, on the model's device: the per-window band-pass of
-caches built with eeg.filter_on: window, and the Kaggle spectrogram normalisation. It has `flip_batch(batch, mask=None)`
-(left/right mirror, for augmentation and TTA), `input_keys` (batch keys it reads) and
-`num_features`. 2D and multimodal models also have `set_spec_augment(time_mask, freq_mask)`.
+caches built with eeg.filter_on: window, and the Kaggle spectrogram normalisation. It has
+`input_keys` (batch keys it reads) and `num_features` (the hemisphere flip of a batch is
+`hbac.data.augment.hemisphere_flip`, with the permutations the dataset declares). 2D and multimodal models also have `set_spec_augment(time_mask, freq_mask)`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch.nn as nn
 from hbac.config import ModelConfig
 from hbac.models.eeg1d import EEG1DModel
 from hbac.models.effnet1d import EfficientNet1DModel
-from hbac.models.layers import GeM, hemisphere_flip
+from hbac.models.layers import GeM
 from hbac.models.multimodal import MultimodalModel
 from hbac.models.spec2d import Spec2DModel
 from hbac.models.wavenet import WaveNetModel
@@ -72,7 +72,6 @@ __all__ = [
     "MODELS",
     "build_model",
     "count_parameters",
-    "hemisphere_flip",
     "GeM",
     "Spec2DModel",
     "EEG1DModel",

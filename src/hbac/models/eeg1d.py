@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from hbac.config import ModelConfig
 from hbac.models.inputs import InputStage
-from hbac.models.layers import AttentionPool1d, FlipMixin, GRUPool1d
+from hbac.models.layers import AttentionPool1d, GRUPool1d
 
 
 class ResBlock1d(nn.Module):
@@ -39,7 +39,7 @@ class ResBlock1d(nn.Module):
         return self.act(y + self.short(x))
 
 
-class EEG1DModel(FlipMixin, nn.Module):
+class EEG1DModel(nn.Module):
     """Raw montage (B, C, T) → residual 1D CNN → pooling → dropout → Linear: logits (B, n_classes)."""
 
     def __init__(

@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from hbac.config import ModelConfig
 from hbac.models.inputs import InputStage
-from hbac.models.layers import FlipMixin
 
 
 def _conv_bn(c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -53,7 +52,7 @@ class MBConv1d(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNet1DModel(FlipMixin, nn.Module):
+class EfficientNet1DModel(nn.Module):
     """Raw montage (B, C, T) µV → stem → MBConv stages → head conv → avg+max pool → Linear: logits (B, n_classes)."""
 
     def __init__(

@@ -1,12 +1,8 @@
-"""Building blocks shared by the models: pooling layers, the hemisphere flip, spectrogram masks."""
+"""Building blocks shared by the models: pooling layers, spectrogram masks (the hemisphere flip: `hbac.data.augment`)."""
 from __future__ import annotations
-
-from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-
-from hbac.signals.montage import SPEC_REGIONS, flip_permutation
 
 
 class GeM(nn.Module):
@@ -56,45 +52,6 @@ class GRUPool1d(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             h, _ = self.gru(x.float().transpose(1, 2))  # (B, T, 2 * hidden)
         return torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1)
-
-
-# --------------------------------------------------------------------------- hemisphere flip
-
-
-def hemisphere_flip(
-    batch: dict[str, torch.Tensor], channels: Sequence[str], mask: Optional[torch.Tensor] = None
-) -> dict[str, torch.Tensor]:
-    """Mirror left ↔ right: `eeg` (B, C, T) channels and `kaggle_spec` (B, 4, F, S) regions permuted.
-
-    Channels follow `signals.flip_permutation(channels)`, Kaggle regions LL↔RL, LP↔RP. `mask`
-    (B,) bool flips only the selected samples (augmentation); None flips all (TTA). Returns a
-    new dict; other keys are passed through unchanged. Applying it twice is the identity.
-    """
-    out = dict(batch)
-    perms = {"eeg": flip_permutation(list(channels)), "kaggle_spec": flip_permutation(SPEC_REGIONS)}
-    for key, perm in perms.items():
-        x = batch.get(key)
-        if x is None:
-            continue
-        if x.shape[1] != len(perm):
-            raise ValueError(f"hemisphere_flip: batch[{key!r}] has {x.shape[1]} channels, expected {len(perm)}")
-        idx = torch.as_tensor(perm, device=x.device, dtype=torch.long)
-        flipped = x.index_select(1, idx)
-        if mask is not None:
-            m = mask.to(device=x.device, dtype=torch.bool).reshape(-1, *([1] * (x.dim() - 1)))
-            flipped = torch.where(m, flipped, x)
-        out[key] = flipped
-    return out
-
-
-class FlipMixin:
-    """Gives a model `flip_batch(batch)`; the model sets `self.channels` (montage names)."""
-
-    channels: list[str]
-
-    def flip_batch(self, batch: dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Hemisphere-flipped copy of `batch` (see `hemisphere_flip`)."""
-        return hemisphere_flip(batch, self.channels, mask)
 
 
 # --------------------------------------------------------------------------- spectrogram masks

@@ -9,11 +9,10 @@ import torch.nn as nn
 from hbac.config import ModelConfig
 from hbac.models.eeg1d import EEG1DModel
 from hbac.models.inputs import InputStage
-from hbac.models.layers import FlipMixin
 from hbac.models.spec2d import Spec2DModel
 
 
-class MultimodalModel(FlipMixin, nn.Module):
+class MultimodalModel(nn.Module):
     """batch → [Spec2D features (B, F2), EEG1D features (B, F1)] → Linear-SiLU-Dropout-Linear → logits (B, K)."""
 
     def __init__(

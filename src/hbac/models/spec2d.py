@@ -34,7 +34,7 @@ from timm.models import adapt_input_conv, load_state_dict
 from hbac.config import ModelConfig, to_dict
 from hbac.errors import WeightsError
 from hbac.models.inputs import InputStage
-from hbac.models.layers import FlipMixin, GeM, random_axis_mask
+from hbac.models.layers import GeM, random_axis_mask
 from hbac.models.weights import weights_file
 from hbac.signals.cwt import MorletCWT
 from hbac.signals.montage import BANANA_CHAINS
@@ -133,7 +133,7 @@ def load_pretrained(backbone: nn.Module, path: Optional[str], in_chans: int, nam
         log.warning("pretrained weights lack %d backbone tensors, e.g. %s", len(missing), missing[:3])
 
 
-class Spec2DModel(FlipMixin, nn.Module):
+class Spec2DModel(nn.Module):
     """Spectrogram image → timm backbone → GeM → dropout → Linear: batch → logits (B, n_classes)."""
 
     def __init__(

@@ -18,7 +18,6 @@ import torch.nn as nn
 
 from hbac.config import ModelConfig
 from hbac.models.inputs import InputStage
-from hbac.models.layers import FlipMixin
 from hbac.models.spec2d import chain_indices
 
 
@@ -49,7 +48,7 @@ class WaveBlock(nn.Module):
         return res
 
 
-class WaveNetModel(FlipMixin, nn.Module):
+class WaveNetModel(nn.Module):
     """Raw montage (B, C, T) µV → shared WaveNet encoder per channel → chain pooling → MLP: logits (B, n_classes)."""
 
     def __init__(

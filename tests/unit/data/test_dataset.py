@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import default_collate
 
 from hbac.cache.reader import Cache
 from hbac.config import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
+from hbac.data.augment import hemisphere_flip
 from hbac.data.dataset import WindowDataset, model_extras
 from hbac.datasets.kaggle_spec import kaggle_spec_regions
 
@@ -41,6 +45,25 @@ def test_hemisphere_flip_permutes_the_extra_by_its_declared_permutation(cache: C
     plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])[0]["kaggle_spec"].numpy()
     flipped = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(hemisphere_flip=1.0))[0]["kaggle_spec"].numpy()
     np.testing.assert_array_equal(flipped, plain[[1, 0, 3, 2]])  # LL↔RL, LP↔RP
+
+
+def test_data_path_and_batched_tta_path_flip_the_same_way(tmp_path: Path) -> None:
+    """The Dataset's flip augmentation and the batched flip that TTA applies on the model's device give the same tensors."""
+    _reader.write_cache(tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    meta["channels"] = ["Fp1-F7", "Fz-Cz", "Fp2-F8"]  # a mirrored pair around a midline channel: eeg perm [2, 1, 0]
+    (tmp_path / "c" / "meta.json").write_text(json.dumps(meta))
+    cache = Cache(tmp_path / "c")
+    plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])
+    data_path = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(hemisphere_flip=1.0))
+    np.testing.assert_array_equal(plain.flip_perms["eeg"], [2, 1, 0])
+    batch = default_collate([plain[i] for i in range(len(plain))])
+    gpu_path = hemisphere_flip(batch, plain.flip_perms, axis=1)  # what predict_loader does with tta.hemisphere_flip
+    flipped = default_collate([data_path[i] for i in range(len(data_path))])
+    for key in ("eeg", "kaggle_spec"):
+        assert not torch.equal(batch[key], flipped[key])  # the flip moved something
+        torch.testing.assert_close(gpu_path[key], flipped[key], rtol=0, atol=0, equal_nan=True)
+    np.testing.assert_array_equal(flipped["eeg"][:, 0].numpy(), batch["eeg"][:, 2].numpy())  # Fp1-F7 ← Fp2-F8
 
 
 def test_an_extra_the_cache_lacks_is_a_named_error(cache: Cache) -> None:

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from hbac.config import DataConfig, EEGParams, WindowParams
-from hbac.datasets import chbmit
+from hbac.datasets import chbmit, edf_montage
 from hbac.datasets.edf import read_edf, write_edf
 from hbac.datasets.synthetic.chbmit import CHB01_CHANNELS, write_chbmit
 from hbac.errors import DataError
@@ -108,14 +108,14 @@ def test_channels_changed_blocks() -> None:
     derived = []
     for p in sorted((SHARED / "summaries").glob("chb*-summary.txt")):
         for f in chbmit.parse_summary(p):
-            used, w, missing = chbmit.resolve_montage(f.channels, pairs)
+            used, w, missing = edf_montage.resolve_montage(f.channels, pairs)
             assert missing == [], (f.file_name, missing)
             if (np.abs(w).sum(axis=1) > 1).any():
                 derived.append(f.recording_id)
     assert derived == ["chb12_27", "chb12_28", "chb12_29"]
     # chb12_27: FP1-F7 = (FP1-CS2) - (F7-CS2)
     ch = s12["chb12_27"].channels
-    used, w, _ = chbmit.resolve_montage(ch, pairs)
+    used, w, _ = edf_montage.resolve_montage(ch, pairs)
     row = dict(zip([ch[i] for i in used], w[0]))
     assert row["FP1-CS2"] == 1.0 and row["F7-CS2"] == -1.0 and sum(v != 0 for v in row.values()) == 2
 
@@ -133,10 +133,10 @@ def test_chb01_annotations_match_summary() -> None:
 @needs_shared
 def test_real_clip_montage_pick() -> None:
     rec = read_edf(SHARED / "clips" / "chb01_03_Seizure.edf")
-    x, fs = chbmit.read_montage(rec, "chbmit_banana")
+    x, fs = edf_montage.read_montage(rec, "chbmit_banana")
     assert x.shape == (18, 41 * 256) and fs == 256.0 and x.dtype == np.float32
     np.testing.assert_array_equal(x, rec.read(list(range(18))))  # the first 18 channels are the banana
-    y, fs2, names = chbmit.read_any_edf(SHARED / "clips" / "chb01_03_Seizure.edf")
+    y, fs2, names = edf_montage.read_any_edf(SHARED / "clips" / "chb01_03_Seizure.edf")
     assert names == CHBMIT_BANANA and fs2 == 256.0
     np.testing.assert_array_equal(y, x)
 
@@ -298,7 +298,7 @@ def test_missing_channel_and_missing_file(tmp_path: Path) -> None:
 
 def test_resolve_montage_reversed_and_duplicates() -> None:
     labels = ["P7-T7", "-", ".", "FP1-F7", "fp1-f7", "T8-P8", "T8-P8"]
-    used, w, missing = chbmit.resolve_montage(labels, [("FP1", "F7"), ("T7", "P7"), ("T8", "P8"), ("FZ", "CZ")])
+    used, w, missing = edf_montage.resolve_montage(labels, [("FP1", "F7"), ("T7", "P7"), ("T8", "P8"), ("FZ", "CZ")])
     assert missing == ["FZ-CZ"]
     assert used == [0, 3, 5]  # first of the duplicates
     np.testing.assert_array_equal(w[:3], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]])
@@ -313,7 +313,7 @@ def test_read_any_edf_unipolar(tmp_path: Path, style: str) -> None:
     labels = names if style == "plain" else [f"EEG {n}-REF" for n in names]
     path = tmp_path / f"{style}.edf"
     write_edf(path, x, 256, labels, datetime(2000, 1, 1))
-    y, fs, out_names = chbmit.read_any_edf(path)
+    y, fs, out_names = edf_montage.read_any_edf(path)
     assert out_names == CHBMIT_BANANA and fs == 256.0 and y.shape == (18, 256 * 6)
     old = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
     idx = {n: i for i, n in enumerate(names)}
@@ -323,7 +323,7 @@ def test_read_any_edf_unipolar(tmp_path: Path, style: str) -> None:
     # another rate is resampled to fs_out
     path2 = tmp_path / f"{style}_512.edf"
     write_edf(path2, np.repeat(x, 2, axis=1), 512, labels, datetime(2000, 1, 1))
-    y2, fs2, _ = chbmit.read_any_edf(path2, fs_out=256)
+    y2, fs2, _ = edf_montage.read_any_edf(path2, fs_out=256)
     assert fs2 == 256.0 and y2.shape == (18, 256 * 6)
-    z, fs3, _ = chbmit.read_any_edf(path2, fs_out=None)
+    z, fs3, _ = edf_montage.read_any_edf(path2, fs_out=None)
     assert fs3 == 512.0 and z.shape == (18, 512 * 6)

@@ -119,3 +119,25 @@ def test_register_rejects_bad_adapters_and_name_clashes() -> None:
         register(Clash())
     assert type(get_adapter("hms")).__name__ == "HMSAdapter"
     assert datasets.registered() == sorted(datasets.registered())
+
+
+def test_synth_lists_and_calls_the_declared_writers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hbac.cli import main
+
+    assert main(["synth", "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed == datasets.synthetic_datasets() and {"hms", "chbmit", "bids", "tusz"} <= set(listed)
+    assert main(["synth", "bids", "--out", str(tmp_path / "b"), "--n-patients", "1", "--n-files", "1", "--file-s", "20"]) == 0
+    assert len(list((tmp_path / "b").glob("sub-*/**/*_eeg.edf"))) == 1
+
+
+def test_synth_of_a_dataset_without_a_writer_is_an_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hbac.cli import main
+
+    monkeypatch.setenv(datasets.PLUGINS_ENV, str(_plugin(tmp_path, "toy_nosynth")))
+    assert "toy_nosynth" in registered() and "toy_nosynth" not in datasets.synthetic_datasets()
+    with pytest.raises(ConfigError, match=r"dataset 'toy_nosynth' declares no synthetic writer \(datasets with one: .*chbmit"):
+        datasets.write_synthetic("toy_nosynth", tmp_path / "out", datasets.SynthOptions())
+    assert main(["synth", "toy_nosynth", "--out", str(tmp_path / "out")]) == 2
+    assert main(["synth", "nope", "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hbac.config import EnsembleConfig
-from hbac.datasets.chbmit import CHBMIT_CLASSES
+from hbac.datasets.edf_montage import SEIZURE_CLASSES
 from hbac.datasets.hms import HMS_CLASSES
 from hbac.ensemble import align_oofs, blend, fit_weights, load_member_oof, run_ensemble
 from hbac.errors import AlignmentError
@@ -248,7 +248,7 @@ def test_run_ensemble_writes_outputs_and_rescored_cv_matches(tmp_path, capsys, f
 
 
 def test_run_ensemble_refusals(tmp_path):
-    _setup_outputs(tmp_path, classes=CHBMIT_CLASSES, task="chbmit")
+    _setup_outputs(tmp_path, classes=SEIZURE_CLASSES, task="chbmit")
     with pytest.raises(FileNotFoundError, match="missing_exp"):
         run_ensemble(EnsembleConfig(name="e", members=["m0", "missing_exp"], output_root=str(tmp_path)))
     with pytest.raises(ValueError, match="lists itself"):
@@ -266,7 +266,7 @@ def test_run_ensemble_refusals(tmp_path):
 
 
 def test_run_ensemble_chbmit(tmp_path, capsys):
-    _setup_outputs(tmp_path, classes=CHBMIT_CLASSES, task="chbmit")
+    _setup_outputs(tmp_path, classes=SEIZURE_CLASSES, task="chbmit")
     scores = run_ensemble(EnsembleConfig(name="e", members=["m0", "m1"], output_root=str(tmp_path)))
     assert scores["task"] == "seizure" and scores["dataset"] == "chbmit"
     assert scores["metric"] == "event_f1" and scores["direction"] == "max" and scores["cv"] == scores["event_f1"]

@@ -8,8 +8,10 @@ import timm
 import torch
 
 from hbac.config import ModelConfig, OneDParams, SpecParams
+from hbac.data.augment import flip_perms, hemisphere_flip
+from hbac.datasets.hms import KAGGLE_SPEC
 from hbac.engine.losses import kl_loss
-from hbac.models import MODELS, build_model, count_parameters, hemisphere_flip
+from hbac.models import MODELS, build_model, count_parameters
 from hbac.signals.montage import CHBMIT_BANANA, montage_names
 from hbac.signals.spectrogram import EEGSpectrogram
 
@@ -287,8 +289,9 @@ def test_pretrained_errors(tmp_path) -> None:
 
 def test_hemisphere_flip_involution_and_swap() -> None:
     b = hms_batch(3)
-    f = hemisphere_flip(b, HMS_CH)
-    ff = hemisphere_flip(f, HMS_CH)
+    perms = flip_perms(HMS_CH, [KAGGLE_SPEC])  # the GPU/TTA path: the HMS adapter's declared region swap
+    f = hemisphere_flip(b, perms, axis=1)
+    ff = hemisphere_flip(f, perms, axis=1)
     assert torch.equal(ff["eeg"], b["eeg"]) and torch.equal(ff["kaggle_spec"], b["kaggle_spec"])
     for left, right in zip(("Fp1-F7", "F7-T3", "T3-T5", "T5-O1"), ("Fp2-F8", "F8-T4", "T4-T6", "T6-O2")):
         assert torch.equal(f["eeg"][:, HMS_CH.index(left)], b["eeg"][:, HMS_CH.index(right)])
@@ -301,7 +304,7 @@ def test_hemisphere_flip_involution_and_swap() -> None:
 def test_hemisphere_flip_mask_and_midline() -> None:
     names = CHBMIT_BANANA
     b = {"eeg": torch.randn(2, 18, 100), "target": torch.rand(2, 2)}
-    f = hemisphere_flip(b, names, mask=torch.tensor([True, False]))
+    f = hemisphere_flip(b, flip_perms(names), axis=1, mask=torch.tensor([True, False]))
     assert torch.equal(f["eeg"][1], b["eeg"][1])  # not selected
     assert torch.equal(f["eeg"][0, names.index("FP1-F7")], b["eeg"][0, names.index("FP2-F8")])
     assert torch.equal(f["eeg"][0, names.index("FZ-CZ")], b["eeg"][0, names.index("FZ-CZ")])  # midline stays
@@ -311,7 +314,7 @@ def test_hemisphere_flip_mask_and_midline() -> None:
 def test_model_flip_swaps_image_tiles() -> None:
     model = build_model(cfg_2d("resnet18", ["kaggle_spec", "eeg_spec"]), 6, HMS_CH, FS, T).eval()
     b = hms_batch()
-    img, img_f = model.image(b)[:, 0], model.image(model.flip_batch(b))[:, 0]
+    img, img_f = model.image(b)[:, 0], model.image(hemisphere_flip(b, flip_perms(HMS_CH, [KAGGLE_SPEC]), axis=1))[:, 0]
     w = img.shape[-1] // 2
     torch.testing.assert_close(img_f[..., :w], img[..., w:])
     torch.testing.assert_close(img_f[..., w:], img[..., :w])

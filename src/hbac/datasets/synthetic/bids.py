@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hbac.datasets.base import SynthOptions
 from hbac.datasets.bids import BIDS_ELECTRODES, events_frame
 from hbac.datasets.edf import write_edf
 from hbac.datasets.synthetic.chbmit import FOCI, place_seizures, simulate_electrodes
@@ -72,3 +73,8 @@ def write_bids(out: Path, n_subjects: int = 3, n_runs: int = 2, file_s: float = 
             start += timedelta(seconds=file_s + 60)
     log.info("synthetic BIDS: %d subjects × %d runs × %.0f s → %s", n_subjects, n_runs, file_s, out)
     return paths
+
+
+def synth(out: Path, opts: SynthOptions) -> None:
+    """`hbac synth bids`: `opts.n_patients` subjects × `opts.n_files` runs of `opts.file_s` s."""
+    write_bids(out, n_subjects=opts.n_patients, n_runs=opts.n_files, file_s=opts.file_s, seed=opts.seed)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hbac.datasets.base import SynthOptions
 from hbac.datasets.chbmit import CHBMIT_FS
 from hbac.datasets.edf import write_edf
 from hbac.io import atomic_write_text
@@ -237,3 +238,8 @@ def write_chbmit(out: Path, n_patients: int = 4, seed: int = 0, n_files: int = 3
             t_clock += file_s + int(rng.integers(3, 11))
         atomic_write_text(out / patient / f"{patient}-summary.txt", "\n".join(lines) + "\n")
     log.info("synthetic CHB-MIT: %d patients × %d files × %.0f s, %d seizures → %s", n_patients, n_files, file_s, total_sz, out)
+
+
+def synth(out: Path, opts: SynthOptions) -> None:
+    """`hbac synth chbmit`: `opts.n_patients` cases × `opts.n_files` files of `opts.file_s` s."""
+    write_chbmit(out, n_patients=opts.n_patients, seed=opts.seed, n_files=opts.n_files, file_s=opts.file_s)

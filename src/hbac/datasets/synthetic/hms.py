@@ -50,6 +50,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import butter, oaconvolve, sosfiltfilt
 from tqdm.auto import tqdm
 
+from hbac.datasets.base import SynthOptions
 from hbac.datasets.hms import (
     HMS_CLASSES,
     HMS_CONSENSUS,
@@ -625,3 +626,8 @@ def _write_spec(path: Path, spec: np.ndarray, time_dtype: type) -> None:
     spec_t = np.ascontiguousarray(spec.T)
     cols.update({c: spec_t[i] for i, c in enumerate(SPEC_COLUMNS)})
     _write_parquet(path, cols)
+
+
+def synth(out: Path, opts: SynthOptions) -> None:
+    """`hbac synth hms`: `opts.n_eegs` train EEGs (default 60), `opts.n_test` test EEGs."""
+    write_hms(out, n_eegs=opts.n_eegs or 60, seed=opts.seed, n_test=opts.n_test, low_vote_other=opts.low_vote_other)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hbac.datasets.base import SynthOptions
 from hbac.datasets.edf import write_edf
 from hbac.datasets.synthetic.chbmit import FOCI, place_seizures, simulate_electrodes
 from hbac.io import atomic_write_text
@@ -98,3 +99,8 @@ def write_tusz(out: Path, n_subjects: int = 3, n_files: int = 2, file_s: float =
             start += timedelta(seconds=file_s + 30)
     log.info("synthetic TUSZ: %d subjects × %d files × %.0f s → %s", n_subjects, n_files, file_s, out)
     return paths
+
+
+def synth(out: Path, opts: SynthOptions) -> None:
+    """`hbac synth tusz`: `opts.n_patients` subjects × `opts.n_files` files of `opts.file_s` s."""
+    write_tusz(out, n_subjects=opts.n_patients, n_files=opts.n_files, file_s=opts.file_s, seed=opts.seed)

@@ -105,13 +105,12 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
-    from hbac.tasks import get_task
-
     from hbac.engine.runtime import close_distributed, dist_env
+    from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
     if a.gpus and dist_env().distributed:
-        raise SystemExit("train: --gpus (a fold per device) and torchrun (one fold over several devices) do not combine; use one")
+        raise ValueError("train: --gpus (a fold per device) and torchrun (one fold over several devices) do not combine; use one")
     if a.gpus:
         _train_parallel(a, cfg, folds)
         folds = []  # every fold trained by the children: only collect the OOF file and scores

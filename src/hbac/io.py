@@ -9,37 +9,63 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pandas as pd
 
 from hbac.errors import DiskFullError
 
+try:
+    import resource  # Unix only: the file size limit (ulimit -f) behind EFBIG
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+
 LOW_SPACE_BYTES = 64 << 20  # a write error with less free space than this is reported as a full disk
 
 
-def is_disk_full(e: BaseException, path: str | Path) -> bool:
-    """True when `e` is running out of space (ENOSPC, EDQUOT) on `path`'s disk.
+def write_failure(e: BaseException, path: str | Path) -> Optional[str]:
+    """'disk full' or 'file too large' when `e`, raised while writing `path`, means there was no room; else None.
 
-    torch.save reports ENOSPC as a RuntimeError ("file write failed", "unexpected pos …"), so a
-    RuntimeError counts too when the disk holding `path` has under LOW_SPACE_BYTES free.
+    ENOSPC/EDQUOT: the disk (or quota) is full. EFBIG: the file outgrew the file system's or the
+    process's size limit (`ulimit -f`). torch.save reports both as a RuntimeError ("file write failed",
+    "unexpected pos …"): it counts as a full disk when the disk holding `path` has under
+    LOW_SPACE_BYTES free, and as too large when `path` has reached the process's file size limit.
     """
     if isinstance(e, DiskFullError):
-        return False  # already reported
+        return None  # already reported
     if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+        return {errno.ENOSPC: "disk full", errno.EDQUOT: "disk full", errno.EFBIG: "file too large"}.get(e.errno or 0)
     if isinstance(e, RuntimeError):
+        if _at_size_limit(path):
+            return "file too large"
         try:
-            return shutil.disk_usage(Path(path).parent).free < LOW_SPACE_BYTES
+            return "disk full" if shutil.disk_usage(Path(path).parent).free < LOW_SPACE_BYTES else None
         except OSError:
-            return False
-    return False
+            return None
+    return None
 
 
-def disk_full_error(e: BaseException, path: str | Path) -> DiskFullError:
-    """The one-line error for a full disk while writing `path`."""
-    return DiskFullError(f"disk full while writing {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+def _at_size_limit(path: str | Path) -> bool:
+    """Whether file `path` has grown to this process's file size limit (RLIMIT_FSIZE), where writes stop."""
+    if resource is None:
+        return False
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    try:
+        return soft != resource.RLIM_INFINITY and Path(path).is_file() and Path(path).stat().st_size >= soft
+    except OSError:
+        return False
+
+
+def is_disk_full(e: BaseException, path: str | Path) -> bool:
+    """True when `e`, raised while writing `path`, means the disk (or the file size limit) left no room."""
+    return write_failure(e, path) is not None
+
+
+def disk_full_error(e: BaseException, path: str | Path, written: Optional[str | Path] = None) -> DiskFullError:
+    """The one-line error for a full disk (or a file over the size limit) while writing `path` (through temp file `written`)."""
+    what = write_failure(e, written or path) or "disk full"
+    return DiskFullError(f"{what} while writing {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
 @contextlib.contextmanager
@@ -55,8 +81,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_path, path)
     except (OSError, RuntimeError) as e:
-        if is_disk_full(e, path):
-            raise disk_full_error(e, path) from e
+        if is_disk_full(e, tmp_path):
+            raise disk_full_error(e, path, tmp_path) from e
         raise
     finally:
         if tmp_path.exists():

@@ -234,7 +234,7 @@ def _display_frame(df: pd.DataFrame, task: str, dataset: str) -> pd.DataFrame:
     t = get_task(task)
     out = pd.DataFrame({
         "rank": ["" if pd.isna(r) else str(int(r)) for r in sub["rank"]],
-        "name": [n + (INCOMPLETE if m else "") for n, m in zip(sub["name"], sub["missing_folds"])],
+        "name": [n + ("" if c else INCOMPLETE) for n, c in zip(sub["name"], sub["complete"])],
         "kind": sub["kind"].tolist(),
         "cv": [_f(v, 4) for v in sub["cv"]],
     })
@@ -305,10 +305,11 @@ def render(df: pd.DataFrame, fmt: str = "text", links: Optional[dict[str, str]] 
         title = "Not scored (listed so nothing is hidden)"
         disp = unscored[["name", "kind", "note"]]
         parts += [f"## {title}", "", markdown_table(disp), ""] if md else [title, text_table(disp), ""]
-    for n, m in zip(df["name"], df["missing_folds"]):
-        if m:
-            note = f"{n}: incomplete, fold{'s' if ',' in m else ''} {m} missing"
-            parts.append(f"`{INCOMPLETE}` {note}  " if md else f"{INCOMPLETE} {note}")
+    for n, m, c, note in zip(scored["name"], scored["missing_folds"], scored["complete"], scored["note"]):
+        lines = [f"incomplete, fold{'s' if ',' in m else ''} {m} missing"] if m else []
+        lines += [x for x in str(note or "").split("; ") if x and not x.startswith("incomplete")]  # mixed configs, not comparable …
+        mark = "" if c else (f"`{INCOMPLETE}` " if md else f"{INCOMPLETE} ")
+        parts += [f"{mark}{n}: {x}" + ("  " if md else "") for x in lines]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import REPO_ROOT
 
 from hbac.cli import main
@@ -35,11 +37,15 @@ def _args(data: Path, root: Path, outputs: Path, sets: list[str]) -> list[str]:
             "--fold", "0"] + [x for s in sets for x in ("--set", s)]
 
 
-def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+def _torchrun_cmd(args: list[str], nproc: int = 2) -> tuple[list[str], dict[str, str]]:
     """`python -m torch.distributed.run --standalone --nproc_per_node=N -m hbac <args>` on the CPU (gloo), one thread each."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HBAC_THREADS="1", CUDA_VISIBLE_DEVICES="",
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "hbac", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "hbac", *args], env
+
+
+def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+    cmd, env = _torchrun_cmd(args, nproc)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -90,9 +96,36 @@ def test_ddp_checkpoint_predicts_in_one_process(runs: dict[str, Path]) -> None:
                         n_times=ckpt["n_times"], window_filter=ckpt["window_filter"])
     model.load_state_dict(ckpt["model"])  # strict
     loader = make_loader(cfg, experiment_dataset(cfg, cache, va), train=False)
-    import torch
-
     probs = predict_loader(model, loader, torch.device("cpu"), cfg.train.amp,
                            tta_flip=cfg.tta.hemisphere_flip, offsets_s=cfg.tta.offsets_s, progress=False)
     oof = pd.read_csv(runs["ddp"] / "fold0" / "oof.csv")
     assert np.allclose(probs, oof[[f"{c}_pred" for c in ckpt["classes"]]].to_numpy(), atol=1e-5)
+
+
+def test_ddp_resume_matches_uninterrupted(runs: dict[str, Path]) -> None:
+    """A torchrun fold stopped after epoch 1 (SIGTERM to torchrun, as a preempted session) and run again with
+    --resume ends with the uninterrupted DDP run's weights and history."""
+    out = runs["root"] / "ddp_cut"
+    args = _args(runs["data"], runs["root"], out, SETS + ["train.logger=csv"])
+    cmd, env = _torchrun_cmd(args)
+    hist = out / "tiny_hms_1d" / "fold0" / "history.csv"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (hist.exists() and len(pd.read_csv(hist)) >= 1):  # history.csv is written right after last.pt
+            assert proc.poll() is None and time.time() < deadline, "the DDP run ended before its first epoch was written"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the run was meant to be stopped after epoch 1"
+    last = load_checkpoint(out / "tiny_hms_1d" / "fold0" / "last.pt")
+    assert last["epoch"] == 1 and not last["complete"], err[-2000:]
+    r = _torchrun(args + ["--resume"])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    a = load_checkpoint(runs["ddp"] / "fold0" / "last.pt")["model"]
+    b = load_checkpoint(out / "tiny_hms_1d" / "fold0" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"weights differ after a DDP resume: {k}")
+    np.testing.assert_allclose(pd.read_csv(hist)["val_kl"], pd.read_csv(runs["ddp"] / "fold0" / "history.csv")["val_kl"])

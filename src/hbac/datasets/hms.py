@@ -57,6 +57,8 @@ def _check_columns(df: pd.DataFrame, dtypes: dict[str, str], path: Path) -> pd.D
     missing = [c for c in dtypes if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")
+    if df.empty:  # else the dtype checks below blame a column of a table that has no rows
+        raise DataError(f"{path}: no data rows (only a header)")
     for col, dt in dtypes.items():
         s = df[col]
         if dt == "str":

@@ -26,9 +26,7 @@ from hbac.engine.provenance import (
 from hbac.engine.runtime import (
     barrier,
     configure_threads,
-    dist_env,
     init_distributed,
-    is_distributed,
     is_main,
 )
 from hbac.engine.seeds import train_fold_seeds

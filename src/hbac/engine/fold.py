@@ -34,6 +34,7 @@ from hbac.data.augment import mixup
 from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.data.pseudo import apply_pseudo_labels
 from hbac.data.split import experiment_table, fold_rows, sample_weights, select_training
+from hbac.engine.loggers import EpochLogger, HistoryOnly, open_logger
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.outputs import (
@@ -42,11 +43,11 @@ from hbac.engine.outputs import (
     save_checkpoint,
     write_fold_files,
 )
-from hbac.engine.loggers import EpochLogger, HistoryOnly, open_logger
 from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import (
     amp_dtype,
     barrier,
+    broadcast_buffers,
     broadcast_object,
     device_auto,
     gather_objects,
@@ -57,8 +58,8 @@ from hbac.engine.runtime import (
     place_model,
     seed_everything,
     to_device,
-    wrap_ddp,
     world_size,
+    wrap_ddp,
 )
 from hbac.engine.schedule import EMA, make_scheduler
 from hbac.models import build_model, count_parameters
@@ -347,6 +348,7 @@ def _train_epoch(run: FoldRun, o: Optim, desc: str) -> list[float]:
 
 def _evaluate(run: FoldRun, model: torch.nn.Module, desc: str) -> dict[str, Any]:
     """The task's validation scores of `model` on the fold's validation rows (no TTA): rank 0's, on every rank."""
+    broadcast_buffers(model)  # torchrun: every rank predicts with rank 0's BatchNorm statistics, as best.pt will hold
     probs = _predict_rows(run, model, desc)
     scores = run.task.epoch_scores(oof_frame(run.va, probs, run.classes, run.fold)) if is_main() else None
     return broadcast_object(scores)

@@ -15,14 +15,17 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
+from hbac.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 LOGGERS = ("none", "csv", "tensorboard", "wandb")
 NOT_SCALARS = ("epoch", "stage", "epoch_in_stage")  # the step and its labels, not curves
 
 
-class LoggerMissing(ImportError):
-    """The package a `train.logger` choice needs is not installed; the message names the pip extra."""
+class LoggerMissing(ConfigError):
+    """The package a `train.logger` choice needs is not installed; the message names the pip extra (the CLI prints it
+    as a one-line error)."""
 
 
 class EpochLogger(Protocol):

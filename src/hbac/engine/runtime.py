@@ -126,6 +126,15 @@ def mean_across(x: float) -> float:
     return float(np.mean(vals))
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) into `model` on every rank: each rank's last training batches
+    moved its own, so evaluation and the saved checkpoint would otherwise disagree."""
+    if not is_distributed():
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """`model` in DistributedDataParallel when distributed (gradients averaged over ranks), else `model` itself.
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import resource
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ from hbac.config import (
     with_overrides,
 )
 from hbac.datasets import adapter_for
-from hbac.datasets.hms import read_test_csv, read_train_csv
-from hbac.engine.outputs import load_checkpoint
+from hbac.datasets.hms import HMS_TRAIN_DTYPES, read_test_csv, read_train_csv
+from hbac.engine.outputs import load_checkpoint, save_checkpoint
 from hbac.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from hbac.io import atomic_write_json, atomic_write_text
 
@@ -330,6 +331,15 @@ def test_empty_csv_names_the_file(tmp_path: Path, reader) -> None:
         reader(p)
 
 
+@pytest.mark.parametrize("reader", [read_train_csv, read_test_csv])
+def test_header_only_csv_says_it_has_no_rows(tmp_path: Path, reader) -> None:
+    """A header without rows is reported as such, not as a column of the wrong type."""
+    p = tmp_path / "train.csv"
+    p.write_text(",".join(HMS_TRAIN_DTYPES) + "\n")
+    with pytest.raises(DataError, match=rf"^{p}: no data rows"):
+        reader(p)
+
+
 CKPT_MSG = r"(unreadable|not a trusted) checkpoint"
 
 
@@ -380,6 +390,32 @@ def test_full_disk_one_line_from_the_cli(tmp_path: Path, monkeypatch: pytest.Mon
     assert main(["leaderboard"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: disk full while writing {tmp_path / 'x.txt'} (OSError: [Errno 28] No space left on device)\n"
+
+
+def test_file_too_large_is_reported_with_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EFBIG (a file over the file system's or `ulimit -f` size limit) is a one-line error naming the file, like ENOSPC."""
+    def efbig(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(Path, "write_text", efbig)
+    target = tmp_path / "out" / "scores.json"
+    with pytest.raises(DiskFullError, match=rf"^file too large while writing {target} \(OSError: \[Errno 27\]"):
+        atomic_write_text(target, "x")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_checkpoint_over_the_file_size_limit_names_the_file(tmp_path: Path) -> None:
+    """torch.save past RLIMIT_FSIZE fails with a RuntimeError ('unexpected pos …'): reported as too large, naming best.pt."""
+    target = tmp_path / "fold0" / "best.pt"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # this process only, for the one save below
+    try:
+        with pytest.raises(DiskFullError) as e:
+            save_checkpoint(target, {"w": torch.zeros(100_000)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(e.value).startswith(f"file too large while writing {target} (RuntimeError"), e.value
+    assert list(target.parent.iterdir()) == []
 
 
 def test_config_objects_are_not_edited_by_loading() -> None:

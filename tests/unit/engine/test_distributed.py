@@ -6,7 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbac.data.samplers import DistributedWeightedSampler, balanced_weights, distributed_sampler
+from hbac.data.samplers import (
+    DistributedWeightedSampler,
+    balanced_weights,
+    distributed_sampler,
+)
 from hbac.engine.fold import assemble_shards
 from hbac.engine.runtime import dist_env, is_main, wrap_ddp
 

@@ -1,15 +1,19 @@
 """One config per experiment folder: train refuses to mix, submit/ensemble/leaderboard check it;
-a failed train leaves no folder; ensemble folders are written as one unit; stale temp files are cleaned."""
+a failed train leaves no folder; ensemble folders are written as one unit; stale temp files are cleaned;
+submit on a full disk is one line naming the file and writes nothing."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import hbac.ensemble as E
@@ -17,9 +21,9 @@ from hbac.config import EnsembleConfig, load_config
 from hbac.engine.experiment import train_experiment
 from hbac.engine.provenance import experiment_hash, mixed_folds
 from hbac.ensemble import load_member_oof, run_ensemble
-from hbac.errors import ExperimentMixError
+from hbac.errors import DiskFullError, ExperimentMixError
 from hbac.inference.submit import TMP_PREFIX, clean_stale_submit_temps, make_submission
-from hbac.leaderboard import build_leaderboard
+from hbac.leaderboard import build_leaderboard, render
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -37,12 +41,12 @@ def _dead_pid() -> int:
 
 
 @pytest.fixture(scope="module")
-def two_runs(synth_hms: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Experiment 'a' trained on all folds with one seed, and the same experiment with another seed under 'b'."""
+def two_runs(trained_hms_features, tmp_path_factory: pytest.TempPathFactory):
+    """Experiment 'a' trained on all folds with one seed (shared, read only), and the same experiment with another seed under 'b'."""
     root = tmp_path_factory.mktemp("prov")
-    a = _cfg(synth_hms, root, "a")
-    train_experiment(a, progress=False)
-    b = _cfg(synth_hms, root, "b")
+    a = trained_hms_features
+    b = _cfg(Path(a.data.data_dir), root, "b")
+    b.data.cache_root = a.data.cache_root  # the prepared cache (read only)
     b.train.seed = 7
     train_experiment(b, folds=[1], progress=False)
     return root, a, b
@@ -68,6 +72,7 @@ def test_changed_config_is_refused_then_overwrite_retrains(two_runs, synth_hms: 
     exp = tmp_path / "outputs" / "a"
     shutil.copytree(a.output_dir(), exp)
     c = _cfg(synth_hms, tmp_path, "a")
+    c.data.cache_root = a.data.cache_root  # the prepared cache (read only)
     c.train.seed = 99
     before = (exp / "fold0" / "fold.json").read_text()
     with pytest.raises(ExperimentMixError, match=r"--overwrite.*") as e:
@@ -99,6 +104,16 @@ def test_mixed_experiment_is_refused_by_submit_ensemble_and_flagged_by_leaderboa
     lb = build_leaderboard(outputs)
     row = lb.set_index("name").loc["a"]
     assert "mixed configs" in row["note"] and not row["complete"]
+
+
+def test_printed_leaderboard_marks_a_mixed_experiment(two_runs, tmp_path: Path) -> None:
+    """The text and markdown tables a user reads mark the mixed folder (name*) and say why under the table."""
+    outputs = _mixed(two_runs, tmp_path)
+    lb = build_leaderboard(outputs)
+    for fmt, mark in (("text", "* a: mixed configs"), ("markdown", "`*` a: mixed configs")):
+        out = render(lb, fmt)
+        assert mark in out and "fold1" in out.split(mark, 1)[1].splitlines()[0], out
+        assert "a*" in out.split(mark, 1)[0], out
 
 
 def test_train_failing_before_its_first_fold_leaves_no_folder(synth_hms: Path, tmp_path: Path) -> None:
@@ -145,3 +160,43 @@ def test_submit_cleans_temp_files_of_killed_runs(tmp_path: Path) -> None:
     removed = clean_stale_submit_temps(out)
     assert beside in removed and in_tmp in removed
     assert not beside.exists() and not in_tmp.exists() and live_beside.exists()
+
+
+def test_submit_on_a_full_disk_names_the_file_and_writes_nothing(two_runs, synth_hms: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing submission.csv fails with EFBIG (a file over the size limit): a DiskFullError naming it, no partial file."""
+    root, a, _ = two_runs
+    out = tmp_path / "sub.csv"
+    real_to_csv = pd.DataFrame.to_csv
+
+    def to_csv(self, path=None, *args, **kwargs):
+        if path is not None and Path(path).name.startswith(f".{out.name}."):  # the atomic temp beside sub.csv
+            raise OSError(errno.EFBIG, "File too large")
+        return real_to_csv(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+    with pytest.raises(DiskFullError, match=rf"while writing {out}"):
+        make_submission(synth_hms, root / "outputs", experiment="a", out=out, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_submit_py_under_a_file_size_limit_is_one_line(two_runs, synth_hms: Path, tmp_path: Path) -> None:
+    """`python submit.py` whose test cache cannot be written (RLIMIT_FSIZE, as on a full disk): exit 2, one
+    `error:` line naming the path, no traceback, no submission, no temp folder left."""
+    root, a, _ = two_runs
+    out = tmp_path / "sub.csv"
+
+    def limit() -> None:  # runs in the child
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, str(REPO / "submit.py"), "--data-dir", str(synth_hms), "--outputs", str(root / "outputs"),
+                          "--experiment", "a", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env, preexec_fn=limit)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 2, err
+    assert "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "too large while writing " in errors[0] and TMP_PREFIX in errors[0], err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{p.pid}_*"))

@@ -28,25 +28,27 @@ from hbac.models import build_model
 log = logging.getLogger(__name__)
 
 
-def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: Optional[str] = None) -> dict[str, float]:
-    """{experiment name: blend weight} for an ensemble, one experiment, or the best HMS entry."""
+def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: Optional[str] = None,
+                    task: Optional[str] = None) -> dict[str, float]:
+    """{experiment name: blend weight} for an ensemble, one experiment, or the best complete entry of `task`."""
 
     if ensemble and experiment:
         raise ValueError("give --ensemble or --experiment, not both")
     if experiment:
         return {experiment: 1.0}
     if not ensemble:
-
+        if task is None:
+            raise ValueError("resolve_members: name an ensemble, an experiment or the task whose best entry to use")
         lb = build_leaderboard(outputs)
-        lb = lb[(lb["task"] == "hms")] if len(lb) else lb
+        lb = lb[(lb["task"] == task)] if len(lb) else lb
         if "missing_folds" in lb:
             lb = lb[lb["missing_folds"].fillna("").astype(str) == ""]
         if "note" in lb:
             lb = lb[~lb["note"].fillna("").astype(str).str.contains("mixed configs")]
         if not len(lb):
-            raise FileNotFoundError(f"no complete HMS experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
+            raise FileNotFoundError(f"no complete {task} experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
         best = lb.iloc[0]
-        log.info("using the best HMS entry on the leaderboard: %s (CV %.4f)", best["name"], best["cv"])
+        log.info("using the best %s entry on the leaderboard: %s (CV %.4f)", task, best["name"], best["cv"])
         if best["kind"] != "ensemble":
             return {str(best["name"]): 1.0}
         ensemble = str(best["name"])

@@ -458,3 +458,19 @@ def test_ensemble_and_data_classes() -> None:
     assert isinstance(load_config(TINY / "ensemble.yaml"), EnsembleConfig)
     assert isinstance(load_config(TINY / "data_hms.yaml"), DataConfig)
     assert isinstance(load_config(TINY / "hms_1d.yaml"), ExperimentConfig)
+
+
+def test_model_inputs_are_checked_against_the_dataset_adapter(tmp_path: Path) -> None:
+    """A 2D input is computed from the EEG, or an extra input the dataset's adapter declares and caches."""
+    def write(data: str, inputs: list[str], **data_over) -> Path:
+        p = tmp_path / f"{len(list(tmp_path.iterdir()))}.yaml"
+        d = yaml.safe_load((REPO_ROOT / "configs" / "tiny" / data).read_text()) | data_over
+        p.write_text(yaml.safe_dump({"name": "e", "data": d, "model": {"kind": "2d", "inputs": inputs}}))
+        return p
+
+    load_config(write("data_hms.yaml", ["kaggle_spec", "eeg_cwt"]))
+    load_config(write("data_chbmit.yaml", ["eeg_spec"]))
+    with pytest.raises(ConfigError, match=r"model.inputs: 'kaggle_spec' is not an input of dataset 'chbmit' \(its extra inputs: none"):
+        load_config(write("data_chbmit.yaml", ["kaggle_spec", "eeg_spec"]))
+    with pytest.raises(ConfigError, match=r"model.inputs: 'kaggle_spec' needs data.kaggle_spec: true"):
+        load_config(write("data_hms.yaml", ["kaggle_spec"], kaggle_spec=False))

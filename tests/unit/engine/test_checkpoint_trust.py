@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 import skops.io as sio
 import torch
 
+from hbac.cli import submit_main
 from hbac.engine.outputs import load_checkpoint, save_checkpoint
 from hbac.errors import CheckpointError
 from hbac.features import baseline as FB
@@ -73,8 +72,11 @@ class _Harmless:
     pass
 
 
-def test_submit_refuses_crafted_checkpoint(tmp_path: Path, repo_root: Path) -> None:
-    """`python submit.py` over an experiment whose best.pt carries a payload: exit 2, file named, no marker."""
+def test_submit_refuses_crafted_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`submit.py`'s entry point over an experiment whose best.pt carries a payload: exit 2, file named, no marker.
+
+    In-process (the script only calls `submit_main`); tests/e2e/test_demo_submit.py runs `python submit.py` itself.
+    """
     exp = tmp_path / "outputs" / "evil"
     (exp / "config.yaml").parent.mkdir(parents=True)
     (exp / "config.yaml").write_text(
@@ -86,12 +88,9 @@ def test_submit_refuses_crafted_checkpoint(tmp_path: Path, repo_root: Path) -> N
         _crafted(exp / f"fold{k}" / "best.pt", marker)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "test.csv").write_text("eeg_id,spectrogram_id,patient_id\n1,1,1\n")
-    env = {**os.environ, "PYTHONPATH": str(repo_root / "src")}
-    r = subprocess.run(
-        [sys.executable, str(repo_root / "submit.py"), "--data-dir", str(tmp_path / "data"), "--outputs", str(tmp_path / "outputs"),
-         "--experiment", "evil", "--out", str(tmp_path / "sub.csv")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert r.returncode == 2, r.stderr
-    assert not marker.exists()
-    assert "not a trusted checkpoint" in r.stderr and str(exp / "fold0" / "best.pt") in r.stderr
+    rc = submit_main(["--data-dir", str(tmp_path / "data"), "--outputs", str(tmp_path / "outputs"),
+                      "--experiment", "evil", "--out", str(tmp_path / "sub.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not marker.exists() and not (tmp_path / "sub.csv").exists()
+    assert "not a trusted checkpoint" in err and str(exp / "fold0" / "best.pt") in err

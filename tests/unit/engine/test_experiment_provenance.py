@@ -41,12 +41,12 @@ def _dead_pid() -> int:
 
 
 @pytest.fixture(scope="module")
-def two_runs(synth_hms: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Experiment 'a' trained on all folds with one seed, and the same experiment with another seed under 'b'."""
+def two_runs(trained_hms_features, tmp_path_factory: pytest.TempPathFactory):
+    """Experiment 'a' trained on all folds with one seed (shared, read only), and the same experiment with another seed under 'b'."""
     root = tmp_path_factory.mktemp("prov")
-    a = _cfg(synth_hms, root, "a")
-    train_experiment(a, progress=False)
-    b = _cfg(synth_hms, root, "b")
+    a = trained_hms_features
+    b = _cfg(Path(a.data.data_dir), root, "b")
+    b.data.cache_root = a.data.cache_root  # the prepared cache (read only)
     b.train.seed = 7
     train_experiment(b, folds=[1], progress=False)
     return root, a, b
@@ -72,6 +72,7 @@ def test_changed_config_is_refused_then_overwrite_retrains(two_runs, synth_hms: 
     exp = tmp_path / "outputs" / "a"
     shutil.copytree(a.output_dir(), exp)
     c = _cfg(synth_hms, tmp_path, "a")
+    c.data.cache_root = a.data.cache_root  # the prepared cache (read only)
     c.train.seed = 99
     before = (exp / "fold0" / "fold.json").read_text()
     with pytest.raises(ExperimentMixError, match=r"--overwrite.*") as e:

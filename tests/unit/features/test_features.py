@@ -157,14 +157,9 @@ def prior_kl(oof: pd.DataFrame) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained(synth_hms, tmp_path_factory):
-    """The tiny feature experiment trained on all 3 folds: (config, scores)."""
-    from hbac.engine.experiment import train_experiment
-
-    root = tmp_path_factory.mktemp("features")
-    cfg = tiny_cfg(synth_hms, root, "feat_a")
-    scores = train_experiment(cfg, progress=False)
-    return cfg, scores
+def trained(trained_hms_features):
+    """The tiny feature experiment trained on all 3 folds once per test run (tests/conftest.py): (config, scores)."""
+    return trained_hms_features, json.loads((trained_hms_features.output_dir() / "scores.json").read_text())
 
 
 def test_fold_outputs_and_learning(trained):
@@ -194,12 +189,13 @@ def test_fold_outputs_and_learning(trained):
     assert (out / "features.npz").exists()
 
 
-def test_same_result_twice_and_resume(trained, synth_hms):
+def test_same_result_twice_and_resume(trained, synth_hms, tmp_path):
     from hbac.data.split import experiment_table
     from hbac.features.baseline import train_features_fold
 
     cfg, _ = trained
-    again = tiny_cfg(synth_hms, Path(cfg.output_root).parent, "feat_b")  # fresh output folder: features recomputed
+    again = tiny_cfg(synth_hms, tmp_path, "feat_b")  # fresh output folder: features recomputed
+    again.data.cache_root = cfg.data.cache_root  # the prepared cache (read only)
     oof_b = train_features_fold(again, 0, progress=False)
     oof_a = pd.read_csv(cfg.output_dir() / "fold0" / "oof.csv")
     np.testing.assert_allclose(oof_b.filter(regex="_pred$").to_numpy(), oof_a.filter(regex="_pred$").to_numpy(), rtol=1e-6, atol=1e-9)

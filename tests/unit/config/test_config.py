@@ -421,6 +421,18 @@ def test_full_disk_one_line_from_the_cli(tmp_path: Path, monkeypatch: pytest.Mon
     assert err == f"error: disk full while writing {tmp_path / 'x.txt'} (OSError: [Errno 28] No space left on device)\n"
 
 
+def test_ctrl_c_is_one_line_saying_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A bare KeyboardInterrupt (Ctrl-C) prints 'interrupted: Ctrl-C …' and exits 130 (it printed an empty reason)."""
+    import hbac.cli as cli
+
+    def interrupted(a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_leaderboard", interrupted)
+    assert main(["leaderboard"]) == 130
+    assert capsys.readouterr().err.startswith("interrupted: Ctrl-C (temp files removed")
+
+
 def test_file_too_large_is_reported_with_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """EFBIG (a file over the file system's or `ulimit -f` size limit) is a one-line error naming the file, like ENOSPC."""
     def efbig(*args, **kwargs):

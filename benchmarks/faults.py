@@ -10,7 +10,7 @@ stderr line), leftovers (temp files/folders, processes still alive that the case
 - `recovered`: the command (or its rerun) did the right thing (rebuilt, skipped and counted, resumed);
 - `FAIL`: anything else (a traceback, a vague message, a leftover, a stale or half-written result used).
 
-    OMP_NUM_THREADS=1 python benchmarks/faults.py [--work DIR] [--group G ...] [--case SUBSTR]
+    OMP_NUM_THREADS=1 python benchmarks/faults.py [--work DIR] [--group G ...] [--case TEXT ...] [--list] [--json F]
 
 Prints a table and totals; writes `<work>/faults.md`. Runs in minutes (tiny data, 1–2 workers).
 """
@@ -1342,19 +1342,19 @@ def totals(results: list[Result]) -> str:
     return (by.to_string() if len(df) else "(no cases)") + "\n\n" + f"total {len(results)} cases: " + ", ".join(f"{k} {v}" for k, v in overall.items())
 
 
-def selected(groups: Optional[list[str]], text: Optional[str]) -> list[tuple[str, str, Callable[[Ctx], tuple]]]:
-    """The cases of `groups` (all when None) whose name contains `text` (case-insensitive), in matrix order."""
+def selected(groups: Optional[list[str]], texts: Optional[list[str]]) -> list[tuple[str, str, Callable[[Ctx], tuple]]]:
+    """The cases of `groups` (all when None) whose name contains one of `texts` (case-insensitive), in matrix order."""
     unknown = sorted(set(groups or []) - {g for g, _, _ in CASES})
     if unknown:
         raise SystemExit(f"error: unknown group(s) {unknown}; groups: {sorted({g for g, _, _ in CASES})}")
-    return [c for c in CASES if (not groups or c[0] in groups) and (not text or text.lower() in c[1].lower())]
+    return [c for c in CASES if (not groups or c[0] in groups) and (not texts or any(t.lower() in c[1].lower() for t in texts))]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "hbac_faults"), help="scratch folder (default: <tmp>/hbac_faults)")
     ap.add_argument("--group", nargs="*", help="only these groups, run in this order")
-    ap.add_argument("--case", default=None, help="only cases whose name contains this (case-insensitive)")
+    ap.add_argument("--case", nargs="*", default=None, help="only cases whose name contains one of these (case-insensitive)")
     ap.add_argument("--list", action="store_true", help="list the selected cases and exit")
     ap.add_argument("--json", default=None, help="also write the results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per command (default 300)")

@@ -319,6 +319,13 @@ def test_invalid_yaml_is_one_line_naming_file_and_line(tmp_path: Path, capsys: p
     assert err.startswith(f"error: {p}: invalid YAML at line") and err.count("\n") == 1
 
 
+def test_empty_config_file_says_so(tmp_path: Path) -> None:
+    """An empty (or comments-only) YAML file is 'empty config file', not 'looks like a data config'."""
+    for text in ("", "# nothing yet\n"):
+        with pytest.raises(ConfigError, match=r"empty\.yaml: empty config file"):
+            load_config(_raw(tmp_path, text, "empty.yaml"))
+
+
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"top level must be a mapping, got list"):
         load_config(_raw(tmp_path, "- a\n- b\n"))

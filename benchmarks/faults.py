@@ -1162,8 +1162,12 @@ def _k14(ctx):
     p.unlink()
     y = write_exp_yaml(ctx, "feat_am")
     r0 = ctx.run("prepare", str(y), "--allow-missing")
+    m = ctx.cache / "tiny_hms" / "meta.json"
+    before = m.read_bytes() if r0.rc == 0 else b""
     r = ctx.run("train", str(y), "--fold", "0")
-    return ok_case(r, r0.rc == 0 and "reusing" in r.err, "train rebuilt / failed")
+    # train opens a matching cache without a word: "reused" = meta.json untouched, skips still recorded
+    reused = r0.rc == 0 and m.exists() and m.read_bytes() == before and bool(json.loads(before)["skipped"])
+    return ok_case(r, reused, f"prepare rc {r0.rc}: {r0.msg[:60]}" if r0.rc else "train rebuilt the cache")
 
 
 # --------------------------------------------------------------------------- crafted files
@@ -1228,7 +1232,7 @@ def _x6(ctx):
     ck = torch.load(p, weights_only=True)
     ck["sklearn"] = torch.frombuffer(bytearray(sio.dumps({"a": Ctx})), dtype=torch.uint8)
     torch.save(ck, p)
-    return err_case(_submit(ctx), "not a trusted checkpoint")
+    return err_case(_submit(ctx), "not a trusted checkpoint", "best.pt")
 
 
 @case("crafted", "meta.json with a wrong eeg_shape")

@@ -225,6 +225,10 @@ class OneDParams:
     scale_uv: float = bounded(32.0, gt=0)
 
 
+# 2D inputs the model computes from the EEG itself (hbac.models.spec2d); any other input is a dataset's extra input
+EEG_DERIVED_INPUTS = ("eeg_spec", "eeg_cwt", "eeg_raw2d")
+
+
 @dataclass
 class ModelConfig:
     kind: Literal["2d", "1d", "wavenet", "effnet1d", "multimodal", "features"] = "2d"
@@ -408,16 +412,25 @@ def check_oned(oned: OneDParams, p: str) -> None:
 
 
 def check_model_inputs(exp: ExperimentConfig, p: str) -> None:
-    """2D/multimodal inputs are non-empty and unique; `kaggle_spec` needs a cache built with data.kaggle_spec: true."""
+    """2D/multimodal inputs are non-empty and unique; an input other than those the model computes from the EEG
+    (`EEG_DERIVED_INPUTS`) must be an extra input the dataset's adapter declares and caches for this data config."""
     m = exp.model
     if m.kind not in ("2d", "multimodal"):
         return
     if not m.inputs:
-        raise ConfigError(f"{p}model.inputs: empty; a {m.kind} model needs kaggle_spec and/or eeg_spec")
+        raise ConfigError(f"{p}model.inputs: empty; a {m.kind} model needs at least one input (e.g. eeg_spec)")
     if len(set(m.inputs)) != len(m.inputs):
         raise ConfigError(f"{p}model.inputs: {m.inputs} lists an input twice")
-    if "kaggle_spec" in m.inputs and not exp.data.kaggle_spec:
-        raise ConfigError(f"{p}model.inputs: 'kaggle_spec' needs {p}data.kaggle_spec: true (the cache would not hold it)")
+    adapter = adapter_for(exp.data)
+    declared = {e.name: e for e in adapter.extra_inputs}
+    for name in m.inputs:
+        e = declared.get(name)
+        if e is None and name not in EEG_DERIVED_INPUTS:
+            raise ConfigError(f"{p}model.inputs: {name!r} is not an input of dataset {adapter.name!r} "
+                              f"(its extra inputs: {', '.join(declared) or 'none'}; from the EEG: {', '.join(EEG_DERIVED_INPUTS)})")
+        if e is not None and not e.enabled(exp.data):
+            how = f"{p}data.{e.switch}: true" if e.switch else "a data config that caches it"
+            raise ConfigError(f"{p}model.inputs: {name!r} needs {how} (the cache would not hold it)")
 
 
 def check_spec_vs_rate(exp: ExperimentConfig, p: str) -> None:

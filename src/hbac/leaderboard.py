@@ -16,7 +16,7 @@ import pandas as pd
 
 from hbac.engine.provenance import folder_hash, mixed_folds
 from hbac.io import atomic_write_csv, atomic_write_text
-from hbac.tasks import Task, get_task, task_names
+from hbac.tasks import get_task, task_names, task_of_scores
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +91,9 @@ def _kind(folder: Path, scores: dict[str, Any]) -> str:
     return "ensemble" if scores.get("model") == "ensemble" or (folder / "weights.json").exists() else "experiment"
 
 
-def _upgrade(scores: dict[str, Any]) -> tuple[Optional[Task], dict[str, Any], str]:
-    """(task, scores in the current layout, note) of a parsed scores.json; older layouts are converted.
-
-    Before tasks existed, "task" held the dataset name and "cv" was KL for every dataset; a
-    seizure entry's task metrics are then read from its "seizure" section (event F1 at its
-    best threshold), or it is listed unranked with a note.
-    """
-    name = scores.get("task")
-    if name in task_names():
-        task = get_task(name)
-        if scores.get("metric", task.metric) == task.metric:
-            return task, {"dataset": name, **scores}, ""
-    legacy = dict(scores, dataset=scores.get("dataset") or name)
-    sz = scores.get("seizure")
-    if not isinstance(sz, dict):
-        if name in task_names() or scores.get("metric") in (None, "kl"):
-            return get_task("hms"), {**legacy, "task": "hms"}, ""
-        return None, legacy, f"unknown task {name!r}"
-    task = get_task("seizure")
-    ev = sz.get("best_event") if isinstance(sz.get("best_event"), dict) else {}
-    legacy.update(task=task.name, metric=task.metric, cv=ev.get("f1"), auroc=sz.get("auroc"), auprc=sz.get("auprc"),
-                  event_sensitivity=ev.get("sensitivity"), event_precision=ev.get("precision"),
-                  fp_per_24h=ev.get("fp_per_24h"), threshold=sz.get("best_threshold"), folds={})
-    return task, legacy, "" if ev else "old scores.json without seizure event scores: re-score with `train --resume`"
-
-
 def _row(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
     """One leaderboard row from a parsed scores.json."""
-    task, scores, note = _upgrade(raw)
+    task, scores, note = task_of_scores(raw)  # older layouts converted by their task
     folds = scores.get("folds") or {}
     if not isinstance(folds, dict):
         raise ValueError(f"'folds' is a {type(folds).__name__}, expected a mapping")

@@ -46,6 +46,7 @@ def test_prepare_train_detect(kind: str, tmp_path: Path) -> None:
     train_experiment(cfg, folds=[0], progress=False)
     scores = json.loads((cfg.output_dir() / "scores.json").read_text())
     assert (cfg.output_dir() / "fold0" / "best.pt").exists() and "seizure" in scores
+    assert scores["task"] == "seizure" and scores["dataset"] == kind  # the task's name, not the dataset's
     post = scores["postprocessing"]["params"]
     assert 0 < post["threshold"] < 1 and post["smooth_windows"] in (1, 3, 5)
     res = detect(edfs[0], outputs=Path(cfg.output_root), name=cfg.name, out_dir=tmp_path / "det", progress=False)

@@ -42,6 +42,7 @@ class ExtraInput:
     n_rows: Callable[[Path], int]  # rows in a file, ideally from its footer/header only
     read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # file → (times (n,), values (n, width) float32)
     enabled: Callable[[DataConfig], bool] = lambda cfg: True  # cache it for this config?
+    switch: str = ""  # the data-config key `enabled` reads, named in messages (e.g. "kaggle_spec")
     to_input: Optional[Callable[[np.ndarray], np.ndarray]] = None  # raw (window_rows, width) window → model array
     flip: Optional[Sequence[int]] = None  # hemisphere flip: permutation of the model array's axis 0
     label: str = ""  # what one file is, in messages and `skipped` keys ("spectrogram" → missing_spectrogram); default: name

@@ -256,6 +256,7 @@ KAGGLE_SPEC = ExtraInput(
     n_rows=eeg_n_rows,
     read=read_spectrogram,
     enabled=lambda cfg: bool(cfg.kaggle_spec),
+    switch="kaggle_spec",
     to_input=kaggle_spec_regions,  # raw power, layout only: models normalise it on their device (hbac.models.inputs)
     flip=tuple(int(i) for i in flip_permutation(SPEC_REGIONS)),
     label="spectrogram",

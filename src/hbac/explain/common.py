@@ -27,12 +27,22 @@ from hbac.cache import open_cache  # noqa: E402
 from hbac.config import ExperimentConfig, from_dict, load_config  # noqa: E402
 from hbac.data.dataset import experiment_dataset  # noqa: E402
 from hbac.engine.outputs import load_checkpoint  # noqa: E402
+from hbac.errors import ConfigError  # noqa: E402
 from hbac.io import atomic_path  # noqa: E402
 from hbac.models import build_model  # noqa: E402
+from hbac.tasks import task_from_classes  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 META_KEYS = ("target", "weight", "index")  # WindowDataset item keys that are not model inputs
+
+
+def event_class_of(classes: Sequence[str]) -> Optional[str]:
+    """The class a task with events detects (`Task.event_class`) when `classes` are that task's, else None."""
+    try:
+        return task_from_classes(classes).event_class
+    except ConfigError:
+        return None
 
 
 @dataclass
@@ -56,8 +66,8 @@ class Fold:
 
     @property
     def seizure(self) -> bool:
-        """A two-class seizure task (CHB-MIT): KL-based figures get their seizure equivalents."""
-        return len(self.classes) == 2 and "seizure" in self.classes
+        """A task with events (the seizure task): KL-based figures get their event-task equivalents."""
+        return event_class_of(self.classes) is not None
 
 
 def load_fold(exp_dir: Path, fold: int, device: Optional[torch.device] = None) -> Fold:

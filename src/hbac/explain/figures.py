@@ -13,15 +13,15 @@ import pandas as pd
 from scipy.special import rel_entr
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from hbac.explain.common import plt
+from hbac.explain.common import event_class_of, plt
 from hbac.tasks.kl import KL_EPS, oof_arrays
 
 VOTE_BINS = [(1, 1), (2, 2), (3, 5), (6, 9), (10, 19), (20, 10**9)]
 
 
 def is_seizure(classes: Sequence[str]) -> bool:
-    """A two-class seizure task."""
-    return len(classes) == 2 and "seizure" in classes
+    """The classes are those of a task with events (`Task.event_class`, the seizure task): ROC/PR instead of KL."""
+    return event_class_of(classes) is not None
 
 
 def confusion(t: np.ndarray, p: np.ndarray, weighted: bool) -> np.ndarray:
@@ -170,7 +170,7 @@ def summary_figures(oof: pd.DataFrame, classes: Sequence[str]) -> dict[str, Any]
     figs = {"confusion_argmax": plot_confusion(t, p, classes, weighted=False),
             "confusion_votes": plot_confusion(t, p, classes, weighted=True)}
     if is_seizure(classes):
-        k = classes.index("seizure")
+        k = classes.index(event_class_of(classes))
         y, s = (t[:, k] >= 0.5).astype(int), p[:, k]
         figs["roc_pr"] = plot_roc_pr(y, s)
         figs["reliability"] = plot_reliability(t, p, classes)

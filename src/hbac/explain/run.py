@@ -219,7 +219,7 @@ def _rows(f: Fold, exp_dir: Path, data_dir: Optional[str], edf: Optional[str]) -
     if edf is not None:
         x, names = read_preprocessed(Path(edf), f.cfg.data, f.fs)
         w = f.cfg.data.windows
-        f.cache = recording_cache(Path(edf), x, f.fs, names, f.classes, w.window_s, w.stride_s)
+        f.cache = recording_cache(Path(edf), x, f.fs, names, f.classes, w.window_s, w.stride_s, dataset=f.cfg.data.dataset)
         table = f.cache.samples
         return _oof_like(f, table, predict_rows(f, table)), table, {"rows": "edf", "edf": str(edf)}
     open_fold_cache(f, data_dir)
@@ -232,7 +232,7 @@ def _rows(f: Fold, exp_dir: Path, data_dir: Optional[str], edf: Optional[str]) -
 
 
 def _feature_probs(f: Fold, table: pd.DataFrame) -> np.ndarray:
-    return predict_features(f.ckpt, f.cache, table, progress=False)
+    return predict_features(f.ckpt, f.cache, table, progress=False, source=str(f.exp_dir / f"fold{f.fold}" / "best.pt"))
 
 
 def explain(exp_dir: Path, fold: Optional[int] = None, samples: int = 3, classes: Optional[Sequence[str]] = None,

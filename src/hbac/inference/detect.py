@@ -31,7 +31,12 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from hbac.config import DataConfig, ExperimentConfig, from_dict, params_hash, to_dict
-from hbac.data.dataset import WindowDataset, experiment_dataset, model_n_times
+from hbac.data.dataset import (
+    WindowDataset,
+    experiment_dataset,
+    model_extras,
+    model_n_times,
+)
 from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.datasets.edf_montage import read_any_edf, resolve_montage
@@ -48,7 +53,14 @@ from hbac.leaderboard import build_leaderboard
 from hbac.models import build_model
 from hbac.signals.filters import preprocess
 from hbac.signals.montage import montage_pairs
-from hbac.tasks import task_for
+from hbac.tasks import (
+    Task,
+    event_datasets,
+    get_task,
+    task_for,
+    task_from_classes,
+    task_names,
+)
 from hbac.tasks.events import POST_DEFAULT, detect_events, events_to_frame
 
 log = logging.getLogger(__name__)
@@ -97,28 +109,43 @@ def _is_ensemble(entry_dir: Path) -> bool:
     return (entry_dir / "weights.json").exists()
 
 
-def best_chbmit_entry(outputs: Path) -> str:
-    """Name of the best complete seizure-task experiment or ensemble on the leaderboard of `outputs` (by event F1)."""
+def _has_events(task_name: Any) -> bool:
+    """Whether a leaderboard row's task turns a class probability into events (`Task.event_class`)."""
+    return task_name in task_names() and get_task(task_name).event_class is not None
+
+
+def event_class(task: Task, source: str) -> str:
+    """The class whose probability becomes events; ValueError naming `source` for a task without events."""
+    if task.event_class is None:
+        raise ValueError(f"{source}: task {task.name!r} has no events; detect needs a model of a task with events "
+                         f"(datasets: {', '.join(event_datasets())})")
+    return task.event_class
+
+
+def best_event_entry(outputs: Path) -> str:
+    """Name of the best complete experiment or ensemble of a task with events on the leaderboard of `outputs`
+    (ranked by that task's metric)."""
 
     lb = build_leaderboard(outputs)
     if len(lb):
-        lb = lb[(lb["task"] == "seizure") & lb["complete"].astype(bool) & lb["rank"].notna()]
+        lb = lb[lb["task"].map(_has_events).astype(bool) & lb["complete"].astype(bool) & lb["rank"].notna()]
     if not len(lb):
         raise FileNotFoundError(
-            f"no complete CHB-MIT experiment or ensemble under {outputs}; train one first, e.g. "
-            "`python -m hbac train configs/chbmit_eeg1d.yaml` (or `python -m hbac demo --dataset chbmit`), "
+            f"no complete experiment or ensemble of a task with events under {outputs} (datasets: "
+            f"{', '.join(event_datasets())}); train one first, e.g. `python -m hbac train configs/chbmit_eeg1d.yaml`, "
             "or pass --outputs/--name"
         )
     best = lb.iloc[0]
-    log.info("using the best seizure entry on the leaderboard: %s (%s, CV %s %.4f)", best["name"], best["kind"], best["metric"], best["cv"])
+    log.info("using the best %s entry on the leaderboard: %s (%s, CV %s %.4f)", best["task"], best["name"], best["kind"],
+             best["metric"], best["cv"])
     return str(best["name"])
 
 
 def resolve_detector(outputs: Path, name: Optional[str] = None) -> tuple[str, dict[str, float]]:
-    """(entry name, {member experiment: blend weight}) for an experiment, an ensemble, or the best CHB-MIT entry."""
+    """(entry name, {member experiment: blend weight}) for an experiment, an ensemble, or the best entry with events."""
 
     outputs = Path(outputs)
-    name = name or best_chbmit_entry(outputs)
+    name = name or best_event_entry(outputs)
     entry = outputs / name
     if not entry.is_dir():
         have = sorted(p.name for p in outputs.iterdir() if p.is_dir() and (p / "config.yaml").exists()) if outputs.is_dir() else []
@@ -192,8 +219,8 @@ def read_preprocessed(edf: Path, data: DataConfig, fs: float) -> tuple[np.ndarra
 
 def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str], classes: Sequence[str],
                     window_s: float, stride_s: float, key: str = "", params: Optional[dict[str, Any]] = None,
-                    window_filter: Optional[dict[str, Any]] = None) -> RecordingCache:
-    """A preprocessed recording x (C, T) → a `RecordingCache` with one row per window."""
+                    window_filter: Optional[dict[str, Any]] = None, dataset: str = "") -> RecordingCache:
+    """A preprocessed recording x (C, T) → a `RecordingCache` with one row per window (`dataset`: the model's, in meta)."""
     n_times = x.shape[1]
     duration = n_times / fs
     starts = window_starts(duration, window_s, stride_s)
@@ -213,7 +240,7 @@ def recording_cache(edf: Path, x: np.ndarray, fs: float, channels: Sequence[str]
         "eeg_lo": 0,
         "eeg_hi": int(n_times),
     })
-    meta = {"dataset": "chbmit", "classes": list(classes), "fs": fs, "channels": list(channels), "hash": key,
+    meta = {"dataset": dataset, "classes": list(classes), "fs": fs, "channels": list(channels), "hash": key,
             "created": datetime.now(timezone.utc).isoformat(), "n_samples": len(table), "n_recordings": 1,
             "params": dict(params or {})}
     return RecordingCache(Path(edf), np.ascontiguousarray(x.T, dtype=np.float32), float(fs), list(channels),
@@ -226,10 +253,8 @@ def _member_config(exp_dir: Path, ckpt: dict[str, Any], path: Path) -> Experimen
     try:
         task = task_for(cfg, classes)
     except ValueError as e:
-        raise ValueError(f"{exp_dir.name}: {e}; detect needs a seizure-task model") from None
-    if task.name != "seizure":
-        raise ValueError(f"{exp_dir.name}: not a seizure experiment (dataset {cfg.data.dataset!r}, task {task.name!r}, "
-                         f"classes {classes}); detect needs a model of the seizure task (e.g. dataset: chbmit)")
+        raise ValueError(f"{exp_dir.name}: {e}; detect needs a model of a task with events") from None
+    event_class(task, f"{exp_dir.name} (dataset {cfg.data.dataset!r}, classes {classes})")
     return cfg
 
 
@@ -256,7 +281,8 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         if key not in memo:
             x, names = read_preprocessed(edf, cfg.data, fs)
             memo[key] = recording_cache(edf, x, fs, names, ckpt["classes"], w.window_s, w.stride_s, key,
-                                        params={"eeg": to_dict(cfg.data.eeg)}, window_filter=cfg.data.window_filter())
+                                        params={"eeg": to_dict(cfg.data.eeg)}, window_filter=cfg.data.window_filter(),
+                                        dataset=cfg.data.dataset)
         cache = memo[key]
         if list(ckpt["channels"]) != cache.channels:
             raise ValueError(f"{path}: trained on channels {ckpt['channels']}, the montage gives {cache.channels}")
@@ -265,11 +291,11 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
 
-            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
         else:
-            use_spec = cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs
-            if use_spec:
-                raise ValueError(f"{path}: the model reads Kaggle spectrograms, which an EDF does not have")
+            extras = model_extras(cfg)  # inputs its dataset caches beside the EEG
+            if extras:
+                raise ValueError(f"{path}: the model reads {', '.join(extras)} beside the EEG, which an EDF does not have")
             model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=fs,
                                 n_times=ckpt.get("n_times"), window_filter=cache.window_filter)
             model.load_state_dict(ckpt["model"])
@@ -295,7 +321,7 @@ def explain_strip(exp_dir: Path, cache: RecordingCache, prob: np.ndarray, batch_
                         fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"), window_filter=ckpt.get("window_filter"))
     model.load_state_dict(ckpt["model"])
     model.eval()
-    target = list(ckpt["classes"]).index("seizure")
+    target = list(ckpt["classes"]).index(event_class(task_for(cfg), exp_dir.name))
     ds = WindowDataset(cache, cache.samples)
     duration = float(cache.samples["duration_s"].iloc[0])
     cams = []
@@ -387,7 +413,7 @@ def _blend_members(outputs: Path, entry: str, members: dict[str, float], edf: Pa
                 or float(cache.samples["duration_s"].iloc[0]) != float(ref.samples["duration_s"].iloc[0]):
             raise ValueError(f"ensemble {entry!r}: member {member!r} uses other windows than the first member; "
                              "members of a detection ensemble must share window_s and stride_s")
-        seizure = probs[:, cache.classes.index("seizure")]
+        seizure = probs[:, cache.classes.index(event_class(task_from_classes(cache.classes), member))]
         blend = (w / wsum) * seizure if blend is None else blend + (w / wsum) * seizure
     assert ref is not None and blend is not None
     return ref, blend
@@ -403,12 +429,12 @@ def predict_onnx(onnx: Path, edf: Path) -> tuple[RecordingCache, np.ndarray, dic
     if list(names) != list(m["channels"]):
         raise ValueError(f"{onnx}: exported for channels {m['channels']}, the montage gives {names}")
     cache = recording_cache(edf, x, fs, names, m["classes"], m["window_s"], m["stride_s"],
-                            params={"eeg": m["data"]["eeg"]})
+                            params={"eeg": m["data"]["eeg"]}, dataset=data.dataset)
     n = int(m["n_times"])
     rows = cache.samples["eeg_row"].to_numpy()
     windows = np.stack([cache.eeg[r : r + n].T for r in rows]).astype(np.float32)
     probs = det.predict(windows)
-    return cache, probs[:, list(m["classes"]).index("seizure")], m
+    return cache, probs[:, list(m["classes"]).index(event_class(task_from_classes(m["classes"]), str(onnx)))], m
 
 
 def _resolve_post(post: dict[str, Any], threshold: Optional[float], source: Path) -> dict[str, Any]:

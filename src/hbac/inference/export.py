@@ -26,6 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hbac.config import ExperimentConfig, from_dict, to_dict
 from hbac.data.augment import flip_perms
+from hbac.data.dataset import model_extras
 from hbac.engine.outputs import load_checkpoint
 from hbac.inference.predict import member_folds
 from hbac.io import atomic_path, atomic_write_json, read_json
@@ -64,8 +65,9 @@ def load_folds(exp_dir: Path) -> tuple[FoldAverage, dict[str, Any]]:
         cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
         if ckpt.get("kind") == "features" or cfg.model.kind == "features":
             raise ValueError(f"{path}: a scikit-learn baseline cannot be exported to ONNX here (torch models only)")
-        if cfg.model.kind in ("2d", "multimodal") and "kaggle_spec" in cfg.model.inputs:
-            raise ValueError(f"{path}: the model reads Kaggle spectrograms; export takes EEG-only models")
+        extras = model_extras(cfg)  # inputs its dataset caches beside the EEG
+        if extras:
+            raise ValueError(f"{path}: the model reads {', '.join(extras)} beside the EEG; export takes EEG-only models")
         m = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"],
                         fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"), window_filter=ckpt.get("window_filter"))
         m.load_state_dict(ckpt["model"])

@@ -19,6 +19,7 @@ from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import checkpoint_paths, load_checkpoint
 from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto, place_model
+from hbac.errors import DataError
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
@@ -27,32 +28,37 @@ from hbac.models import build_model
 log = logging.getLogger(__name__)
 
 
-def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: Optional[str] = None) -> dict[str, float]:
-    """{experiment name: blend weight} for an ensemble, one experiment, or the best HMS entry."""
+def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: Optional[str] = None,
+                    task: Optional[str] = None) -> dict[str, float]:
+    """{experiment name: blend weight} for an ensemble, one experiment, or the best complete entry of `task`."""
 
     if ensemble and experiment:
         raise ValueError("give --ensemble or --experiment, not both")
     if experiment:
         return {experiment: 1.0}
     if not ensemble:
-
+        if task is None:
+            raise ValueError("resolve_members: name an ensemble, an experiment or the task whose best entry to use")
         lb = build_leaderboard(outputs)
-        lb = lb[(lb["task"] == "hms")] if len(lb) else lb
+        lb = lb[(lb["task"] == task)] if len(lb) else lb
         if "missing_folds" in lb:
             lb = lb[lb["missing_folds"].fillna("").astype(str) == ""]
         if "note" in lb:
             lb = lb[~lb["note"].fillna("").astype(str).str.contains("mixed configs")]
         if not len(lb):
-            raise FileNotFoundError(f"no complete HMS experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
+            raise FileNotFoundError(f"no complete {task} experiment or ensemble under {outputs}; train one with `python -m hbac train CONFIG`")
         best = lb.iloc[0]
-        log.info("using the best HMS entry on the leaderboard: %s (CV %.4f)", best["name"], best["cv"])
+        log.info("using the best %s entry on the leaderboard: %s (CV %.4f)", task, best["name"], best["cv"])
         if best["kind"] != "ensemble":
             return {str(best["name"]): 1.0}
         ensemble = str(best["name"])
     wpath = outputs / ensemble / "weights.json"
     if not wpath.exists():
         raise FileNotFoundError(f"ensemble weights not found: {wpath} (run `python -m hbac ensemble CONFIG`)")
-    w = read_json(wpath)["weights"]
+    w = read_json(wpath)
+    w = w.get("weights") if isinstance(w, dict) else None
+    if not isinstance(w, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in w.values()):
+        raise DataError(f"{wpath}: expected {{\"weights\": {{member: number, …}}}}; rerun `python -m hbac ensemble CONFIG`")
     return {k: float(v) for k, v in w.items() if float(v) > 0}
 
 
@@ -120,7 +126,7 @@ def predict_experiment(
                 return cache.samples, np.zeros((0, len(ckpt["classes"])))
         if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
 
-            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
             total = p if total is None else total + p
             t = _tick(timings, "forward", t)
             continue

@@ -24,10 +24,11 @@ import torch
 
 from hbac.config import DataConfig, from_dict
 from hbac.datasets.edf_montage import read_any_edf
-from hbac.inference.detect import default_postprocessing, resolve_detector
+from hbac.inference.detect import default_postprocessing, event_class, resolve_detector
 from hbac.inference.export import OnnxDetector, load_folds
 from hbac.io import atomic_write_json
 from hbac.signals.filters import preprocess
+from hbac.tasks import task_from_classes
 from hbac.tasks.events import POST_DEFAULT, SZCORE_PARAMS
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def stream(edf: Path, outputs: Path = Path("outputs"), name: Optional[str] = Non
     stride, n_win_in = int(round(meta["stride_s"] * fs_in)), int(round(meta["window_s"] * fs_in))
     if list(names) != list(meta["channels"]):
         raise ValueError(f"{edf}: montage gives {names}, the model expects {meta['channels']}")
+    k_event = list(meta["classes"]).index(event_class(task_from_classes(meta["classes"]), str(edf)))
     online = OnlineDetector(float(post["threshold"]), int(post["smooth_windows"]),
                             max(1, int(round(float(post["min_event_s"]) / meta["stride_s"]))), float(post["merge_gap_s"]))
     ctx, chunk = int(round(context_s * fs_in)), max(1, int(round(chunk_s * fs_in)))
@@ -124,7 +126,7 @@ def stream(edf: Path, outputs: Path = Path("outputs"), name: Optional[str] = Non
             y = preprocess(seg, fs_in, nan=e.nan, band=e.bandpass, notch_hz=e.notch_hz, clip_uv=e.clip_uv,
                            standardize=e.standardize, fs_out=fs,
                            ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=names)
-            p = float(score(np.ascontiguousarray(y[None, :, -n_win:], dtype=np.float32))[0, meta["classes"].index("seizure")])
+            p = float(score(np.ascontiguousarray(y[None, :, -n_win:], dtype=np.float32))[0, k_event])
             fired = online.update(p, next_end / fs_in)
             cpu += time.process_time() - c0
             probs.append(p)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hbac.datasets.hms import (
+    ADAPTER,
     HMS_CLASSES,
     HMS_VOTE_COLS,
     eeg_path,
@@ -65,7 +66,7 @@ def make_submission(
     test = read_test_csv(data_dir / "test.csv")
     ss_path = data_dir / "sample_submission.csv"
     columns = list(pd.read_csv(ss_path, nrows=0).columns) if ss_path.exists() else ["eeg_id"] + HMS_VOTE_COLS
-    members = resolve_members(Path(outputs), ensemble, experiment)
+    members = resolve_members(Path(outputs), ensemble, experiment, task=ADAPTER.task)  # default: the best entry of the task
     wsum = sum(members.values())
     log.info("submission from %s on %d test rows in %s", ", ".join(f"{m} (w={w / wsum:.3f})" for m, w in members.items()), len(test), data_dir)
     blend = np.zeros((len(test), len(HMS_CLASSES)))

@@ -3,6 +3,13 @@
 `get_task("hms" | "seizure")` → a `Task`; `task_for(cfg)` → the task of a config's dataset.
 """
 from hbac.tasks.base import Task, json_safe
-from hbac.tasks.registry import get_task, task_for, task_from_classes, task_names
+from hbac.tasks.registry import (
+    event_datasets,
+    get_task,
+    task_for,
+    task_from_classes,
+    task_names,
+    task_of_scores,
+)
 
-__all__ = ["Task", "get_task", "json_safe", "task_for", "task_from_classes", "task_names"]
+__all__ = ["Task", "event_datasets", "get_task", "json_safe", "task_for", "task_from_classes", "task_names", "task_of_scores"]

@@ -59,6 +59,7 @@ class Task(ABC):
     tiebreak: tuple[tuple[str, Direction], ...] = ()  # metrics that break ties of the primary one, in order
     fit_label: str = "loss"  # name of the ensemble weight-fitting objective (`fit_loss`), lower is better
     labels: Mapping[str, str] = {}  # display names of metric keys ("kl" → "KL")
+    event_class: Optional[str] = None  # the class whose probability becomes events (`detect`, `stream`); None: no events
 
     # ------------------------------------------------------------------ columns
 
@@ -96,6 +97,11 @@ class Task(ABC):
     @abstractmethod
     def fit_loss(self, targets: np.ndarray, probs: np.ndarray) -> float:
         """Ensemble weight-fitting objective (lower is better): targets, probs (N, K) in class order."""
+
+    def from_legacy(self, scores: Mapping[str, Any]) -> Optional[tuple[dict[str, Any], str]]:
+        """A scores.json written before tasks existed ("task" = the dataset name), in the current layout with a note,
+        if it is this task's; None otherwise (default: never)."""
+        return None
 
     # ------------------------------------------------------------------ ranking
 

@@ -1,7 +1,7 @@
 """The HMS task: six expert-vote classes, soft targets, KL divergence (lower is better)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,12 @@ class HmsTask(Task):
     def __init__(self, min_votes: int = 10) -> None:
         self.min_votes = int(min_votes)
         self.labels = {"kl": "KL", "kl_min_votes": f"KL (n_votes >= {self.min_votes})"}
+
+    def from_legacy(self, scores: Mapping[str, Any]) -> Optional[tuple[dict[str, Any], str]]:
+        """Old files scored every dataset by KL ("cv"): one with metric KL (or none) is this task's."""
+        if scores.get("metric") not in (None, "kl"):
+            return None
+        return {**scores, "task": self.name}, ""
 
     def score_oof(self, df: pd.DataFrame) -> dict[str, Any]:
         """{"kl", "kl_min_votes", "n_rows", "n_rows_min_votes", "folds": {"<k>": {"kl", "kl_min_votes"}}} (None if undefined)."""

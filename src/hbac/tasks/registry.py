@@ -14,6 +14,9 @@ from hbac.tasks.kl import oof_classes
 from hbac.tasks.seizure import SeizureTask
 
 TASKS: dict[str, type[Task]] = {"hms": HmsTask, "seizure": SeizureTask}
+# the order old scores.json files (before tasks) are offered to the tasks: the seizure layout is told by its
+# own section, the rest were all scored by KL
+LEGACY_ORDER = ("seizure", "hms")
 
 
 def task_names() -> list[str]:
@@ -75,3 +78,28 @@ def score_oof_file(path: str | Path, **options: Any) -> tuple[Task, dict[str, An
         raise KeyError(f"{path}: {e.args[0]}") from None
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def task_of_scores(scores: dict[str, Any]) -> tuple[Optional[Task], dict[str, Any], str]:
+    """(task, scores in the current layout, note) of a parsed scores.json; None for an unknown task.
+
+    Current files name their task; older ones ("task" = the dataset name) are offered to each task's
+    `from_legacy` in `LEGACY_ORDER`.
+    """
+    name = scores.get("task")
+    if name in TASKS:
+        task = get_task(name)
+        if scores.get("metric", task.metric) == task.metric:
+            return task, {"dataset": name, **scores}, ""
+    legacy = dict(scores, dataset=scores.get("dataset") or name)
+    for candidate in LEGACY_ORDER:
+        task = get_task(candidate)
+        up = task.from_legacy(legacy)
+        if up is not None:
+            return task, up[0], up[1]
+    return None, legacy, f"unknown task {name!r}"
+
+
+def event_datasets() -> list[str]:
+    """Registered datasets whose task has events (`Task.event_class`): what `detect` and `stream` can serve."""
+    return [n for n in datasets.registered() if get_task(datasets.get_adapter(n).task).event_class is not None]

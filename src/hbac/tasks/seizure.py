@@ -6,7 +6,7 @@ The threshold is fixed when the task is made with one, else chosen on the scored
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ class SeizureTask(Task):
     secondary = ("auroc", "auprc", "event_sensitivity", "event_precision", "fp_per_24h", "threshold")
     tiebreak = (("auroc", "max"),)
     fit_label = "log loss"
+    event_class = "seizure"
     labels = {
         "event_f1": "event F1", "auroc": "AUROC", "auprc": "AUPRC", "event_sensitivity": "sensitivity",
         "event_precision": "precision", "fp_per_24h": "FP/24h", "threshold": "threshold",
@@ -74,6 +75,17 @@ class SeizureTask(Task):
         """"postprocessing": smoothing, threshold, minimum duration and merging gap chosen on the OOF predictions
         (`events.tune_postprocessing`), what `detect` uses."""
         return {"postprocessing": json_safe(tune_postprocessing(df))}
+
+    def from_legacy(self, scores: Mapping[str, Any]) -> Optional[tuple[dict[str, Any], str]]:
+        """Old files held the seizure scores in a "seizure" section (event F1 at its best threshold): read them."""
+        sz = scores.get("seizure")
+        if not isinstance(sz, dict):
+            return None
+        ev = sz.get("best_event") if isinstance(sz.get("best_event"), dict) else {}
+        out = dict(scores, task=self.name, metric=self.metric, cv=ev.get("f1"), auroc=sz.get("auroc"), auprc=sz.get("auprc"),
+                   event_sensitivity=ev.get("sensitivity"), event_precision=ev.get("precision"),
+                   fp_per_24h=ev.get("fp_per_24h"), threshold=sz.get("best_threshold"), folds={})
+        return out, "" if ev else "old scores.json without seizure event scores: re-score with `train --resume`"
 
     def fit_loss(self, targets: np.ndarray, probs: np.ndarray) -> float:
         """Binary log loss of P(seizure) against the soft seizure target (a proper scoring rule)."""

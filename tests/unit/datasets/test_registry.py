@@ -69,7 +69,8 @@ def test_plugin_from_a_path_registers_at_config_load(tmp_path: Path) -> None:
     path = _plugin(tmp_path, "toy_path")
     assert "toy_path" not in registered()
     cfg = tmp_path / "exp.yaml"
-    cfg.write_text(yaml.safe_dump({"name": "e", "data": {"name": "c", "dataset": "toy_path", "plugins": [str(path)]}}))
+    cfg.write_text(yaml.safe_dump({"name": "e", "data": {"name": "c", "dataset": "toy_path", "plugins": [str(path)]},
+                                   "model": {"kind": "1d"}}))  # the default 2D inputs include an HMS-only one
     loaded = load_config(cfg)
     assert isinstance(loaded, ExperimentConfig) and loaded.data.dataset == "toy_path"
     a = get_adapter("toy_path")

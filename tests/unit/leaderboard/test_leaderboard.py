@@ -217,3 +217,18 @@ def test_scores_json_is_strict(tmp_path):
     s = json.loads((tmp_path / "none" / "scores.json").read_text(), parse_constant=refuse)
     assert s["auroc"] is None and s["task"] == "seizure"
     assert np.isnan(build_leaderboard(tmp_path).loc[0, "auroc"])
+
+
+def test_best_entry_defaults_ask_the_task(tmp_path: Path) -> None:
+    """submit's default is the best entry of its task; detect's is the best entry of a task with events."""
+    from hbac.inference.detect import best_event_entry
+    from hbac.inference.predict import resolve_members
+
+    write_scores(tmp_path, "exp_hms", 0.8)
+    with pytest.raises(FileNotFoundError, match="task with events .*chbmit"):
+        best_event_entry(tmp_path)
+    with pytest.raises(ValueError, match="the task whose best entry"):
+        resolve_members(tmp_path)
+    assert resolve_members(tmp_path, task="hms") == {"exp_hms": 1.0}
+    with pytest.raises(FileNotFoundError, match="no complete seizure experiment"):
+        resolve_members(tmp_path, task="seizure")

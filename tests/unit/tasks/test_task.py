@@ -233,3 +233,27 @@ def test_score_command_errors_name_the_file(tmp_path, capsys) -> None:
     assert main(["score", str(tmp_path / "bad.csv")]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "lpd_pred" in err
+
+
+def test_event_class_and_the_datasets_that_have_events() -> None:
+    from hbac.tasks import event_datasets
+
+    assert get_task("seizure").event_class == "seizure" and get_task("hms").event_class is None
+    names = event_datasets()
+    assert {"chbmit", "bids", "tusz"} <= set(names) and "hms" not in names
+
+
+def test_old_scores_files_are_converted_by_their_task() -> None:
+    from hbac.tasks import task_of_scores
+
+    task, s, note = task_of_scores({"task": "chbmit", "cv": 0.05, "seizure": {"auroc": 0.9, "best_threshold": 0.4,
+                                                                           "best_event": {"f1": 0.55}}})
+    assert task.name == "seizure" and s["cv"] == 0.55 and s["dataset"] == "chbmit" and s["threshold"] == 0.4 and note == ""
+    task, s, note = task_of_scores({"task": "hms", "cv": 0.8})  # current layout
+    assert task.name == "hms" and s["dataset"] == "hms"
+    task, s, _ = task_of_scores({"task": "my_kl_dataset", "cv": 0.7})  # before tasks, KL for every dataset
+    assert task.name == "hms" and s["task"] == "hms" and s["dataset"] == "my_kl_dataset"
+    task, _, note = task_of_scores({"task": "x", "metric": "dice"})
+    assert task is None and "unknown task 'x'" in note
+    _, _, note = task_of_scores({"task": "chbmit", "seizure": {"auroc": 0.9}})
+    assert "re-score" in note

@@ -976,7 +976,7 @@ def _d4(ctx):
     ctx.cache.mkdir(exist_ok=True)
     shutil.rmtree(ctx.cache)
     ctx.cache.write_text("not a folder")
-    return err_case(prep(ctx), "cache")
+    return err_case(prep(ctx), str(ctx.cache), "not a folder")
 
 
 @case("disk", "output_root is a file")

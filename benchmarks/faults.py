@@ -12,7 +12,11 @@ stderr line), leftovers (temp files/folders, processes still alive that the case
 
     OMP_NUM_THREADS=1 python benchmarks/faults.py [--work DIR] [--group G ...] [--case TEXT ...] [--list] [--json F]
 
-Prints a table and totals; writes `<work>/faults.md`. Runs in minutes (tiny data, 1–2 workers).
+Prints a table and totals (per group: errors, recoveries, FAILs, median seconds); writes
+`<work>/faults.md` (and `--json F`). The base data (synthetic HMS and CHB-MIT, caches `c` and `chb`,
+trained experiments `feat` and `seiz`) is built once in `<work>/base` and copied per case; delete
+`<work>/base` to rebuild it. Every command runs with OMP_NUM_THREADS=1 (median 24 s per case; 72 min
+for the matrix on a shared 2-core CPU at load 7–15).
 """
 from __future__ import annotations
 
@@ -972,7 +976,7 @@ def _d4(ctx):
     ctx.cache.mkdir(exist_ok=True)
     shutil.rmtree(ctx.cache)
     ctx.cache.write_text("not a folder")
-    return err_case(prep(ctx), "cache")
+    return err_case(prep(ctx), str(ctx.cache), "not a folder")
 
 
 @case("disk", "output_root is a file")

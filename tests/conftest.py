@@ -17,6 +17,10 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n N`: N workers share the cores, so one thread each
+    for _var in ("OMP_NUM_THREADS", "HBAC_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
+        os.environ.setdefault(_var, "1")  # before torch/polars are imported; subprocesses inherit it
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 TINY = REPO_ROOT / "configs" / "tiny"

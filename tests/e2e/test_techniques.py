@@ -61,7 +61,7 @@ def moved(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].dtype.is_floating_point)
 
 
-@pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml"])
+@pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml", "hms_multimodal.yaml"])
 def test_new_families_train(config, synth_hms, root):
     cfg = tiny(config, synth_hms, root)
     scores = train_experiment(cfg, folds=[0], progress=False)

@@ -47,14 +47,16 @@ def hemisphere_flip(arrays: Mapping[str, Any], perms: Mapping[str, np.ndarray], 
     return out
 
 
-def mask_spec(spec: np.ndarray, aug: AugmentConfig, fill: float = float("nan")) -> np.ndarray:
+def mask_spec(spec: np.ndarray, aug: AugmentConfig, fill: float = float("nan"), inplace: bool = False) -> np.ndarray:
     """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to `fill`.
 
     The dataset holds raw Kaggle power, so the default fill is NaN ("no data"): the model's
     normalisation (`hbac.models.inputs.normalise_kaggle_spec`) leaves it out of the image's
     statistics and sets it to 0, the image mean, as the starter notebook does for missing values.
+    `inplace`: write the masks into `spec` itself (the caller owns it) instead of a copy.
     """
-    spec = spec.copy()
+    if not inplace:
+        spec = spec.copy()
     _, f, t = spec.shape
     if aug.time_mask > 0 and np.random.rand() < aug.time_mask:
         w = np.random.randint(1, max(2, t // 8))

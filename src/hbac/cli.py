@@ -470,7 +470,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command turns it into hbac.procs.Terminated
         if args.verbose:
             raise
-        print(f"interrupted: {e or 'Ctrl-C'} (temp files removed; run the command again to continue)", file=sys.stderr)
+        print(f"interrupted: {str(e) or 'Ctrl-C'} (temp files removed; run the command again to continue)", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
 
 

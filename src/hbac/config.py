@@ -691,7 +691,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text (UTF-8) file") from None
-    d = parse_yaml(text, str(path)) or {}
+    d = parse_yaml(text, str(path))
+    if d is None:  # else an empty file reads as {} and is blamed for looking like a data config
+        raise ConfigError(f"{path}: empty config file (no keys)")
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(d).__name__}")
     return d

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import pandas as pd
 
-from hbac.errors import DiskFullError
+from hbac.errors import DataError, DiskFullError
 
 try:
     import resource  # Unix only: the file size limit (ulimit -f) behind EFBIG
@@ -186,5 +186,10 @@ def _json_default(o: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """Parsed JSON of `path`; a file that is not valid JSON is a DataError naming it."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None

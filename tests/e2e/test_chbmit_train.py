@@ -10,55 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import CHBMIT_FOLDS, CHBMIT_PATIENTS, tiny_chbmit_config
 
-from hbac.config import ExperimentConfig, load_config, with_overrides
+from hbac.config import ExperimentConfig
 
-REPO = REPO_ROOT
-TINY = REPO / "configs" / "tiny"
-# synthetic data: 4 patients × 3 files × 240 s (≈ 34 MB of EDF, 564 windows, 7 seizures for seed 0)
-N_PATIENTS, N_FILES, FILE_S, SEED = 4, 3, 240.0, 0
-N_FOLDS = 2  # 2 patient-grouped folds of 2 patients: every patient is validated once (epochs: the config's)
-
-
-def synth_chbmit(root: Path) -> Path:
-    """The synthetic CHB-MIT folder under `root`, written once (reused by later calls and other test modules)."""
-    from hbac.datasets.synthetic import write_chbmit
-
-    data = root / "data"
-    if not (data / f"chb{N_PATIENTS:02d}" / f"chb{N_PATIENTS:02d}-summary.txt").exists():
-        write_chbmit(data, n_patients=N_PATIENTS, seed=SEED, n_files=N_FILES, file_s=FILE_S)
-    return data
-
-
-def tiny_chbmit_cfg(root: Path, config: str = "chbmit_1d.yaml", outputs: str = "outputs") -> ExperimentConfig:
-    """The shipped tiny CHB-MIT experiment pointed at `root` (data, cache, outputs), with the test's folds/epochs."""
-    return load_config(TINY / config, {
-        "data": {"data_dir": str(synth_chbmit(root)), "cache_root": str(root / "cache")},
-        "output_root": str(root / outputs),
-        "folds": {"n_folds": N_FOLDS},
-    })
-
-
-def trained_chbmit(root: Path) -> ExperimentConfig:
-    """The tiny 1D CHB-MIT experiment trained over all folds under `root`; trained once, reused when complete."""
-    from hbac.engine.experiment import train_experiment
-
-    cfg = tiny_chbmit_cfg(root)
-    scores_path = cfg.output_dir() / "scores.json"
-    if not scores_path.exists() or json.loads(scores_path.read_text()).get("missing_folds"):
-        train_experiment(cfg, progress=False)
-    return cfg
-
-
-def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder per test session for the trained CHB-MIT experiment (shared with tests/test_detect.py)."""
-    return tmp_path_factory.getbasetemp() / "chbmit_shared"
+N_PATIENTS, N_FOLDS = CHBMIT_PATIENTS, CHBMIT_FOLDS
 
 
 @pytest.fixture(scope="module")
-def chbmit_run(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
-    return trained_chbmit(shared_root(tmp_path_factory))
+def chbmit_run(trained_chbmit: ExperimentConfig) -> ExperimentConfig:
+    """The tiny CHB-MIT experiment trained once per test run (tests/conftest.py `trained_chbmit`)."""
+    return trained_chbmit
 
 
 def _scores(cfg: ExperimentConfig) -> dict:
@@ -158,13 +120,13 @@ def test_score_command_prints_seizure_metrics(chbmit_run, capsys):
     assert f"{s['event_f1']:.5f}" in out and f"{s['auroc']:.5f}" in out
 
 
-def test_time_ordered_folds_train_only_on_earlier_data(tmp_path_factory):
+def test_time_ordered_folds_train_only_on_earlier_data(synth_chbmit, chbmit_cache_root, tmp_path):
     from hbac.data.split import experiment_table, fold_split
     from hbac.engine.experiment import train_experiment
 
-    root = shared_root(tmp_path_factory)
-    cfg = with_overrides(tiny_chbmit_cfg(root, outputs="outputs_time"), {
-        "name": "tiny_chbmit_1d_time", "folds": {"scheme": "time"}, "train": {"epochs": 1, "max_steps_per_epoch": 2},
+    cfg = tiny_chbmit_config(synth_chbmit, chbmit_cache_root, overrides={
+        "name": "tiny_chbmit_1d_time", "output_root": str(tmp_path / "outputs"), "folds": {"scheme": "time"},
+        "train": {"epochs": 1, "max_steps_per_epoch": 2},
     })
     cache, sel, folds = experiment_table(cfg)
     assert sorted(sel["fold"].unique()) == [-1, 0, 1]  # -1: the first block of each patient, training-only history

@@ -2,13 +2,13 @@
 saw, runs on the real CHB-MIT clips, blends ensembles, and fails clearly; the CHB-MIT demo end to end."""
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_chbmit_train import shared_root, trained_chbmit
 
 from hbac.config import ExperimentConfig
 from hbac.datasets.edf_montage import seizure_overlap
@@ -20,9 +20,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def chbmit_run(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
-    """The tiny CHB-MIT experiment of tests/test_chbmit_train.py (trained once per session)."""
-    return trained_chbmit(shared_root(tmp_path_factory))
+def chbmit_run(trained_chbmit: ExperimentConfig) -> ExperimentConfig:
+    """The tiny CHB-MIT experiment trained once per test run (tests/conftest.py `trained_chbmit`). Read only."""
+    return trained_chbmit
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def test_detect_defaults_best_entry_threshold_and_ensemble(chbmit_run, heldout, 
     from hbac.ensemble import run_ensemble
 
     edf, _ = heldout
-    outputs = Path(chbmit_run.output_root)
+    outputs = tmp_path / "outputs"  # a copy: the ensemble and the default detect folder are written into it
+    shutil.copytree(chbmit_run.output_root, outputs)
     single = detect(edf, outputs=outputs, name=chbmit_run.name, out_dir=tmp_path / "one", threshold=0.7, progress=False)
     assert single["threshold"] == 0.7
     # an ensemble: its weights.json blend of one member must reproduce the member

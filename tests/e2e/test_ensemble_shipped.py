@@ -25,14 +25,15 @@ MEMBERS = {
 }
 
 
-def test_shipped_ensemble_runs_over_members_with_different_selections(synth_hms: Path, tmp_path: Path) -> None:
+def test_shipped_ensemble_runs_over_members_with_different_selections(synth_hms: Path, synth_hms_cache: Path,
+                                                                    tmp_path: Path) -> None:
     shipped = load_config(REPO_ROOT / "configs" / "ensemble_hms.yaml")
     assert set(shipped.members) == set(MEMBERS), "the shipped ensemble's members changed: update MEMBERS"
     for name, (tiny, strategy) in MEMBERS.items():
         cfg = load_config(TINY / tiny)
         cfg.name, cfg.selection.strategy = name, strategy
         cfg.selection.min_votes = 5  # min_votes member: below stage 2's 10 (a config check refuses equal thresholds)
-        cfg.data.data_dir, cfg.data.cache_root, cfg.output_root = str(synth_hms), str(tmp_path / "cache"), str(tmp_path / "outputs")
+        cfg.data.data_dir, cfg.data.cache_root, cfg.output_root = str(synth_hms), str(synth_hms_cache), str(tmp_path / "outputs")
         cfg.train.epochs, cfg.train.stage2.epochs, cfg.train.max_steps_per_epoch = 1, 1, 2
         train_experiment(cfg, folds=[0], progress=False)
     oofs = {n: pd.read_csv(tmp_path / "outputs" / n / "oof.csv") for n in MEMBERS}

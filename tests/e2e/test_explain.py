@@ -3,6 +3,7 @@ raises its class, and `explain` / `report` run on a trained experiment (optimal 
 from __future__ import annotations
 
 import json
+import shutil
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -11,8 +12,7 @@ import pytest
 import torch
 
 from hbac.cli import main
-from hbac.config import load_config
-from hbac.engine.experiment import train_experiment
+from hbac.config import with_overrides
 from hbac.explain.actmax import maximise
 from hbac.explain.gradcam import cam_1d, cam_2d, chain_cam, eeg_time_profile
 
@@ -100,13 +100,9 @@ def test_activation_maximisation_raises_the_target_class(model_1d):
     assert other.p_end[1] >= other.p_start[1]
 
 
-def test_explain_and_report_on_a_trained_experiment(synth_hms, repo_root, tmp_path):
-    cfg = load_config(repo_root / "configs" / "tiny" / "hms_1d.yaml")
-    cfg.data.data_dir = str(synth_hms)
-    cfg.data.cache_root = str(tmp_path / "cache")
-    cfg.output_root = str(tmp_path / "outputs")
-    cfg.train.epochs, cfg.train.max_steps_per_epoch, cfg.train.stage2.enabled = 2, 3, False
-    train_experiment(cfg, folds=[0], progress=False)
+def test_explain_and_report_on_a_trained_experiment(trained_hms_1d, tmp_path):
+    cfg = with_overrides(trained_hms_1d, {"output_root": str(tmp_path / "outputs")})
+    shutil.copytree(trained_hms_1d.output_dir(), cfg.output_dir())  # trained once per run; explain and report write here
     rc = main(["explain", cfg.name, "--outputs", cfg.output_root, "--fold", "0", "--samples", "2",
                "--actmax-steps", "5", "--profile-rows", "4"])
     assert rc == 0

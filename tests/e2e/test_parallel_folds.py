@@ -17,11 +17,11 @@ def test_devices_and_environment() -> None:
     assert int(fold_env("0", 2)["HBAC_THREADS"]) >= 1
 
 
-def test_each_fold_runs_once_across_devices(synth_hms: Path, tmp_path: Path) -> None:
+def test_each_fold_runs_once_across_devices(synth_hms: Path, synth_hms_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "outputs"
     sets = ["train.epochs=1", "train.max_steps_per_epoch=1", "train.stage2.enabled=false", "folds.n_folds=3"]
     assert main(["train", str(REPO_ROOT / "configs" / "tiny" / "hms_1d.yaml"), "--data-dir", str(synth_hms),
-                 "--cache-root", str(tmp_path / "cache"), "--outputs", str(out), "--gpus", "cpu,cpu"]
+                 "--cache-root", str(synth_hms_cache), "--outputs", str(out), "--gpus", "cpu,cpu"]
                 + [x for s in sets for x in ("--set", s)]) == 0
     exp = out / "tiny_hms_1d"
     log = (exp / "train.log").read_text()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_chbmit_train import shared_root, trained_chbmit
 
 from hbac.config import ExperimentConfig
 from hbac.datasets.chbmit import parse_summary
@@ -15,8 +14,9 @@ from hbac.inference.stream import stream
 
 
 @pytest.fixture(scope="module")
-def chbmit_run(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
-    return trained_chbmit(shared_root(tmp_path_factory))
+def chbmit_run(trained_chbmit: ExperimentConfig) -> ExperimentConfig:
+    """The tiny CHB-MIT experiment trained once per test run (tests/conftest.py `trained_chbmit`). Read only."""
+    return trained_chbmit
 
 
 def _clip_seizure(shared: Path) -> tuple[Path, tuple[float, float]]:

@@ -8,14 +8,13 @@ import optuna
 import pytest
 import yaml
 from conftest import REPO_ROOT
-from test_chbmit_train import synth_chbmit
 
 from hbac.engine.tune import load_tune, tune
 from hbac.errors import ConfigError
 
 
-def _tune_file(tmp_path: Path, **extra) -> Path:
-    data = synth_chbmit(tmp_path)
+def _tune_file(tmp_path: Path, data: Path, cache_root: Path, **extra) -> Path:
+    """A tune file over the shared synthetic CHB-MIT (`data`) and its prepared cache (`cache_root`), outputs in `tmp_path`."""
     d = {
         "experiment": str(REPO_ROOT / "configs" / "tiny" / "chbmit_1d.yaml"),
         "folds": [0],
@@ -23,7 +22,7 @@ def _tune_file(tmp_path: Path, **extra) -> Path:
         "pruner": "none",
         "objective": "auroc",
         "seed": 0,
-        "set": {"data.data_dir": str(data), "data.cache_root": str(tmp_path / "cache"), "output_root": str(tmp_path / "out"),
+        "set": {"data.data_dir": str(data), "data.cache_root": str(cache_root), "output_root": str(tmp_path / "out"),
                 "folds.n_folds": 2, "train.epochs": 2},
         # the first trial is a deliberately poor learning rate: the search must find better
         "start": {"train.lr": 1.0e-7},
@@ -35,8 +34,8 @@ def _tune_file(tmp_path: Path, **extra) -> Path:
     return p
 
 
-def test_tune_improves_and_resumes(tmp_path: Path) -> None:
-    path = _tune_file(tmp_path)
+def test_tune_improves_and_resumes(tmp_path: Path, synth_chbmit: Path, chbmit_cache_root: Path) -> None:
+    path = _tune_file(tmp_path, synth_chbmit, chbmit_cache_root / "cache")
     storage = str(tmp_path / "study.journal")  # Optuna's journal file storage (shareable between processes)
     r = tune(path, trials=3, storage=storage)
     assert r["n_trials"] == 3 and r["n_complete"] == 3
@@ -55,9 +54,10 @@ def test_tune_improves_and_resumes(tmp_path: Path) -> None:
 
 
 def test_tune_file_errors_name_the_key(tmp_path: Path) -> None:
+    data, cache = tmp_path / "data", tmp_path / "cache"  # only the file is read: no data needed
     with pytest.raises(ConfigError, match="unknown key"):
-        load_tune(_tune_file(tmp_path, trials=3))
+        load_tune(_tune_file(tmp_path, data, cache, trials=3))
     with pytest.raises(ConfigError, match="nope"):
-        load_tune(_tune_file(tmp_path, space={"train.nope": {"low": 0, "high": 1}}))
+        load_tune(_tune_file(tmp_path, data, cache, space={"train.nope": {"low": 0, "high": 1}}))
     with pytest.raises(ConfigError, match="choices"):
-        load_tune(_tune_file(tmp_path, space={"train.lr": {"low": 0.1}}))
+        load_tune(_tune_file(tmp_path, data, cache, space={"train.lr": {"low": 0.1}}))

@@ -41,6 +41,8 @@ def _holder(path: Path) -> str:
 def cache_lock(cache_dir: Path, timeout_s: Optional[float] = None) -> Iterator[Path]:
     """Hold the build lock of `cache_dir` inside the block; waits for another holder (`timeout_s`: give up)."""
     path = lock_path(cache_dir)
+    if path.parent.exists() and not path.parent.is_dir():  # else mkdir's bare "[Errno 17] File exists"
+        raise CacheError(f"cache_root {path.parent} is a file, not a folder: point cache_root at a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:

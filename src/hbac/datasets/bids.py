@@ -7,14 +7,14 @@ event; `eventType` is `bckg` or a seizure type `sz`, `sz_foc_ia`, `sz_gen_m_toni
 value starting with `sz` is a seizure); a recording without seizures has one `bckg` row spanning
 it. Signals are the 19 electrodes of the 10-20 system in a referential montage (SzCORE writes
 `Fp1-Avg`, … against the common average); they are converted to the configured bipolar montage by
-electrode name. `detect` writes its events in the same format (`write_events_tsv`).
+electrode name. `detect` writes its events in the same format (`hbac.tasks.events.write_events_tsv`,
+the format's one writer; the reader is here).
 """
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -25,16 +25,13 @@ from hbac.datasets import register
 from hbac.datasets.edf import read_edf
 from hbac.datasets.edf_montage import EDFMontageAdapter, recording_windows
 from hbac.errors import DataError
-from hbac.io import atomic_write_text
+from hbac.tasks.events import NA
 
 if TYPE_CHECKING:  # only for hints: hbac.config imports this package to validate `dataset:`
     from hbac.config import DataConfig
 
 log = logging.getLogger(__name__)
 
-EVENTS_COLUMNS = ["onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration"]
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-NA = "n/a"
 # the 19 electrodes of SzCORE's referential layout (old 10-20 names, as in its BIDS conversions)
 BIDS_ELECTRODES = ["Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Cz", "Pz",
                    "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6"]
@@ -82,27 +79,6 @@ def parse_events_tsv(path: str | Path) -> tuple[list[tuple[float, float]], Optio
     if "recordingDuration" in df.columns and len(df) and df["recordingDuration"].iloc[0] not in ("", NA):
         duration = _number(df["recordingDuration"].iloc[0], path, 0, "recordingDuration")
     return sorted(seizures), duration
-
-
-def events_frame(events: Sequence[Sequence[float]], duration_s: float, date_time: Optional[datetime] = None,
-                 event_type: str = "sz", with_confidence: bool = True) -> pd.DataFrame:
-    """Events [(start_s, end_s[, confidence])] → an SzCORE events table (one `bckg` row when there are none)."""
-    stamp = (date_time or datetime(1970, 1, 1)).strftime(DATETIME_FORMAT)
-    rows = []
-    for e in sorted(events, key=lambda e: float(e[0])):
-        conf = f"{float(e[2]):.2f}" if with_confidence and len(e) > 2 else NA
-        rows.append([f"{float(e[0]):.2f}", f"{float(e[1]) - float(e[0]):.2f}", event_type, conf, NA, stamp,
-                     f"{float(duration_s):.2f}"])
-    if not rows:
-        rows.append(["0.00", f"{float(duration_s):.2f}", "bckg", NA, NA, stamp, f"{float(duration_s):.2f}"])
-    return pd.DataFrame(rows, columns=EVENTS_COLUMNS)
-
-
-def write_events_tsv(path: str | Path, events: Sequence[Sequence[float]], duration_s: float,
-                     date_time: Optional[datetime] = None, event_type: str = "sz") -> None:
-    """Write events [(start_s, end_s[, confidence])] as an SzCORE `events.tsv` (atomic)."""
-    df = events_frame(events, duration_s, date_time, event_type)
-    atomic_write_text(path, df.to_csv(sep="\t", index=False, lineterminator="\n"))
 
 
 # --------------------------------------------------------------------------- layout

@@ -198,7 +198,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     except pickle.UnpicklingError as e:  # weights_only refused a global: never run it
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a trusted checkpoint: it holds objects other than tensors and plain values ({first[:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # weights_only's unpickler meets garbage with assorted errors (IndexError, KeyError, struct.error …)
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a trusted checkpoint: expected a dict, found {type(obj).__name__}")

@@ -232,7 +232,7 @@ def _rows(f: Fold, exp_dir: Path, data_dir: Optional[str], edf: Optional[str]) -
 
 
 def _feature_probs(f: Fold, table: pd.DataFrame) -> np.ndarray:
-    return predict_features(f.ckpt, f.cache, table, progress=False)
+    return predict_features(f.ckpt, f.cache, table, progress=False, source=str(f.exp_dir / f"fold{f.fold}" / "best.pt"))
 
 
 def explain(exp_dir: Path, fold: Optional[int] = None, samples: int = 3, classes: Optional[Sequence[str]] = None,

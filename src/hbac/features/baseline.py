@@ -327,8 +327,8 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
 _MEMO: dict[str, Any] = {}  # the last extraction, so the folds of one experiment share it
 
 
-def predict_features(ckpt: dict[str, Any], cache: Any, table: pd.DataFrame, progress: bool = True) -> np.ndarray:
-    """Probabilities (N, K) float64 of a feature checkpoint (`kind == "features"`) on a cache's rows."""
+def predict_features(ckpt: dict[str, Any], cache: Any, table: pd.DataFrame, progress: bool = True, source: str = "checkpoint") -> np.ndarray:
+    """Probabilities (N, K) float64 of a feature checkpoint (`kind == "features"`, read from file `source`) on a cache's rows."""
     if ckpt.get("kind") != "features":
         raise ValueError("predict_features: not a feature-model checkpoint (no kind 'features')")
     channels, fs = list(cache.channels), float(cache.fs)
@@ -348,4 +348,4 @@ def predict_features(ckpt: dict[str, Any], cache: Any, table: pd.DataFrame, prog
         _MEMO.clear()
         _MEMO.update(key=key, X=extract(cache, table, progress=progress))
     tta = bool(ckpt["config"].get("tta", {}).get("hemisphere_flip", False))
-    return _proba_tta(load_estimator(ckpt), _MEMO["X"], names, channels, K, tta)
+    return _proba_tta(load_estimator(ckpt, source), _MEMO["X"], names, channels, K, tta)

@@ -37,7 +37,6 @@ from hbac.data.dataset import (
     model_extras,
     model_n_times,
 )
-from hbac.datasets.bids import write_events_tsv
 from hbac.datasets.edf import read_edf
 from hbac.datasets.edf_montage import read_any_edf, resolve_montage
 from hbac.engine.loop import predict_loader
@@ -61,7 +60,12 @@ from hbac.tasks import (
     task_from_classes,
     task_names,
 )
-from hbac.tasks.events import POST_DEFAULT, detect_events, events_to_frame
+from hbac.tasks.events import (
+    POST_DEFAULT,
+    detect_events,
+    events_to_frame,
+    write_events_tsv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +295,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
 
-            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
         else:
             extras = model_extras(cfg)  # inputs its dataset caches beside the EEG
             if extras:

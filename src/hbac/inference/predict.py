@@ -19,6 +19,7 @@ from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import checkpoint_paths, load_checkpoint
 from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto, place_model
+from hbac.errors import DataError
 from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
@@ -54,7 +55,10 @@ def resolve_members(outputs: Path, ensemble: Optional[str] = None, experiment: O
     wpath = outputs / ensemble / "weights.json"
     if not wpath.exists():
         raise FileNotFoundError(f"ensemble weights not found: {wpath} (run `python -m hbac ensemble CONFIG`)")
-    w = read_json(wpath)["weights"]
+    w = read_json(wpath)
+    w = w.get("weights") if isinstance(w, dict) else None
+    if not isinstance(w, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in w.values()):
+        raise DataError(f"{wpath}: expected {{\"weights\": {{member: number, …}}}}; rerun `python -m hbac ensemble CONFIG`")
     return {k: float(v) for k, v in w.items() if float(v) > 0}
 
 
@@ -122,7 +126,7 @@ def predict_experiment(
                 return cache.samples, np.zeros((0, len(ckpt["classes"])))
         if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
 
-            p = predict_features(ckpt, cache, cache.samples, progress=progress)
+            p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
             total = p if total is None else total + p
             t = _tick(timings, "forward", t)
             continue

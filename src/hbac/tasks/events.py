@@ -1,15 +1,19 @@
-"""Seizure detection: window metrics, events from window probabilities, event scoring."""
+"""Seizure detection: window metrics, events from window probabilities, event scoring, the SzCORE events.tsv writer."""
 from __future__ import annotations
 
 import functools
 import itertools
 import logging
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from timescoring.annotations import Annotation
 from timescoring.scoring import EventScoring, SampleScoring
+
+from hbac.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +192,33 @@ def events_to_frame(events: Sequence[Sequence[float]]) -> pd.DataFrame:
     """Events → DataFrame with columns start_s, end_s, peak_prob (NaN peak for 2-tuples)."""
     rows = [(float(e[0]), float(e[1]), float(e[2]) if len(e) > 2 else float("nan")) for e in events]
     return pd.DataFrame(rows, columns=["start_s", "end_s", "peak_prob"]).astype("float64")
+
+
+# SzCORE (HED-SCORE) events.tsv: what `detect` writes and the BIDS adapter (`hbac.datasets.bids`) reads
+EVENTS_COLUMNS = ["onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration"]
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+NA = "n/a"
+
+
+def events_frame(events: Sequence[Sequence[float]], duration_s: float, date_time: Optional[datetime] = None,
+                 event_type: str = "sz", with_confidence: bool = True) -> pd.DataFrame:
+    """Events [(start_s, end_s[, confidence])] → an SzCORE events table (one `bckg` row when there are none)."""
+    stamp = (date_time or datetime(1970, 1, 1)).strftime(DATETIME_FORMAT)
+    rows = []
+    for e in sorted(events, key=lambda e: float(e[0])):
+        conf = f"{float(e[2]):.2f}" if with_confidence and len(e) > 2 else NA
+        rows.append([f"{float(e[0]):.2f}", f"{float(e[1]) - float(e[0]):.2f}", event_type, conf, NA, stamp,
+                     f"{float(duration_s):.2f}"])
+    if not rows:
+        rows.append(["0.00", f"{float(duration_s):.2f}", "bckg", NA, NA, stamp, f"{float(duration_s):.2f}"])
+    return pd.DataFrame(rows, columns=EVENTS_COLUMNS)
+
+
+def write_events_tsv(path: str | Path, events: Sequence[Sequence[float]], duration_s: float,
+                     date_time: Optional[datetime] = None, event_type: str = "sz") -> None:
+    """Write events [(start_s, end_s[, confidence])] as an SzCORE `events.tsv` (atomic)."""
+    df = events_frame(events, duration_s, date_time, event_type)
+    atomic_write_text(path, df.to_csv(sep="\t", index=False, lineterminator="\n"))
 
 
 # SzCORE scoring (the `timescoring` library) works on a 10 Hz timeline of each recording.

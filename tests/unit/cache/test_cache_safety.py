@@ -112,6 +112,15 @@ def test_half_written_cache_is_never_trusted(small: Path, tmp_path: Path, damage
     assert verify_cache(cache.path) is None and cache.eeg.shape[0] > 0
 
 
+def test_cache_root_that_is_a_file_is_named(tmp_path: Path) -> None:
+    """cache_root pointing at a file: a CacheError saying so (was mkdir's bare '[Errno 17] File exists')."""
+    root = tmp_path / "cache"
+    root.write_text("not a folder")
+    with pytest.raises(CacheError, match=rf"cache_root {root} is a file, not a folder"):
+        with cache_lock(root / "c"):
+            pass
+
+
 def test_second_build_waits_or_gives_up_clearly(small: Path, tmp_path: Path) -> None:
     cfg = _cfg(small, tmp_path / "cache")
     with cache_lock(cfg.cache_dir()):

@@ -6,6 +6,7 @@ import errno
 import resource
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -27,7 +28,8 @@ from hbac.datasets import adapter_for
 from hbac.datasets.hms import HMS_TRAIN_DTYPES, read_test_csv, read_train_csv
 from hbac.engine.outputs import load_checkpoint, save_checkpoint
 from hbac.errors import CheckpointError, ConfigError, DataError, DiskFullError
-from hbac.io import atomic_write_json, atomic_write_text
+from hbac.inference.predict import resolve_members
+from hbac.io import atomic_write_json, atomic_write_text, read_json
 
 TINY = REPO_ROOT / "configs" / "tiny"
 
@@ -317,6 +319,13 @@ def test_invalid_yaml_is_one_line_naming_file_and_line(tmp_path: Path, capsys: p
     assert err.startswith(f"error: {p}: invalid YAML at line") and err.count("\n") == 1
 
 
+def test_empty_config_file_says_so(tmp_path: Path) -> None:
+    """An empty (or comments-only) YAML file is 'empty config file', not 'looks like a data config'."""
+    for text in ("", "# nothing yet\n"):
+        with pytest.raises(ConfigError, match=r"empty\.yaml: empty config file"):
+            load_config(_raw(tmp_path, text, "empty.yaml"))
+
+
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"top level must be a mapping, got list"):
         load_config(_raw(tmp_path, "- a\n- b\n"))
@@ -350,6 +359,33 @@ def test_corrupt_checkpoint_names_the_file(tmp_path: Path, content: bytes, capsy
     with pytest.raises(CheckpointError, match=CKPT_MSG) as e:
         load_checkpoint(p)
     assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("seed", [17, 62])
+def test_random_bytes_checkpoint_names_the_file(tmp_path: Path, seed: int) -> None:
+    """Random bytes that weights_only's unpickler meets with IndexError (seed 17) or KeyError (62): a CheckpointError too."""
+    p = tmp_path / "best.pt"
+    p.write_bytes(np.random.default_rng(seed).bytes(3000))
+    with pytest.raises(CheckpointError, match=CKPT_MSG) as e:
+        load_checkpoint(p)
+    assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
+
+
+def test_read_json_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "weights.json"
+    for bad in (b"{oops", b"\xff\xfe"):
+        p.write_bytes(bad)
+        with pytest.raises(DataError, match=rf"^{p}: not valid JSON"):
+            read_json(p)
+
+
+@pytest.mark.parametrize("content", ["{oops", '{"w": 1}', '{"weights": {"a": "x"}}'])
+def test_garbage_ensemble_weights_name_the_file(tmp_path: Path, content: str) -> None:
+    """submit's ensemble weights.json: invalid JSON or the wrong shape is a DataError naming it, not a KeyError."""
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "weights.json").write_text(content)
+    with pytest.raises(DataError, match=str(tmp_path / "ens" / "weights.json")):
+        resolve_members(tmp_path, ensemble="ens")
 
 
 def test_truncated_real_checkpoint_names_the_file(tmp_path: Path) -> None:
@@ -390,6 +426,18 @@ def test_full_disk_one_line_from_the_cli(tmp_path: Path, monkeypatch: pytest.Mon
     assert main(["leaderboard"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: disk full while writing {tmp_path / 'x.txt'} (OSError: [Errno 28] No space left on device)\n"
+
+
+def test_ctrl_c_is_one_line_saying_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A bare KeyboardInterrupt (Ctrl-C) prints 'interrupted: Ctrl-C …' and exits 130 (it printed an empty reason)."""
+    import hbac.cli as cli
+
+    def interrupted(a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_leaderboard", interrupted)
+    assert main(["leaderboard"]) == 130
+    assert capsys.readouterr().err.startswith("interrupted: Ctrl-C (temp files removed")
 
 
 def test_file_too_large_is_reported_with_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

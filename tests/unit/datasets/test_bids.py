@@ -9,16 +9,10 @@ import pytest
 
 from hbac.config import DataConfig
 from hbac.datasets import get_adapter
-from hbac.datasets.bids import (
-    bids_path,
-    events_frame,
-    find_recordings,
-    parse_events_tsv,
-    parse_name,
-    write_events_tsv,
-)
+from hbac.datasets.bids import bids_path, find_recordings, parse_events_tsv, parse_name
 from hbac.datasets.edf import read_edf
 from hbac.errors import DataError
+from hbac.tasks.events import events_frame, write_events_tsv
 
 HEAD = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration\n"
 

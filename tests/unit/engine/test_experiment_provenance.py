@@ -176,7 +176,7 @@ def test_submit_on_a_full_disk_names_the_file_and_writes_nothing(two_runs, synth
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
     with pytest.raises(DiskFullError, match=rf"while writing {out}"):
-        make_submission(synth_hms, root / "outputs", experiment="a", out=out, progress=False)
+        make_submission(synth_hms, Path(a.output_root), experiment=a.name, out=out, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -190,8 +190,8 @@ def test_submit_py_under_a_file_size_limit_is_one_line(two_runs, synth_hms: Path
         resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen([sys.executable, str(REPO / "submit.py"), "--data-dir", str(synth_hms), "--outputs", str(root / "outputs"),
-                          "--experiment", "a", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    p = subprocess.Popen([sys.executable, str(REPO / "submit.py"), "--data-dir", str(synth_hms), "--outputs", str(a.output_root),
+                          "--experiment", a.name, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env, preexec_fn=limit)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 2, err

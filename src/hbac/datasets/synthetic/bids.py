@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from hbac.datasets.base import SynthOptions
-from hbac.datasets.bids import BIDS_ELECTRODES, events_frame
+from hbac.datasets.bids import BIDS_ELECTRODES
 from hbac.datasets.edf import write_edf
 from hbac.datasets.synthetic.chbmit import FOCI, place_seizures, simulate_electrodes
 from hbac.io import atomic_write_text
+from hbac.tasks.events import events_frame
 
 log = logging.getLogger(__name__)
 

@@ -59,9 +59,10 @@ def span_mask(x: ArrayT, prob: float, axis: int, fill: float, *, max_frac: float
     """With probability `prob` per sample, set one random band of `axis` to `fill` (the same band on every other axis).
 
     x: numpy or torch (on any device); one item (`batched=False`, e.g. (R, F, T)) or a batch (`batched=True`,
-    (B, ..., F, T): one draw per sample). The band is 1 … max(1, ⌊max_frac·n⌋) wide, n = x.shape[axis]. Draws
-    come from `rng` (None: numpy's global state, which the trainer reseeds every epoch and per loader worker),
-    3 uniforms per sample, so a numpy and a torch input mask the same band for the same generator state.
+    (B, ..., F, T): one draw per sample). The band is 1 … ⌊max_frac·n⌋ + 1 wide, n = x.shape[axis]. Draws: 3
+    uniforms per sample (width, start, apply) from `rng`, so a numpy and a torch input mask the same band for
+    the same generator state; rng None: the global state the trainer reseeds every epoch (numpy's for an
+    array, torch's on the tensor's device for a tensor).
     prob 0 returns `x` itself and draws nothing; otherwise a new array/tensor of x's dtype.
     """
     if prob <= 0:
@@ -71,22 +72,28 @@ def span_mask(x: ArrayT, prob: float, axis: int, fill: float, *, max_frac: float
     if batched and ax == 0:
         raise ValueError("span_mask: axis 0 is the batch axis")
     n, b = int(x.shape[ax]), int(x.shape[0]) if batched else 1
-    u = (rng.random((b, 3)) if rng is not None else np.random.random((b, 3)))
-    width = 1 + np.floor(u[:, 1] * max(1, int(max_frac * n))).astype(np.int64)
-    width = np.minimum(width, n)
-    start = np.floor(u[:, 2] * (n - width + 1)).astype(np.int64)
-    pos = np.arange(n)
-    band = (pos >= start[:, None]) & (pos < (start + width)[:, None]) & (u[:, :1] < prob)  # (b, n)
     shape = [1] * ndim
     shape[ax] = n
     if batched:
         shape[0] = b
-    band = band.reshape(shape)
     if isinstance(x, torch.Tensor):
-        return x.masked_fill(torch.from_numpy(band).to(x.device), fill)
+        if rng is None:  # torch's global generator on x's device: no host round trip on a GPU
+            u = torch.stack([torch.rand(b, device=x.device) for _ in range(3)], dim=1)
+        else:
+            u = torch.from_numpy(rng.random((b, 3))).to(x.device)
+        return x.masked_fill(_band(u, n, prob, max_frac, torch.arange(n, device=x.device)).reshape(shape), fill)
+    u = rng.random((b, 3)) if rng is not None else np.random.random((b, 3))
     out = np.array(x, copy=True)
-    np.copyto(out, fill, where=band, casting="unsafe")
+    np.copyto(out, fill, where=_band(u, n, prob, max_frac, np.arange(n)).reshape(shape), casting="unsafe")
     return out
+
+
+def _band(u: Any, n: int, prob: float, max_frac: float, pos: Any) -> Any:
+    """(b, 3) uniforms (width, start, apply) → (b, n) bool band, numpy or torch alike (u's library and dtype)."""
+    floor = torch.floor if isinstance(u, torch.Tensor) else np.floor
+    width = (floor(u[:, 0] * (max_frac * n)) + 1).clip(max=n)
+    start = floor(u[:, 1] * (n - width + 1))
+    return (pos >= start[:, None]) & (pos < (start + width)[:, None]) & (u[:, 2:] < prob)
 
 
 def mask_spec(x: ArrayT, time_prob: float, freq_prob: float, fill: float, *, max_frac: float = 0.1,

@@ -215,7 +215,7 @@ class Spec2DModel(nn.Module):
 
         Only the in-model images (`eeg_spec`, `eeg_cwt`) are masked here, because they only exist inside the
         model; `hbac.data` masks `kaggle_spec` when it loads it. Both use `hbac.data.augment.mask_spec`.
-        `rng`: the masks' generator; None draws from numpy's global state, which the trainer reseeds every epoch.
+        `rng`: the masks' generator; None draws from torch's global one on the model's device (reseeded every epoch).
         """
         self.time_mask, self.freq_mask = float(time_mask), float(freq_mask)
         self.mask_rng = rng

@@ -15,8 +15,8 @@ stderr line), leftovers (temp files/folders, processes still alive that the case
 Prints a table and totals (per group: errors, recoveries, FAILs, median seconds); writes
 `<work>/faults.md` (and `--json F`). The base data (synthetic HMS and CHB-MIT, caches `c` and `chb`,
 trained experiments `feat` and `seiz`) is built once in `<work>/base` and copied per case; delete
-`<work>/base` to rebuild it. Every command runs with OMP_NUM_THREADS=1 (median 24 s per case; 72 min
-for the matrix on a shared 2-core CPU at load 7–15).
+`<work>/base` to rebuild it. Every command runs with OMP_NUM_THREADS=1 (median 6.8 s per case, 20 min
+for the matrix on a shared 2-core CPU at load about 7; 72 min at load 9–15).
 """
 from __future__ import annotations
 

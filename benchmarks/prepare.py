@@ -13,10 +13,11 @@ when present, else to a small synthetic set), then times, each in a fresh subpro
   append to a list, `np.stack` at the end (at N only unless --baseline-both).
 
 Reports recordings/s, MB/s (raw parquet bytes of the N recordings' files / wall time), CPU
-seconds (process + workers), RSS of the main process after its imports (`rss_start`, mostly
-torch, which `hbac.signals` imports) and at its peak (`rss_main`, VmHWM), and the largest
-peak RSS of any worker process (`rss_workers`, VmHWM polled from /proc; forked workers
-count the pages they share with the parent), all in MB. Linux only.
+seconds (the process + every descendant, polled from /proc: prepare's pool workers are children
+of the forkserver, which `os.times()` never counts), RSS of the main process after its imports
+(`rss_start`) and at its peak (`rss_main`, VmHWM), and the largest peak RSS of any descendant
+process (`rss_workers`, VmHWM polled from /proc; forked workers count the pages they share with
+the parent), all in MB. Linux only.
 Files are symlinks to a few sources, so reads hit the page cache for every method alike.
 
     python benchmarks/prepare.py --n 200 --workers 2
@@ -115,20 +116,34 @@ def vm(pid, key):
     return 0.0
 
 class Workers(threading.Thread):
-    # peak RSS (VmHWM) of this process's children, polled while they live
+    # peak RSS (VmHWM) and CPU time of every descendant process (pool workers are children of the
+    # forkserver, not of this process, so os.times()'s children_* never count them), polled while they live
+    TICK = os.sysconf("SC_CLK_TCK")
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak, self.stop = 0.0, threading.Event()
-    def run(self):
-        me = os.getpid()
-        while not self.stop.is_set():
-            for pid in filter(str.isdigit, os.listdir("/proc")):
+        self.peak, self.cpu, self.stop = 0.0, {}, threading.Event()
+    def poll(self):
+        me, parent, ticks = os.getpid(), {}, {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    st = f.read().rsplit(")", 1)[1].split()
+                parent[int(pid)], ticks[int(pid)] = int(st[1]), int(st[11]) + int(st[12])
+            except (OSError, ValueError, IndexError):
+                pass
+        for pid in parent:
+            p, seen = parent[pid], 0
+            while p not in (me, 0, 1) and seen < 64:
+                p, seen = parent.get(p, 0), seen + 1
+            if p == me:
                 try:
-                    with open(f"/proc/{pid}/stat") as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                            self.peak = max(self.peak, vm(pid, "VmHWM"))
-                except (OSError, ValueError, IndexError):
+                    self.peak = max(self.peak, vm(pid, "VmHWM"))
+                except OSError:
                     pass
+                self.cpu[pid] = ticks[pid] / self.TICK
+    def run(self):
+        while not self.stop.is_set():
+            self.poll()
             self.stop.wait(0.05)
 
 def measure(fn):
@@ -138,8 +153,9 @@ def measure(fn):
     fn()
     wall = time.perf_counter() - t
     mon.stop.set(); mon.join()
+    mon.poll()
     c1 = os.times()
-    cpu = (c1.user + c1.system + c1.children_user + c1.children_system) - (c0.user + c0.system + c0.children_user + c0.children_system)
+    cpu = (c1.user + c1.system) - (c0.user + c0.system) + sum(mon.cpu.values())  # this process + every descendant seen
     print(json.dumps({"wall": wall, "cpu": cpu, "rss_start": rss0, "rss_main": vm("self", "VmHWM"), "rss_workers": mon.peak}))
 """
 
@@ -223,6 +239,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="recordings in the small run (the large run has 4N)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--baseline-both", action="store_true", help="also run the pandas loop at 4N (slow, memory-hungry)")
+    ap.add_argument("--no-pandas", action="store_true", help="skip the pandas per-row loop (about 1 s per recording)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--full-scale", action="store_true", help="prepare the competition's 17,089 EEGs / 11,138 spectrograms once")
     ap.add_argument("--workdir", default=None, help="--full-scale: folder for the replicated data and the cache (default: a temp folder)")
@@ -248,7 +265,7 @@ def main() -> None:
                 ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "filter", "quiet", DATA_CFG)),
                 (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter", "quiet", DATA_CFG)),
             ]
-            if n == a.n or a.baseline_both:
+            if (n == a.n or a.baseline_both) and not a.no_pandas:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
             for name, code, args in runs:
                 r = run(code, *args)
@@ -259,7 +276,7 @@ def main() -> None:
     df = pd.DataFrame(results)
     df["rec_per_s"] = df.recordings / df.wall
     df["mb_per_s"] = df.mb / df.wall
-    base = df[df.method == "pandas per row"].set_index("recordings").wall
+    base = df[df.method == "pandas per row"].set_index("recordings").wall if "method" in df else pd.Series(dtype=float)
     df["speedup_vs_pandas"] = df.recordings.map(base) / df.wall
     cols = ["recordings", "rows", "method", "wall", "cpu", "rec_per_s", "mb_per_s", "rss_start", "rss_main", "rss_workers", "speedup_vs_pandas"]
     print()

@@ -15,7 +15,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+import pandas as pd
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n N`: N workers share the cores, so one thread each
+    for _var in ("OMP_NUM_THREADS", "HBAC_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
+        os.environ.setdefault(_var, "1")  # before torch/polars are imported; subprocesses inherit it
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -88,6 +93,18 @@ def real_hms(shared_data: Path) -> Path:
     if not (p / "train.csv").is_file():
         pytest.skip(f"real HMS data not found: {p}")
     return p
+
+
+def copy_hms_subset(src: Path, out: Path, n_eegs: int) -> Path:
+    """The first `n_eegs` train EEGs of the HMS folder `src` (their train.csv rows, EEG and spectrogram files) copied to `out`."""
+    train = pd.read_csv(src / "train.csv")
+    train = train[train.eeg_id.isin(pd.unique(train.eeg_id)[:n_eegs])]
+    for sub, ids in (("train_eegs", train.eeg_id), ("train_spectrograms", train.spectrogram_id)):
+        (out / sub).mkdir(parents=True)
+        for i in pd.unique(ids):
+            shutil.copy(src / sub / f"{i}.parquet", out / sub)
+    train.to_csv(out / "train.csv", index=False)
+    return out
 
 
 @pytest.fixture(scope="session")

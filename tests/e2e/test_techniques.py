@@ -61,7 +61,7 @@ def moved(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].dtype.is_floating_point)
 
 
-@pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml"])
+@pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml", "hms_multimodal.yaml"])
 def test_new_families_train(config, synth_hms, root):
     cfg = tiny(config, synth_hms, root)
     scores = train_experiment(cfg, folds=[0], progress=False)
@@ -70,7 +70,8 @@ def test_new_families_train(config, synth_hms, root):
     seeds = cfg.train.seeds
     best = [fold / f"seed{s}" / "best.pt" for s in seeds] if seeds else [fold / "best.pt"]
     ck = load_checkpoint(best[0])
-    assert ck["n_times"] == (2000 if cfg.model.window_s == 10.0 else 10_000)  # centre crop: 10 s at 200 Hz
+    # the model's window: its centre crop (model.window_s) or else the whole cached window (data.eeg_window_s), at 200 Hz
+    assert ck["n_times"] == round((cfg.model.window_s or cfg.data.eeg_window_s) * 200)
     assert moved(weights(best[0]), initial_weights(from_dict(ExperimentConfig, ck["config"]), ck)) > 1e-4
     if seeds:  # two seeds: two different models, fold OOF = their mean
         assert moved(weights(best[0]), weights(best[1])) > 1e-4

@@ -44,7 +44,6 @@ from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
 from hbac.explain.gradcam import stitch, time_cam
-from hbac.features.baseline import predict_features
 from hbac.inference.export import OnnxDetector
 from hbac.inference.predict import member_folds, resolve_members
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json, read_json
@@ -294,6 +293,9 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         if int(ckpt.get("n_times", n_win)) != n_win:
             raise ValueError(f"{path}: trained on {ckpt['n_times']}-sample windows, its config gives {n_win}")
         if ckpt.get("kind") == "features":
+
+            # local import: scikit-learn + skops (about 1.8 s at start-up) only for feature-model members
+            from hbac.features.baseline import predict_features
 
             p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
         else:

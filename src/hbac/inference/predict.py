@@ -20,7 +20,6 @@ from hbac.engine.outputs import checkpoint_paths, load_checkpoint
 from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
-from hbac.features.baseline import predict_features
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
 from hbac.models import build_model
@@ -125,6 +124,9 @@ def predict_experiment(
             if len(cache.samples) == 0:
                 return cache.samples, np.zeros((0, len(ckpt["classes"])))
         if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
+
+            # local import: scikit-learn + skops (about 1.8 s at start-up) only for feature-model members
+            from hbac.features.baseline import predict_features
 
             p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
             total = p if total is None else total + p

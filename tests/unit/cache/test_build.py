@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import copy_hms_subset
 
 from hbac.cache import open_cache
 from hbac.cache.build import prepare, resampled_length, stale_dirs
@@ -42,15 +43,7 @@ def no_leftovers(cache_root: Path, name: str) -> None:
 @pytest.fixture(scope="session")
 def synth_src(synth_hms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 6 train EEGs of the shared synthetic folder (`synth_hms`), copied: a few prepares per test stay fast."""
-    out = tmp_path_factory.mktemp("prepare_synth") / "hms"
-    train = pd.read_csv(synth_hms / "train.csv")
-    train = train[train.eeg_id.isin(pd.unique(train.eeg_id)[:6])]
-    for sub, ids in (("train_eegs", train.eeg_id), ("train_spectrograms", train.spectrogram_id)):
-        (out / sub).mkdir(parents=True)
-        for i in pd.unique(ids):
-            shutil.copy(synth_hms / sub / f"{i}.parquet", out / sub)
-    train.to_csv(out / "train.csv", index=False)
-    return out
+    return copy_hms_subset(synth_hms, tmp_path_factory.mktemp("prepare_synth") / "hms", 6)
 
 
 @pytest.fixture()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from conftest import copy_hms_subset
 
 from hbac.cache import open_cache
 from hbac.cache.build import prepare, stale_dirs
@@ -34,15 +34,7 @@ def _cfg(data_dir: Path, cache_root: Path, name: str = "c", **kw) -> DataConfig:
 @pytest.fixture()
 def small(synth_hms: Path, tmp_path: Path) -> Path:
     """A private 4-EEG copy of the synthetic HMS folder (tests edit it)."""
-    out = tmp_path / "hms"
-    train = pd.read_csv(synth_hms / "train.csv")
-    train = train[train.eeg_id.isin(pd.unique(train.eeg_id)[:4])]
-    for sub, ids in (("train_eegs", train.eeg_id), ("train_spectrograms", train.spectrogram_id)):
-        (out / sub).mkdir(parents=True)
-        for i in pd.unique(ids):
-            (out / sub / f"{i}.parquet").write_bytes((synth_hms / sub / f"{i}.parquet").read_bytes())
-    train.to_csv(out / "train.csv", index=False)
-    return out
+    return copy_hms_subset(synth_hms, tmp_path / "hms", 4)
 
 
 def test_edited_train_csv_rebuilds_the_cache(small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

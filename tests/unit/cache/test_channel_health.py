@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import copy_hms_subset
 
 from hbac.cache.build import prepare
 from hbac.cache.health import channel_health
@@ -30,14 +31,8 @@ def test_channel_health_counts() -> None:
 @pytest.fixture()
 def dead_fp1(synth_hms: Path, tmp_path: Path) -> tuple[Path, int]:
     """3 synthetic EEGs; in the first one electrode Fp1 is all-NaN (a dead electrode)."""
-    out = tmp_path / "hms"
-    train = pd.read_csv(synth_hms / "train.csv")
-    train = train[train.eeg_id.isin(pd.unique(train.eeg_id)[:3])]
-    for sub, ids in (("train_eegs", train.eeg_id), ("train_spectrograms", train.spectrogram_id)):
-        (out / sub).mkdir(parents=True)
-        for i in pd.unique(ids):
-            (out / sub / f"{i}.parquet").write_bytes((synth_hms / sub / f"{i}.parquet").read_bytes())
-    train.to_csv(out / "train.csv", index=False)
+    out = copy_hms_subset(synth_hms, tmp_path / "hms", 3)
+    train = pd.read_csv(out / "train.csv")
     rid = int(train.eeg_id.iloc[0])
     path = hms.eeg_path(out, rid)
     t = pq.read_table(path)

@@ -2,11 +2,22 @@
 Kaggle spectrogram) and torch batches (the 2D model's in-model spectrogram)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from hbac.data.augment import mask_spec, span_mask
+
+
+def expected_band(u: np.ndarray, n: int, prob: float, max_frac: float) -> list[int]:
+    """Indices the documented draw masks for one sample's 3 uniforms (width, start, apply), in plain Python."""
+    if not u[2] < prob:
+        return []
+    width = min(n, math.floor(float(u[0]) * (max_frac * n)) + 1)
+    start = math.floor(float(u[1]) * (n - width + 1))
+    return list(range(start, start + width))
 
 
 def bands(masked: np.ndarray, axis: int) -> list[np.ndarray]:
@@ -85,3 +96,62 @@ def test_without_a_generator_torch_draws_from_its_reseeded_global_state() -> Non
     np.random.seed(99)  # numpy's state plays no part
     b = mask_spec(x, 0.5, 0.5, 0.0, batched=True)
     assert torch.equal(a, b) and (a == 0).any()
+
+
+def filled(out: np.ndarray, axis: int, fill: float) -> list[list[int]]:
+    """Per sample of a batch, the indices along `axis` whose whole slice equals `fill` (NaN counts as NaN)."""
+    hit = np.isnan(out) if np.isnan(fill) else out == fill
+    other = tuple(a for a in range(1, out.ndim) if a != axis % out.ndim)
+    return [np.flatnonzero(h.all(axis=tuple(a - 1 for a in other))).tolist() for h in hit]
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+@pytest.mark.parametrize("fill", [0.0, float("nan"), -3.5])
+def test_bands_are_where_the_generator_says(as_torch: bool, fill: float) -> None:
+    """Time band from the first (B, 3) uniforms, then the frequency band from the next (B, 3); fill as given;
+    shape and dtype kept; everything else untouched."""
+    b, shape, prob, max_frac = 24, (24, 2, 30, 50), 0.6, 0.2
+    x = np.random.default_rng(0).uniform(1.0, 2.0, size=shape).astype(np.float32)  # no value equals a fill
+    xin = torch.from_numpy(x.copy()) if as_torch else x.copy()
+    out = mask_spec(xin, prob, prob, fill, max_frac=max_frac, batched=True, rng=np.random.default_rng(11))
+    assert type(out) is type(xin) and tuple(out.shape) == shape and str(out.dtype).endswith("float32")
+    out = np.asarray(out)
+    u = np.random.default_rng(11).random((2, b, 3))  # the same generator state: time draws, then frequency draws
+    want_t = [expected_band(u[0, i], 50, prob, max_frac) for i in range(b)]
+    want_f = [expected_band(u[1, i], 30, prob, max_frac) for i in range(b)]
+    assert filled(out, -1, fill) == want_t and filled(out, -2, fill) == want_f
+    assert any(want_t) and any(want_f) and not all(want_t)  # some samples masked, some not
+    expect = x.copy()
+    for i in range(b):
+        expect[i, :, :, want_t[i]] = fill
+        expect[i, :, want_f[i], :] = fill
+    np.testing.assert_array_equal(out, expect)  # nothing else changed
+    np.testing.assert_array_equal(np.asarray(xin), x)  # the input itself is not written
+
+
+def test_one_item_uses_one_row_of_draws_per_axis() -> None:
+    """Unbatched (R, F, T) item (the Dataset's Kaggle spectrogram): one (1, 3) draw for time, then one for frequency."""
+    x = np.ones((4, 40, 120), np.float32)
+    out = mask_spec(x, 1.0, 1.0, np.nan, max_frac=0.125, rng=np.random.default_rng(2))
+    u = np.random.default_rng(2).random((2, 3))
+    cols = np.flatnonzero(np.isnan(out).all(axis=(0, 1))).tolist()
+    rows = np.flatnonzero(np.isnan(out).all(axis=(0, 2))).tolist()
+    assert out.shape == x.shape and cols == expected_band(u[0], 120, 1.0, 0.125) and rows == expected_band(u[1], 40, 1.0, 0.125)
+    assert np.isnan(out).sum() == 4 * (len(cols) * 40 + len(rows) * 120 - len(cols) * len(rows))
+
+
+def test_in_model_default_draws_are_three_torch_rands_per_band() -> None:
+    """rng None on a tensor (the 2D model in training): per band, torch.rand(B) for the width, then for the start,
+    then for apply, time band first: the draws (and so the mask distribution) of the former in-model mask."""
+    b, shape = 32, (32, 3, 64, 128)
+    x = torch.rand(shape) + 1.0
+    torch.manual_seed(21)
+    out = mask_spec(x, 0.5, 0.5, 0.0, max_frac=0.1, batched=True)
+    after = torch.rand(1)
+    torch.manual_seed(21)
+    u = [torch.stack([torch.rand(b) for _ in range(3)], dim=1).double().numpy() for _ in range(2)]
+    assert torch.equal(after, torch.rand(1))  # exactly 6 torch.rand(B) calls consumed, nothing else
+    got = out.numpy()
+    assert filled(got, -1, 0.0) == [expected_band(u[0][i], 128, 0.5, 0.1) for i in range(b)]
+    assert filled(got, -2, 0.0) == [expected_band(u[1][i], 64, 0.5, 0.1) for i in range(b)]
+    assert (got == 0).any() and (got != 0).any()

@@ -39,32 +39,12 @@ from hbac.models.inputs import InputStage
 from hbac.models.layers import GeM
 from hbac.models.weights import weights_file
 from hbac.signals.cwt import MorletCWT
-from hbac.signals.montage import BANANA_CHAINS
+from hbac.signals.montage import chain_indices
 from hbac.signals.spectrogram import EEGSpectrogram
 
 log = logging.getLogger(__name__)
 
 INPUTS_2D = ("kaggle_spec", "eeg_spec", "eeg_cwt", "eeg_raw2d")
-# 10-20 electrode names changed between nomenclatures: CHB-MIT uses T7/P7/T8/P8 for T3/T5/T4/T6
-_ALIASES = {"T7": "T3", "P7": "T5", "T8": "T4", "P8": "T6"}
-
-
-def _canon(name: str) -> str:
-    return "-".join(_ALIASES.get(p, p) for p in name.upper().split("-"))
-
-
-def chain_indices(channels: Sequence[str]) -> Optional[list[list[int]]]:
-    """Indices of the 4 double-banana chains (LL, RL, LP, RP) × 4 pairs in `channels`, or None if any is missing."""
-    pos = {_canon(c): i for i, c in enumerate(channels)}
-    out = []
-    for chain in BANANA_CHAINS.values():
-        idx = [pos.get(_canon(f"{a}-{b}")) for a, b in chain]
-        if any(i is None for i in idx):
-            return None
-        out.append(idx)  # type: ignore[arg-type]
-    return out
-
-
 def tile_2x2(x: torch.Tensor) -> torch.Tensor:
     """(B, 4, H, W) → (B, 2H, 2W) with tiles [[0, 1], [2, 3]]."""
     b, n, h, w = x.shape

@@ -155,9 +155,8 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         """Item i: `eeg` (C, T) and each extra input, float32 tensors, plus `target` (K,), `weight` and `index`.
 
-        Each array is copied once from the memory-mapped cache into its layout (the hemisphere flip is
-        done in that copy; masks are written in place); the random draws keep their order: time shift,
-        masks, flip.
+        Each array is copied once from the memory-mapped cache into its layout (the EEG's hemisphere flip
+        is done in that copy); the random draws keep their order: time shift, masks, flip.
         """
         aug = self.augment
         shift = self.view_shift
@@ -186,7 +185,8 @@ class WindowDataset(Dataset):
             arr = np.array(arr, dtype=np.float32)
         aug = self.augment
         if aug is not None and x.masks:
-            arr = mask_spec(arr, aug, inplace=True)
+            # raw power: NaN = "no data" until the model normalises it; bands up to 1/8 of an axis
+            arr = mask_spec(arr, aug.time_mask, aug.freq_mask, fill=np.nan, max_frac=0.125)
             if self.albu is not None:
                 arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
         return arr

@@ -41,6 +41,20 @@ def test_items_are_the_cache_windows_and_the_declared_model_array(cache: Cache) 
     assert set(WindowDataset(cache, cache.samples)[0]) == {"eeg", "target", "weight", "index"}
 
 
+def test_kaggle_spec_masks_are_the_shared_mask_with_nan_fill(cache: Cache) -> None:
+    """The Dataset masks its Kaggle spectrogram item with `augment.mask_spec` (fill NaN, bands ≤ 1/8 of an axis),
+    drawn from numpy's global state (seeded by the trainer and per loader worker)."""
+    plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])[0]["kaggle_spec"].numpy()
+    ds = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(time_mask=1.0, freq_mask=1.0))
+    np.random.seed(7)
+    masked = ds[0]["kaggle_spec"].numpy()
+    np.random.seed(7)
+    np.testing.assert_array_equal(masked, mask_spec(plain, 1.0, 1.0, np.nan, max_frac=0.125))
+    cols, rows = np.isnan(masked).all(axis=(0, 1)), np.isnan(masked).all(axis=(0, 2))
+    assert 1 <= cols.sum() <= 300 // 8 + 1 and 1 <= rows.sum() <= 100 // 8 + 1  # one time band and one frequency band
+    assert not np.isnan(plain).all(axis=(0, 1)).any()  # they were data before
+
+
 def test_hemisphere_flip_permutes_the_extra_by_its_declared_permutation(cache: Cache) -> None:
     plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])[0]["kaggle_spec"].numpy()
     flipped = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(hemisphere_flip=1.0))[0]["kaggle_spec"].numpy()
@@ -76,7 +90,7 @@ def _reference_item(ds: WindowDataset, i: int) -> dict[str, np.ndarray]:
     item = {"eeg": eeg_slice(ds.cache.eeg, eeg_row + int(ds.crop_offset[i]), ds.eeg_lo[i], ds.eeg_hi[i], int(ds.n_times[i]), shift)}
     for name, x in ds.extras.items():
         arr = x.to_input(extra_slice(ds.cache.extra(name), *rows[name], x.window_rows))
-        item[name] = mask_spec(arr, aug) if x.masks else arr
+        item[name] = mask_spec(arr, aug.time_mask, aug.freq_mask, fill=np.nan, max_frac=0.125) if x.masks else arr
     if np.random.rand() < aug.hemisphere_flip:
         item = hemisphere_flip(item, ds.flip_perms, axis=0)
     return {k: np.ascontiguousarray(v) for k, v in item.items()}

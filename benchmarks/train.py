@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from hbac.cache import Cache, prepare
 from hbac.config import DataConfig, ExperimentConfig, from_dict, load_config, to_dict
 from hbac.data.dataset import experiment_dataset, model_n_times
+from hbac.datasets import adapter_for
 from hbac.datasets.synthetic import write_chbmit, write_hms
 from hbac.engine.losses import build_loss
 from hbac.engine.runtime import amp_dtype, grad_scaler, place_model
@@ -38,11 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shapes(cfg: ExperimentConfig) -> tuple[int, float, int]:
     """(n_classes, fs, n_times) of an experiment's model input (`model.window_s` crops the cached window)."""
-    if cfg.data.dataset == "chbmit":
-        fs = cfg.data.eeg.fs or 256.0
-        return 2, fs, model_n_times(cfg, cfg.data.windows.window_s, fs)
-    fs = cfg.data.eeg.fs or 200.0
-    return 6, fs, model_n_times(cfg, cfg.data.eeg_window_s, fs)
+    adapter = adapter_for(cfg.data)
+    fs = cfg.data.eeg.fs or adapter.fs
+    return len(adapter.classes), fs, model_n_times(cfg, adapter.sample_s(cfg.data)[1], fs)
 
 
 def batch_for(cfg: ExperimentConfig, b: int, device: torch.device) -> dict[str, torch.Tensor]:

@@ -18,18 +18,10 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import yaml
 
-from hbac.datasets import adapter_for
+from hbac.datasets import DatasetAdapter, adapter_for
 from hbac.errors import ConfigError
+from hbac.fields import bounded
 from hbac.io import atomic_write_text
-
-
-def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, ge: Optional[float] = None,
-            gt: Optional[float] = None, le: Optional[float] = None, lt: Optional[float] = None) -> Any:
-    """A dataclass field whose value (each item, for a list) is checked against bounds on load."""
-    meta = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"bounds": meta})
-    return field(default=default, metadata={"bounds": meta})
 
 
 # --------------------------------------------------------------------------- data / cache
@@ -59,16 +51,6 @@ class EEGParams:
 
 
 @dataclass
-class WindowParams:
-    """Windowing of long recordings (CHB-MIT); HMS windows come from train.csv offsets."""
-
-    window_s: float = bounded(10.0, gt=0)
-    stride_s: float = bounded(5.0, gt=0)
-    label: Literal["soft", "hard"] = "hard"  # soft = fraction of window in seizure
-    hard_min_overlap: float = bounded(0.5, gt=0, le=1)  # hard label: seizure if overlap fraction >= this
-
-
-@dataclass
 class DataConfig:
     """A cache: which raw data, which split, which preprocessing."""
 
@@ -77,22 +59,27 @@ class DataConfig:
     data_dir: str = "inputs/hms"
     split: Literal["train", "test"] = "train"
     cache_root: str = "inputs/cache"
-    kaggle_spec: bool = True  # HMS: also cache the Kaggle spectrograms
-    eeg_window_s: float = bounded(50.0, gt=0)  # HMS: seconds of EEG per sample
     eeg: EEGParams = field(default_factory=EEGParams)
-    windows: WindowParams = field(default_factory=WindowParams)
-    patients: Optional[list[str]] = None  # CHB-MIT: restrict to these cases (chb01, …)
     allow_missing: bool = False
     skip_unreadable: bool = False  # skip (and count) recordings whose files cannot be read, e.g. at test time
     workers: int = bounded(0, ge=0)  # 0 = all cores
     plugins: list[str] = field(default_factory=list)  # adapter modules to import first: .py paths or dotted names
+    # the dataset's own keys (e.g. HMS `kaggle_spec`), an instance of its adapter's `options` dataclass; in a file
+    # they sit at the top level beside the keys above (`to_dict` writes them back there); None = its defaults
+    options: Any = field(default=None, metadata={"flatten": True})
 
     def __post_init__(self) -> None:
-        """Import `plugins`, then check `dataset` against the registry (ConfigError listing the registered ones)."""
-        try:
-            adapter_for(self)
-        except ConfigError as e:
-            raise ConfigError(f"dataset: {e}" if str(e).startswith("unknown dataset") else str(e)) from None
+        """Import `plugins`, check `dataset` against the registry, default `options` to the adapter's (construction only)."""
+        opts = _adapter(self.dataset, self.plugins).options
+        if self.options is None:
+            self.options = opts()
+        elif type(self.options) is not opts:
+            raise ConfigError(f"options: dataset {self.dataset!r} takes {opts.__qualname__}, got {type(self.options).__qualname__}")
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        """Pickle as the mapping: unpickling imports `plugins` before it rebuilds `options`, whose class may live in a
+        plugin module that a fresh process (a forkserver worker) has not imported yet."""
+        return _data_from_dict, (to_dict(self),)
 
     def cache_dir(self) -> Path:
         return Path(self.cache_root) / self.name
@@ -104,6 +91,8 @@ class DataConfig:
         for k in ("name", "cache_root", "workers", "plugins", "allow_missing", "skip_unreadable"):
             d.pop(k)
         d["data_dir"] = str(Path(self.data_dir).resolve())
+        for k, v in getattr(self.options, "legacy", {}).items():  # keys every dataset once had: caches built before keep their hash
+            d.setdefault(k, v)
         if self.eeg.filter_on == "window":  # applied by the model, not stored in the cache
             d["eeg"].pop("bandpass")
             d["eeg"].pop("notch_hz")
@@ -120,6 +109,54 @@ class DataConfig:
 
     def hash(self) -> str:
         return params_hash(self.hash_params())
+
+
+def _adapter(dataset: Any, plugins: Any, path: str = "") -> DatasetAdapter:
+    """The adapter of `dataset` after importing `plugins`; ConfigError naming `path.dataset` (listing the registered
+    ones) or `path.plugins`."""
+    try:
+        return adapter_for(types.SimpleNamespace(dataset=dataset, plugins=plugins))
+    except ConfigError as e:
+        msg = f"dataset: {e}" if str(e).startswith("unknown dataset") else str(e)
+        raise ConfigError(f"{path}.{msg}" if path and not msg.startswith("$") else msg) from None
+
+
+def _route_options(d: dict[str, Any], path: str) -> dict[str, Any]:
+    """A raw data-config mapping with its dataset's own keys validated into `options` (the adapter's dataclass).
+
+    A key that neither the generic config nor the dataset's options declare is a ConfigError naming the key and
+    the dataset; an old generic key the dataset lists in `options.legacy` is accepted only at that value."""
+    generic = {f.name for f in dataclasses.fields(DataConfig)} - {"options"}
+    dataset = _coerce(d.get("dataset", "hms"), str, _key(path, "dataset"))
+    adapter = _adapter(dataset, _coerce(d.get("plugins", []), list[str], _key(path, "plugins")), path)
+    cls = adapter.options
+    own, legacy = {f.name for f in dataclasses.fields(cls)}, getattr(cls, "legacy", {})
+    kept: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in generic:
+            continue
+        if k in own:
+            kept[k] = v
+        elif k in legacy and deep_update({k: legacy[k]}, {k: v}) == {k: legacy[k]}:
+            continue  # the value every config of this dataset had: it never changed anything
+        elif k in legacy:
+            raise ConfigError(f"{_key(path, k)}: dataset {dataset!r} has no such option (a saved config may give it only as "
+                              f"{legacy[k]!r}, which changes nothing)")
+        else:
+            raise ConfigError(f"unknown key '{_key(path, k)}' for dataset {dataset!r} "
+                              f"(allowed here: {', '.join(sorted(generic | own))})")
+    out = {k: v for k, v in d.items() if k in generic}
+    out["options"] = _build(cls, kept, path)
+    return out
+
+
+def _key(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _data_from_dict(d: dict[str, Any]) -> DataConfig:
+    """A pickled DataConfig back (`DataConfig.__reduce__`)."""
+    return _build(DataConfig, d)
 
 
 # --------------------------------------------------------------------------- experiment
@@ -238,7 +275,7 @@ class ModelConfig:
     # 2d: the image tiles, any of kaggle_spec, eeg_spec, eeg_cwt, eeg_raw2d (hbac.models.spec2d.INPUTS_2D)
     inputs: list[Literal["kaggle_spec", "eeg_spec", "eeg_cwt", "eeg_raw2d"]] = field(default_factory=lambda: ["kaggle_spec", "eeg_spec"])
     # seconds of EEG fed to the model, centred on the label (the labelled part is the central 10 s);
-    # null = the whole cached window (data.eeg_window_s). TTA offsets shift this crop.
+    # null = the whole cached window (e.g. HMS data.eeg_window_s). TTA offsets shift this crop.
     window_s: Optional[float] = bounded(None, gt=0)
     spec: SpecParams = field(default_factory=SpecParams)
     cwt: CWTParams = field(default_factory=CWTParams)
@@ -500,7 +537,14 @@ def params_hash(d: dict[str, Any]) -> str:
 def to_dict(obj: Any) -> Any:
     """Dataclass → plain dict (recursively), suitable for YAML/JSON."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            v = to_dict(getattr(obj, f.name))
+            if f.metadata.get("flatten"):  # DataConfig.options: its keys sit beside the generic ones
+                out.update(v or {})
+            else:
+                out[f.name] = v
+        return out
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -586,6 +630,9 @@ def _check_bounds(value: Any, bounds: dict[str, float], key: str) -> None:
 
 
 def _build(cls: type, d: dict[str, Any], path: str = "") -> Any:
+    """Validate mapping `d` into dataclass `cls` (fields' types and bounds, then CHECKS); errors name `path.key`."""
+    if cls is DataConfig:
+        d = _route_options(d, path)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(fields))
@@ -623,8 +670,9 @@ def from_dict(cls: type, d: dict[str, Any], source: str = "<dict>") -> Any:
 def check_experiment(cfg: ExperimentConfig) -> None:
     """Checks across keys that types alone cannot express; a ConfigError names the key."""
     m, t = cfg.model, cfg.train
-    if m.window_s is not None and not 0 < m.window_s <= cfg.data.eeg_window_s:
-        raise ConfigError(f"model.window_s: {m.window_s} must be > 0 and <= data.eeg_window_s ({cfg.data.eeg_window_s})")
+    sample = _adapter(cfg.data.dataset, cfg.data.plugins).sample_s(cfg.data)  # (key, seconds) of every cached sample
+    if m.window_s is not None and sample is not None and not m.window_s <= sample[1]:
+        raise ConfigError(f"model.window_s: {m.window_s} must be <= data.{sample[0]} ({sample[1]}), the cached window")
     if not cfg.tta.offsets_s:
         raise ConfigError("tta.offsets_s: needs at least one offset (0 = the centre)")
     if t.seeds is not None and (not t.seeds or len(set(t.seeds)) != len(t.seeds)):

@@ -113,7 +113,7 @@ def test_preprocessing_and_windows_match_the_training_cache(chbmit_run):
     cached = np.asarray(cache.eeg[rec["eeg_start"] : rec["eeg_start"] + rec["eeg_len"]]).T
     assert x.shape == cached.shape and np.allclose(x, cached, atol=1e-3)
     rows = cache.samples[cache.samples["recording_id"] == rid]
-    w = chbmit_run.data.windows
+    w = chbmit_run.data.options.windows
     assert np.allclose(window_starts(x.shape[1] / cache.fs, w.window_s, w.stride_s), rows["start_s"].to_numpy())
 
 

@@ -71,7 +71,7 @@ def test_new_families_train(config, synth_hms, root):
     best = [fold / f"seed{s}" / "best.pt" for s in seeds] if seeds else [fold / "best.pt"]
     ck = load_checkpoint(best[0])
     # the model's window: its centre crop (model.window_s) or else the whole cached window (data.eeg_window_s), at 200 Hz
-    assert ck["n_times"] == round((cfg.model.window_s or cfg.data.eeg_window_s) * 200)
+    assert ck["n_times"] == round((cfg.model.window_s or cfg.data.options.eeg_window_s) * 200)
     assert moved(weights(best[0]), initial_weights(from_dict(ExperimentConfig, ck["config"]), ck)) > 1e-4
     if seeds:  # two seeds: two different models, fold OOF = their mean
         assert moved(weights(best[0]), weights(best[1])) > 1e-4

@@ -21,7 +21,9 @@ import hbac
 # label": segments/<id>.npy (n_times,) µV at 100 Hz, labels.csv (segment, subject, label 0/1).
 ADAPTER = '''
 """Single-channel EEG segments: data_dir/segments/<segment>.npy + data_dir/labels.csv."""
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -32,14 +34,22 @@ FS = 100.0  # Hz
 SEGMENT_S = 8.0  # seconds per segment
 
 
+@dataclass
+class SegmentsOptions:
+    subjects: Optional[list[str]] = None  # a data-config key of this dataset: only these subjects (null: all)
+
+
 class SegmentsAdapter(DatasetAdapter):
     name = "segments"
     task = "seizure"  # binary: the same classes as CHB-MIT
     classes = ["background", "seizure"]
     fs = FS
+    options = SegmentsOptions
 
     def table(self, cfg):
         labels = pd.read_csv(Path(cfg.data_dir) / "labels.csv")
+        if cfg.options.subjects is not None:
+            labels = labels[labels["subject"].isin(cfg.options.subjects)]
         y = labels["label"].to_numpy(np.float64)
         return pd.DataFrame({
             "sample_id": labels["segment"],
@@ -90,13 +100,14 @@ def write_segments(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def hbac_cli(args: list[str], cwd: Path) -> str:
-    """`python -m hbac ARGS` in a fresh process (this tree's package first on the path); returns stdout."""
+def hbac_cli(args: list[str], cwd: Path, ok: bool = True) -> str:
+    """`python -m hbac ARGS` in a fresh process (this tree's package first on the path); returns stdout, or stderr
+    of a run expected to fail (`ok=False`)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(hbac.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "hbac", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, f"python -m hbac {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr[-4000:]}"
-    return r.stdout
+    assert (r.returncode == 0) == ok, f"python -m hbac {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr[-4000:]}"
+    return r.stdout if ok else r.stderr
 
 
 def test_a_third_dataset_from_one_module_runs_through_the_cli(tmp_path: Path) -> None:
@@ -111,6 +122,7 @@ def test_a_third_dataset_from_one_module_runs_through_the_cli(tmp_path: Path) ->
             "name": "segments", "dataset": "segments", "data_dir": str(data), "cache_root": "inputs/cache",
             "plugins": [str(adapter)], "eeg": {"montage": "raw", "bandpass": [0.5, 30.0]},
             "workers": 2,  # a process pool: the workers import the plugin themselves
+            "subjects": [f"subj{s}" for s in range(N_SUBJECTS - 1)],  # the adapter's own option: one subject left out
         },
         "folds": {"n_folds": 2, "seed": 0, "scheme": "group"},
         "model": {"kind": "1d", "oned": {"channels": [8, 16], "kernel_size": 7, "blocks_per_stage": 1, "downsample": 4,
@@ -119,11 +131,18 @@ def test_a_third_dataset_from_one_module_runs_through_the_cli(tmp_path: Path) ->
     }
     (tmp_path / "segments.yaml").write_text(yaml.safe_dump(exp, sort_keys=False))
 
+    # the adapter's option is validated like every key: a wrong type or an undeclared key names the key and the dataset
+    for bad, message in (("data.subjects=subj0", "data.subjects: expected a list"),
+                         ("data.patients=[subj0]", "unknown key 'data.patients' for dataset 'segments'")):
+        err = hbac_cli(["prepare", "segments.yaml", "--set", bad], tmp_path, ok=False)
+        assert message in err, err
+
     out = hbac_cli(["prepare", "segments.yaml"], tmp_path)
     cache = tmp_path / "inputs" / "cache" / "segments"
     assert "cache ready" in out and (cache / "eeg.npy").is_file()
     meta = json.loads((cache / "meta.json").read_text())
-    n = N_SUBJECTS * PER_SUBJECT
+    n = (N_SUBJECTS - 1) * PER_SUBJECT  # subjects: the last one left out
+    assert meta["params"]["subjects"] == exp["data"]["subjects"]  # in the cache hash, at the data config's top level
     assert meta["dataset"] == "segments" and meta["n_samples"] == n and meta["channels"] == ["EEG"]
     assert meta["eeg_shape"] == [n * int(FS * SEGMENT_S), 1] and meta["extras"] == {} and meta["skipped"] == {}
     assert meta["workers"] == 2 and meta["task"] == "seizure"  # read by 2 worker processes, each importing the plugin

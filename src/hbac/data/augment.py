@@ -1,14 +1,21 @@
-"""Augmentations: the hemisphere flip (one copy for the data path and the batched/GPU path), spectrogram masks, mixup."""
+"""Augmentations, one copy each for the data path (numpy, one item) and the batched/GPU path (torch, in the
+model or the trainer): the hemisphere flip, time/frequency spectrogram masks, mixup.
+
+Light on purpose (numpy, torch, `signals.montage`): `hbac.models` imports it for the in-model masks.
+"""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
 
-from hbac.config import AugmentConfig
-from hbac.datasets import ExtraInput
 from hbac.signals.montage import flip_permutation
+
+if TYPE_CHECKING:  # annotations only: importing the dataset registry here would make models pull it in
+    from hbac.datasets import ExtraInput
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 def flip_perms(channels: Sequence[str], extras: Iterable[ExtraInput] = ()) -> dict[str, np.ndarray]:
@@ -47,24 +54,58 @@ def hemisphere_flip(arrays: Mapping[str, Any], perms: Mapping[str, np.ndarray], 
     return out
 
 
-def mask_spec(spec: np.ndarray, aug: AugmentConfig, fill: float = float("nan")) -> np.ndarray:
-    """SpecAugment-style masks on a (R, F, T) image: one time and one frequency band set to `fill`.
+def span_mask(x: ArrayT, prob: float, axis: int, fill: float, *, max_frac: float = 0.1, batched: bool = False,
+              rng: Optional[np.random.Generator] = None) -> ArrayT:
+    """With probability `prob` per sample, set one random band of `axis` to `fill` (the same band on every other axis).
 
-    The dataset holds raw Kaggle power, so the default fill is NaN ("no data"): the model's
-    normalisation (`hbac.models.inputs.normalise_kaggle_spec`) leaves it out of the image's
-    statistics and sets it to 0, the image mean, as the starter notebook does for missing values.
+    x: numpy or torch (on any device); one item (`batched=False`, e.g. (R, F, T)) or a batch (`batched=True`,
+    (B, ..., F, T): one draw per sample). The band is 1 … ⌊max_frac·n⌋ + 1 wide, n = x.shape[axis]. Draws: 3
+    uniforms per sample (width, start, apply) from `rng`, so a numpy and a torch input mask the same band for
+    the same generator state; rng None: the global state the trainer reseeds every epoch (numpy's for an
+    array, torch's on the tensor's device for a tensor).
+    prob 0 returns `x` itself and draws nothing; otherwise a new array/tensor of x's dtype.
     """
-    spec = spec.copy()
-    _, f, t = spec.shape
-    if aug.time_mask > 0 and np.random.rand() < aug.time_mask:
-        w = np.random.randint(1, max(2, t // 8))
-        s = np.random.randint(0, t - w)
-        spec[:, :, s : s + w] = fill
-    if aug.freq_mask > 0 and np.random.rand() < aug.freq_mask:
-        w = np.random.randint(1, max(2, f // 8))
-        s = np.random.randint(0, f - w)
-        spec[:, s : s + w, :] = fill
-    return spec
+    if prob <= 0:
+        return x
+    ndim = x.ndim
+    ax = axis % ndim
+    if batched and ax == 0:
+        raise ValueError("span_mask: axis 0 is the batch axis")
+    n, b = int(x.shape[ax]), int(x.shape[0]) if batched else 1
+    shape = [1] * ndim
+    shape[ax] = n
+    if batched:
+        shape[0] = b
+    if isinstance(x, torch.Tensor):
+        if rng is None:  # torch's global generator on x's device: no host round trip on a GPU
+            u = torch.stack([torch.rand(b, device=x.device) for _ in range(3)], dim=1)
+        else:
+            u = torch.from_numpy(rng.random((b, 3))).to(x.device)
+        return x.masked_fill(_band(u, n, prob, max_frac, torch.arange(n, device=x.device)).reshape(shape), fill)
+    u = rng.random((b, 3)) if rng is not None else np.random.random((b, 3))
+    out = np.array(x, copy=True)
+    np.copyto(out, fill, where=_band(u, n, prob, max_frac, np.arange(n)).reshape(shape), casting="unsafe")
+    return out
+
+
+def _band(u: Any, n: int, prob: float, max_frac: float, pos: Any) -> Any:
+    """(b, 3) uniforms (width, start, apply) → (b, n) bool band, numpy or torch alike (u's library and dtype)."""
+    floor = torch.floor if isinstance(u, torch.Tensor) else np.floor
+    width = (floor(u[:, 0] * (max_frac * n)) + 1).clip(max=n)
+    start = floor(u[:, 1] * (n - width + 1))
+    return (pos >= start[:, None]) & (pos < (start + width)[:, None]) & (u[:, 2:] < prob)
+
+
+def mask_spec(x: ArrayT, time_prob: float, freq_prob: float, fill: float, *, max_frac: float = 0.1,
+              batched: bool = False, rng: Optional[np.random.Generator] = None) -> ArrayT:
+    """SpecAugment: one time band (last axis), then one frequency band (second last) set to `fill` (`span_mask`).
+
+    The data path masks the raw Kaggle spectrogram item (R, F, T) with fill NaN ("no data": the model's
+    `normalise_kaggle_spec` leaves it out of the image statistics and sets it to 0, the image mean); the
+    2D model masks its own normalised EEG spectrogram batch (B, C, F, T) with fill 0.
+    """
+    x = span_mask(x, time_prob, -1, fill, max_frac=max_frac, batched=batched, rng=rng)
+    return span_mask(x, freq_prob, -2, fill, max_frac=max_frac, batched=batched, rng=rng)
 
 
 def mixup(batch: dict[str, torch.Tensor], alpha: float, generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:

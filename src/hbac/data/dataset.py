@@ -166,7 +166,8 @@ class WindowDataset(Dataset):
             arr = extra_slice(self.cache.extra(name), row, hi, x.window_rows)
             arr = x.to_input(arr) if x.to_input is not None else arr
             if aug is not None and x.masks:
-                arr = mask_spec(arr, aug)
+                # raw power: NaN = "no data" until the model normalises it; bands up to 1/8 of an axis
+                arr = mask_spec(arr, aug.time_mask, aug.freq_mask, fill=np.nan, max_frac=0.125)
                 if self.albu is not None:
                     arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
             item[name] = arr

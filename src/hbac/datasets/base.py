@@ -5,6 +5,7 @@ An adapter is one module that subclasses `DatasetAdapter` and calls
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -49,6 +50,22 @@ class ExtraInput:
     masks: bool = False  # time/frequency masks (augment.time_mask/freq_mask) apply: a (C, F, T) image
 
 
+@dataclass
+class NoOptions:
+    """The options of an adapter that declares none: its data configs take only the generic keys.
+
+    An adapter's options class is a dataclass like this one (fields typed, bounds with
+    `hbac.fields.bounded`), named by `DatasetAdapter.options`. Its fields are written at the top
+    level of the data config, beside the generic keys, and validated like them on load
+    (`hbac.config`); the validated object is `DataConfig.options`. `legacy` lists keys the generic
+    data config once carried for every dataset: a file (or a saved run's config) may still give one,
+    with exactly that value, which changes nothing; hash_params adds them so older caches keep their hash
+    (optional: an options class without `legacy` has none).
+    """
+
+    legacy: ClassVar[dict[str, Any]] = {}
+
+
 @dataclass(frozen=True)
 class SynthOptions:
     """`hbac synth` options; a synthetic writer uses those that fit its layout (the others are ignored)."""
@@ -66,7 +83,8 @@ class DatasetAdapter(ABC):
     """One raw dataset layout → the common sample table and a signal reader.
 
     Required: `name` (the config's `dataset:` value), `task` (one of `TASKS`), `classes`,
-    `table`, `channels`, `path`, `read`. Optional hooks have defaults: `n_times` reads the
+    `table`, `channels`, `path`, `read`. Optional hooks have defaults: `options` (the dataclass of
+    the dataset's own config keys, `cfg.options`) is `NoOptions`, `sample_s` is None, `n_times` reads the
     signal (override it with a header-only read), `missing_reason` says nothing is wrong,
     `extra_inputs` is empty, `fs` (native Hz, used only for an empty cache) is None, `synthetic`
     (the writer `hbac synth` calls) is None.
@@ -77,6 +95,7 @@ class DatasetAdapter(ABC):
     classes: ClassVar[Sequence[str]]
     fs: ClassVar[Optional[float]] = None
     extra_inputs: ClassVar[Sequence[ExtraInput]] = ()
+    options: ClassVar[type] = NoOptions  # the dataclass of this dataset's own data-config keys (see NoOptions)
     # "module:function" writing this layout for `hbac synth`, called as function(out: Path, opts: SynthOptions);
     # a name, not the function: synthetic writers import their adapter's layout constants (imported when used)
     synthetic: ClassVar[Optional[str]] = None
@@ -101,6 +120,12 @@ class DatasetAdapter(ABC):
         """(n_times, fs Hz) of a recording; this default reads the whole signal."""
         x, fs = self.read(cfg, recording_id)
         return int(x.shape[1]), float(fs)
+
+    def sample_s(self, cfg: DataConfig) -> Optional[tuple[str, float]]:
+        """(data-config key, seconds) of every cached sample when they all have that length, else None.
+
+        Experiment configs check `model.window_s` (a centred crop) against it on load."""
+        return None
 
     def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
         """Why a recording cannot be used (treated like a missing file by `prepare`), or None."""
@@ -129,6 +154,9 @@ def check_adapter(adapter: Any) -> None:
     synth = getattr(adapter, "synthetic", None)
     if synth is not None and (not isinstance(synth, str) or not re.fullmatch(r"[\w.]+:\w+", synth)):
         raise TypeError(f"dataset {name!r}: `synthetic` must be 'module:function', got {synth!r}")
+    opts = getattr(adapter, "options", None)
+    if not (isinstance(opts, type) and dataclasses.is_dataclass(opts)):
+        raise TypeError(f"dataset {name!r}: `options` must be a dataclass type (hbac.datasets.base.NoOptions: none), got {opts!r}")
     seen: set[str] = {"eeg"}
     for e in adapter.extra_inputs:
         if not isinstance(e, ExtraInput):

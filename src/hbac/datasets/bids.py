@@ -139,10 +139,10 @@ def _duration(rec: BIDSRecording, tsv_duration: Optional[float]) -> Optional[flo
 
 def build_table(cfg: DataConfig) -> pd.DataFrame:
     """Windows of every recording labelled from its events.tsv (a missing events file: seizure-free, warned)."""
-    w = cfg.windows
+    w = cfg.options.windows
     parts = []
     t_subject: dict[str, float] = {}
-    for rec in find_recordings(cfg.data_dir, cfg.patients):
+    for rec in find_recordings(cfg.data_dir, cfg.options.patients):
         if rec.events.exists():
             seizures, tsv_dur = parse_events_tsv(rec.events)
         else:
@@ -178,7 +178,7 @@ class BIDSAdapter(EDFMontageAdapter):
     fs = 256.0
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
-        """Windows of every recording (subjects: `cfg.patients`, default all); group = subject; rec_start_s:
+        """Windows of every recording (subjects: `cfg.options.patients`, default all); group = subject; rec_start_s:
         the subject's runs back to back in name order."""
         return build_table(cfg)
 

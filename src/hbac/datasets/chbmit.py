@@ -2,8 +2,8 @@
 
 Real layout (PhysioNet `chbmit/1.0.0`): `data_dir/chbNN/chbNN_MM.edf` and
 `data_dir/chbNN/chbNN-summary.txt` (a summary at `data_dir/chbNN-summary.txt` is
-accepted too). Each EDF file is cut into windows of `cfg.windows.window_s` seconds
-every `cfg.windows.stride_s` seconds; the label is the fraction of the window inside
+accepted too). Each EDF file is cut into windows of `cfg.options.windows.window_s` seconds
+every `cfg.options.windows.stride_s` seconds; the label is the fraction of the window inside
 a seizure (`soft`), or 1/0 by `hard_min_overlap` (`hard`). Classes are
 `["background", "seizure"]`.
 
@@ -405,7 +405,7 @@ class CHBMITAdapter(EDFMontageAdapter):
     fs = CHBMIT_FS
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
-        """All windows of every file of `cfg.patients` (all patients if unset) as the sample table.
+        """All windows of every file of `cfg.options.patients` (all patients if unset) as the sample table.
 
         Columns: sample_id ('chb01_03_002990.0'), recording_id ('chb01_03'), group ('chb01'),
         start_s, duration_s, background_vote, seizure_vote, n_votes (1), seizure_overlap
@@ -413,8 +413,8 @@ class CHBMITAdapter(EDFMontageAdapter):
         file, from summary clock times; previous file's end where times are absent).
         `cfg.split` is ignored: CHB-MIT has no test split.
         """
-        w = cfg.windows
-        return build_table(cfg.data_dir, cfg.patients, w.window_s, w.stride_s, w.label, w.hard_min_overlap)
+        w = cfg.options.windows
+        return build_table(cfg.data_dir, cfg.options.patients, w.window_s, w.stride_s, w.label, w.hard_min_overlap)
 
     def path(self, cfg: DataConfig, recording_id: Any) -> Path:
         """`data_dir/chbNN/chbNN_MM.edf`."""

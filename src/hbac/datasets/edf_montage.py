@@ -11,8 +11,9 @@ Channels are picked by name into a fixed bipolar montage: exact names first, the
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pandas as pd
 from hbac.datasets.base import DataConfig, DatasetAdapter
 from hbac.datasets.edf import EDFRecording, read_edf
 from hbac.errors import DataError
+from hbac.fields import bounded
 from hbac.signals.filters import resample
 from hbac.signals.montage import montage_names, montage_pairs
 
@@ -181,6 +183,37 @@ def recording_windows(recording_id: str, group: str, duration_s: float, seizures
     })
 
 
+# --------------------------------------------------------------------------- options
+
+
+@dataclass
+class WindowParams:
+    """Sliding windows cut from each long recording, labelled by their seizure overlap."""
+
+    window_s: float = bounded(10.0, gt=0)
+    stride_s: float = bounded(5.0, gt=0)
+    label: Literal["soft", "hard"] = "hard"  # soft = fraction of window in seizure
+    hard_min_overlap: float = bounded(0.5, gt=0, le=1)  # hard label: seizure if overlap fraction >= this
+
+
+@dataclass
+class WindowedOptions:
+    """Data-config keys of the EDF seizure datasets (`cfg.options`), at the top level of a data config."""
+
+    windows: WindowParams = field(default_factory=WindowParams)
+    patients: Optional[list[str]] = None  # restrict to these patients / subjects (e.g. chb01); null = all
+    # the old generic HMS keys, at the values the shipped configs of these datasets had (NoOptions.legacy)
+    legacy: ClassVar[dict[str, Any]] = {"kaggle_spec": False, "eeg_window_s": 50.0}
+
+
+def sliding_windows(cfg: DataConfig) -> WindowParams:
+    """The sliding-window settings of a data config (detection on whole recordings needs them); ValueError if none."""
+    w = getattr(cfg.options, "windows", None)
+    if not isinstance(w, WindowParams):
+        raise ValueError(f"dataset {cfg.dataset!r} has no sliding windows (data `windows:`); whole-recording detection needs them")
+    return w
+
+
 # --------------------------------------------------------------------------- adapter base
 
 
@@ -193,6 +226,11 @@ class EDFMontageAdapter(DatasetAdapter):
 
     task = "seizure"
     classes = SEIZURE_CLASSES
+    options = WindowedOptions
+
+    def sample_s(self, cfg: DataConfig) -> Optional[tuple[str, float]]:
+        """Every sample is one `windows.window_s` window."""
+        return "windows.window_s", float(cfg.options.windows.window_s)
 
     def channels(self, cfg: DataConfig) -> list[str]:
         """Channel names of the cached signal: the configured bipolar montage (`chbmit_banana`: 18 pairs, `tcp`: 22)."""

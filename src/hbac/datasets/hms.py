@@ -1,8 +1,9 @@
 """HMS adapter: `train.csv`/`test.csv` → the common sample table; parquet readers."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from hbac.datasets.kaggle_spec import (
 )
 from hbac.datasets.parquet import parquet_num_rows
 from hbac.errors import DataError
+from hbac.fields import bounded
 from hbac.signals.montage import (
     HMS_EEG_CHANNELS,
     SPEC_REGIONS,
@@ -267,6 +269,18 @@ def find_kaggle_dir(default: Optional[str] = None) -> Optional[Path]:
 # --------------------------------------------------------------------------- adapter
 
 
+@dataclass
+class HMSOptions:
+    """HMS data-config keys (`cfg.options`), written at the top level of a data config."""
+
+    kaggle_spec: bool = True  # also cache the Kaggle spectrograms (the `kaggle_spec` extra input)
+    eeg_window_s: float = bounded(50.0, gt=0)  # seconds of EEG per sample, centred on the labelled 50 s window
+    # the old generic CHB-MIT keys, at the values every HMS config had (NoOptions.legacy)
+    legacy: ClassVar[dict[str, Any]] = {
+        "windows": {"window_s": 10.0, "stride_s": 5.0, "label": "hard", "hard_min_overlap": 0.5}, "patients": None,
+    }
+
+
 KAGGLE_SPEC = ExtraInput(
     name="kaggle_spec",
     stem="spec",  # spec.npy, specs.csv, samples.spec_row
@@ -277,7 +291,7 @@ KAGGLE_SPEC = ExtraInput(
     path=lambda cfg, sid: spec_path(cfg.data_dir, int(sid), cfg.split),
     n_rows=eeg_n_rows,
     read=read_spectrogram,
-    enabled=lambda cfg: bool(cfg.kaggle_spec),
+    enabled=lambda cfg: bool(cfg.options.kaggle_spec),
     switch="kaggle_spec",
     to_input=kaggle_spec_regions,  # raw power, layout only: models normalise it on their device (hbac.models.inputs)
     flip=tuple(int(i) for i in flip_permutation(SPEC_REGIONS)),
@@ -295,19 +309,24 @@ class HMSAdapter(DatasetAdapter):
     classes = HMS_CLASSES
     fs = HMS_FS
     extra_inputs = (KAGGLE_SPEC,)
+    options = HMSOptions
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
         """All windows of the split as the common sample table.
 
-        `cfg.eeg_window_s` seconds per window, centred on the labelled 50 s window (whose middle
+        `cfg.options.eeg_window_s` seconds per window, centred on the labelled 50 s window (whose middle
         10 s the experts annotated), so a shorter window keeps the annotated part.
         """
         table = load_table(cfg.data_dir, cfg.split)
-        w = float(cfg.eeg_window_s)
+        w = float(cfg.options.eeg_window_s)
         if abs(w - HMS_EEG_WINDOW_S) > 1e-9:
             table["start_s"] = table["start_s"] + (HMS_EEG_WINDOW_S - w) / 2
             table["duration_s"] = w
         return table
+
+    def sample_s(self, cfg: DataConfig) -> Optional[tuple[str, float]]:
+        """Every sample is `eeg_window_s` long."""
+        return "eeg_window_s", float(cfg.options.eeg_window_s)
 
     def channels(self, cfg: DataConfig) -> list[str]:
         """Channel names of the cached signal (montage names)."""

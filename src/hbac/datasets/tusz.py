@@ -155,10 +155,10 @@ def find_files(data_dir: str | Path, subjects: Optional[Sequence[str]] = None) -
 
 def build_table(cfg: DataConfig) -> pd.DataFrame:
     """Windows of every EDF labelled from its annotations; a file without annotations is skipped (warned)."""
-    w = cfg.windows
+    w = cfg.options.windows
     parts = []
     t_subject: dict[str, float] = {}
-    files = find_files(cfg.data_dir, cfg.patients)
+    files = find_files(cfg.data_dir, cfg.options.patients)
     for f in files:
         ann_path = annotation_path(f.edf)
         if ann_path is None:
@@ -203,7 +203,7 @@ class TUSZAdapter(EDFMontageAdapter):
     fs = 256.0
 
     def table(self, cfg: DataConfig) -> pd.DataFrame:
-        """Windows of every file (subjects: `cfg.patients`); group = subject; `tusz_split` = train/dev/eval."""
+        """Windows of every file (subjects: `cfg.options.patients`); group = subject; `tusz_split` = train/dev/eval."""
         _need_fs(cfg)
         return build_table(cfg)
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import signal as sps
 
 from hbac.explain.common import plt
-from hbac.models.spec2d import chain_indices
+from hbac.signals.montage import chain_indices
 from hbac.signals.montage import SPEC_REGIONS
 
 SPEC_FMAX_HZ = 20.0  # the spectrogram panel shows 0–20 Hz, where HMS patterns and most seizure rhythms live

@@ -20,6 +20,7 @@ import torch
 
 from hbac.data.augment import hemisphere_flip
 from hbac.data.dataset import cache_flip_perms, model_extras
+from hbac.datasets.edf_montage import sliding_windows
 from hbac.explain.actmax import band_limit, input_shapes, maximise
 from hbac.explain.common import (
     Fold,
@@ -218,7 +219,7 @@ def _rows(f: Fold, exp_dir: Path, data_dir: Optional[str], edf: Optional[str]) -
     """(OOF-like table, matching cache rows, notes) of the rows to explain."""
     if edf is not None:
         x, names = read_preprocessed(Path(edf), f.cfg.data, f.fs)
-        w = f.cfg.data.windows
+        w = sliding_windows(f.cfg.data)
         f.cache = recording_cache(Path(edf), x, f.fs, names, f.classes, w.window_s, w.stride_s, dataset=f.cfg.data.dataset)
         table = f.cache.samples
         return _oof_like(f, table, predict_rows(f, table)), table, {"rows": "edf", "edf": str(edf)}

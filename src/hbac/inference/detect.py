@@ -38,7 +38,7 @@ from hbac.data.dataset import (
     model_n_times,
 )
 from hbac.datasets.edf import read_edf
-from hbac.datasets.edf_montage import read_any_edf, resolve_montage
+from hbac.datasets.edf_montage import read_any_edf, resolve_montage, sliding_windows
 from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
@@ -278,7 +278,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
         ckpt = load_checkpoint(path, map_location="cpu")
         cfg = _member_config(exp_dir, ckpt, path)
         fs = float(ckpt["fs"])
-        w = cfg.data.windows
+        w = sliding_windows(cfg.data)
         key = params_hash({"eeg": to_dict(cfg.data.eeg), "fs": fs, "window_s": w.window_s, "stride_s": w.stride_s,
                            "classes": list(ckpt["classes"]), "edf": str(Path(edf).resolve())})
         if key not in memo:

@@ -57,6 +57,16 @@ class FoldAverage(nn.Module):
         return total / (len(self.models) * len(views))
 
 
+def _window(cfg: ExperimentConfig, ckpt: dict[str, Any]) -> tuple[int, float, float]:
+    """(model input samples, window s, stride s) a stream is cut into: the data's sliding windows (EDF seizure
+    datasets), else back-to-back windows of the checkpoint's input length."""
+    fs, w = float(ckpt["fs"]), getattr(cfg.data.options, "windows", None)
+    if w is None:
+        n_times = int(ckpt["n_times"])
+        return n_times, n_times / fs, n_times / fs
+    return int(ckpt.get("n_times") or round(w.window_s * fs)), float(w.window_s), float(w.stride_s)
+
+
 def load_folds(exp_dir: Path) -> tuple[FoldAverage, dict[str, Any]]:
     """The trained folds of an experiment as one eval-mode `FoldAverage` and the metadata inference needs."""
     models, meta = [], {}
@@ -72,10 +82,10 @@ def load_folds(exp_dir: Path) -> tuple[FoldAverage, dict[str, Any]]:
                         fs=float(ckpt["fs"]), n_times=ckpt.get("n_times"), window_filter=ckpt.get("window_filter"))
         m.load_state_dict(ckpt["model"])
         models.append(m.eval())
-        n_times = int(ckpt.get("n_times") or round(cfg.data.windows.window_s * float(ckpt["fs"])))
+        n_times, window_s, stride_s = _window(cfg, ckpt)
         meta = {"experiment": exp_dir.name, "classes": list(ckpt["classes"]), "channels": list(ckpt["channels"]),
-                "fs": float(ckpt["fs"]), "n_times": n_times, "window_s": cfg.data.windows.window_s,
-                "stride_s": cfg.data.windows.stride_s, "data": to_dict(cfg.data), "tta_flip": bool(cfg.tta.hemisphere_flip)}
+                "fs": float(ckpt["fs"]), "n_times": n_times, "window_s": window_s,
+                "stride_s": stride_s, "data": to_dict(cfg.data), "tta_flip": bool(cfg.tta.hemisphere_flip)}
     meta["folds"] = len(models)
     scores = exp_dir / "scores.json"
     post = read_json(scores).get("postprocessing") if scores.exists() else None

@@ -1,4 +1,4 @@
-"""Model builders: a registry keyed by `ModelConfig.kind`, no `eval`.
+"""Model builders: a registry keyed by `ModelConfig.kind` (each class imported on first use), no `eval`.
 
 Every model maps a batch dict (`eeg` (B, C, T) float32 µV, optionally `kaggle_spec`
 (B, 4, 100, 300) float32 raw power, NaN past a file's end) to logits (B, n_classes). Its
@@ -9,30 +9,34 @@ caches built with eeg.filter_on: window, and the Kaggle spectrogram normalisatio
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Callable, Optional, Sequence
 
 import torch.nn as nn
 
 from hbac.config import ModelConfig
-from hbac.models.eeg1d import EEG1DModel
-from hbac.models.effnet1d import EfficientNet1DModel
 from hbac.models.layers import GeM
-from hbac.models.multimodal import MultimodalModel
-from hbac.models.spec2d import Spec2DModel
-from hbac.models.wavenet import WaveNetModel
 
 log = logging.getLogger(__name__)
 
 ModelBuilder = Callable[..., nn.Module]
 
-MODELS: dict[str, ModelBuilder] = {
-    "2d": Spec2DModel,
-    "1d": EEG1DModel,
-    "wavenet": WaveNetModel,
-    "effnet1d": EfficientNet1DModel,
-    "multimodal": MultimodalModel,
+# kind → "module:class", imported on first use: the 2D families pull timm (and with it torchvision and
+# torch._dynamo, about 3.5 s), which an ensemble of 1D models never needs (`python submit.py` start-up)
+MODELS: dict[str, str] = {
+    "2d": "hbac.models.spec2d:Spec2DModel",
+    "1d": "hbac.models.eeg1d:EEG1DModel",
+    "wavenet": "hbac.models.wavenet:WaveNetModel",
+    "effnet1d": "hbac.models.effnet1d:EfficientNet1DModel",
+    "multimodal": "hbac.models.multimodal:MultimodalModel",
 }
+
+
+def model_class(kind: str) -> ModelBuilder:
+    """The model class registered for `kind` (its module imported now)."""
+    module, name = MODELS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_model(
@@ -56,7 +60,7 @@ def build_model(
         raise ValueError(f"build_model: n_classes must be >= 2, got {n_classes}")
     if not channels:
         raise ValueError("build_model: empty channel list")
-    model = MODELS[cfg.kind](cfg, n_classes, list(channels), float(fs), n_times, window_filter=window_filter)
+    model = model_class(cfg.kind)(cfg, n_classes, list(channels), float(fs), n_times, window_filter=window_filter)
     log.info(
         "model %s%s: %s parameters", cfg.kind, f" ({cfg.backbone})" if cfg.kind in ("2d", "multimodal") else "", f"{count_parameters(model):,}"
     )
@@ -72,10 +76,6 @@ __all__ = [
     "MODELS",
     "build_model",
     "count_parameters",
+    "model_class",
     "GeM",
-    "Spec2DModel",
-    "EEG1DModel",
-    "WaveNetModel",
-    "EfficientNet1DModel",
-    "MultimodalModel",
 ]

@@ -1,4 +1,4 @@
-"""Building blocks shared by the models: pooling layers, spectrogram masks (the hemisphere flip: `hbac.data.augment`)."""
+"""Building blocks shared by the models: pooling layers (the hemisphere flip and spectrogram masks: `hbac.data.augment`)."""
 from __future__ import annotations
 
 import torch
@@ -52,26 +52,3 @@ class GRUPool1d(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             h, _ = self.gru(x.float().transpose(1, 2))  # (B, T, 2 * hidden)
         return torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=1)
-
-
-# --------------------------------------------------------------------------- spectrogram masks
-
-
-def random_axis_mask(x: torch.Tensor, prob: float, axis: int, max_frac: float = 0.1) -> torch.Tensor:
-    """SpecAugment-style mask: with probability `prob` per sample, zero one random band of `axis`.
-
-    x: (B, ..., H, W) spectrogram; axis -1 = time, -2 = frequency; the band is at most
-    `max_frac` of the axis and shared by all channels of a sample.
-    """
-    if prob <= 0:
-        return x
-    b, n = x.shape[0], x.shape[axis]
-    dev = x.device
-    width = (torch.rand(b, device=dev) * max_frac * n).long() + 1
-    start = (torch.rand(b, device=dev) * (n - width + 1).float()).long()
-    pos = torch.arange(n, device=dev)
-    band = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + width)[:, None])  # (B, n)
-    band &= (torch.rand(b, device=dev) < prob)[:, None]
-    shape = [b] + [1] * (x.dim() - 1)
-    shape[axis if axis >= 0 else x.dim() + axis] = n
-    return x.masked_fill(band.reshape(shape), 0.0)

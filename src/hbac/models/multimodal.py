@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -46,9 +47,9 @@ class MultimodalModel(nn.Module):
         """Grad-CAM targets (hbac.explain) of both branches: {"2d": …, "1d": …}."""
         return {**self.spec2d.cam_layers(), **self.eeg1d.cam_layers()}
 
-    def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0) -> None:
-        """Spectrogram masks of the 2D branch (training mode only)."""
-        self.spec2d.set_spec_augment(time_mask, freq_mask)
+    def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0, rng: Optional[np.random.Generator] = None) -> None:
+        """Spectrogram masks of the 2D branch (training mode only; `Spec2DModel.set_spec_augment`)."""
+        self.spec2d.set_spec_augment(time_mask, freq_mask, rng)
 
     def forward_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch after `input_stage` → concatenated features (B, F2 + F1), fp32."""

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import timm
 import torch
 import torch.nn as nn
@@ -32,37 +33,18 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict
 
 from hbac.config import ModelConfig, to_dict
+from hbac.data.augment import mask_spec
 from hbac.errors import WeightsError
 from hbac.models.inputs import InputStage
-from hbac.models.layers import GeM, random_axis_mask
+from hbac.models.layers import GeM
 from hbac.models.weights import weights_file
 from hbac.signals.cwt import MorletCWT
-from hbac.signals.montage import BANANA_CHAINS
+from hbac.signals.montage import chain_indices
 from hbac.signals.spectrogram import EEGSpectrogram
 
 log = logging.getLogger(__name__)
 
 INPUTS_2D = ("kaggle_spec", "eeg_spec", "eeg_cwt", "eeg_raw2d")
-# 10-20 electrode names changed between nomenclatures: CHB-MIT uses T7/P7/T8/P8 for T3/T5/T4/T6
-_ALIASES = {"T7": "T3", "P7": "T5", "T8": "T4", "P8": "T6"}
-
-
-def _canon(name: str) -> str:
-    return "-".join(_ALIASES.get(p, p) for p in name.upper().split("-"))
-
-
-def chain_indices(channels: Sequence[str]) -> Optional[list[list[int]]]:
-    """Indices of the 4 double-banana chains (LL, RL, LP, RP) × 4 pairs in `channels`, or None if any is missing."""
-    pos = {_canon(c): i for i, c in enumerate(channels)}
-    out = []
-    for chain in BANANA_CHAINS.values():
-        idx = [pos.get(_canon(f"{a}-{b}")) for a, b in chain]
-        if any(i is None for i in idx):
-            return None
-        out.append(idx)  # type: ignore[arg-type]
-    return out
-
-
 def tile_2x2(x: torch.Tensor) -> torch.Tensor:
     """(B, 4, H, W) → (B, 2H, 2W) with tiles [[0, 1], [2, 3]]."""
     b, n, h, w = x.shape
@@ -163,6 +145,7 @@ class Spec2DModel(nn.Module):
         self.image_size: Optional[tuple[int, int]] = tuple(cfg.image_size) if cfg.image_size is not None else None  # type: ignore[assignment]
         self.time_mask = 0.0
         self.freq_mask = 0.0
+        self.mask_rng: Optional[np.random.Generator] = None
 
         self.spec: Optional[EEGSpectrogram] = None
         self.cwt: Optional[MorletCWT] = None
@@ -207,18 +190,20 @@ class Spec2DModel(nn.Module):
         self.drop: nn.Module = nn.Dropout(cfg.drop_rate) if head else nn.Identity()
         self.head: nn.Module = nn.Linear(self.num_features, n_classes) if head else nn.Identity()
 
-    def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0) -> None:
+    def set_spec_augment(self, time_mask: float = 0.0, freq_mask: float = 0.0, rng: Optional[np.random.Generator] = None) -> None:
         """Probabilities of one random time / frequency mask per sample on the EEG spectrogram, training mode only.
 
-        Only `eeg_spec` is masked here, because it only exists inside the model; `hbac.data` masks
-        `kaggle_spec` when it loads it.
+        Only the in-model images (`eeg_spec`, `eeg_cwt`) are masked here, because they only exist inside the
+        model; `hbac.data` masks `kaggle_spec` when it loads it. Both use `hbac.data.augment.mask_spec`.
+        `rng`: the masks' generator; None draws from torch's global one on the model's device (reseeded every epoch).
         """
         self.time_mask, self.freq_mask = float(time_mask), float(freq_mask)
+        self.mask_rng = rng
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            x = random_axis_mask(x, self.time_mask, axis=-1)
-            x = random_axis_mask(x, self.freq_mask, axis=-2)
+            # per sample, bands up to 1/10 of an axis, fill 0: the mean of the per-sample standardised log power
+            x = mask_spec(x, self.time_mask, self.freq_mask, fill=0.0, max_frac=0.1, batched=True, rng=self.mask_rng)
         return x
 
     def _batch_key(self, batch: dict[str, torch.Tensor], key: str) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from hbac.config import ModelConfig
 from hbac.models.inputs import InputStage
-from hbac.models.spec2d import chain_indices
+from hbac.signals.montage import chain_indices
 
 
 class WaveBlock(nn.Module):

@@ -1,15 +1,20 @@
-"""NaN filling, band-pass and notch filters, resampling, the cached preprocessing chain (numpy/scipy, no torch)."""
+"""NaN filling, band-pass and notch filters, resampling, the cached preprocessing chain (numpy/scipy, no torch).
+
+`scipy.signal` (about 1.7 s to import, with scipy.stats and scipy.interpolate) is imported only by the
+functions that filter or resample a recording (`_sps`): the per-window filter response a model builds
+(`zero_phase_response`) is computed in closed form, so `submit.py` on a cache filtered per window never
+imports it.
+"""
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from functools import lru_cache
+from types import ModuleType
 from typing import Optional, Sequence
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import signal as sps
-
-from hbac.signals.ica import ica_clean
 
 
 def fill_nan(x: np.ndarray, how: str = "interp") -> np.ndarray:
@@ -36,14 +41,57 @@ def fill_nan(x: np.ndarray, how: str = "interp") -> np.ndarray:
     return x
 
 
+def _sps() -> ModuleType:
+    """scipy.signal, imported on first use."""
+    # local import: scipy.signal costs about 1.7 s of start-up (submit.py, every prepare worker), and only
+    # the recording filters / resampling below need it
+    from scipy import signal
+
+    return signal
+
+
 @lru_cache(maxsize=32)
 def _butter_sos(low: Optional[float], high: Optional[float], fs: float, order: int) -> np.ndarray:
+    """Second-order sections of the Butterworth band-, low- or high-pass (the upper edge capped at 0.99 Nyquist)."""
     nyq = fs / 2
     if low and high:
-        return sps.butter(order, [low / nyq, min(high / nyq, 0.99)], btype="bandpass", output="sos")
+        return _sps().butter(order, [low / nyq, min(high / nyq, 0.99)], btype="bandpass", output="sos")
     if high:
-        return sps.butter(order, min(high / nyq, 0.99), btype="lowpass", output="sos")
-    return sps.butter(order, low / nyq, btype="highpass", output="sos")
+        return _sps().butter(order, min(high / nyq, 0.99), btype="lowpass", output="sos")
+    return _sps().butter(order, low / nyq, btype="highpass", output="sos")
+
+
+def butter_power(freqs: np.ndarray, fs: float, low: Optional[float], high: Optional[float], order: int = 4) -> np.ndarray:
+    """|H|² of `_butter_sos(low, high, fs, order)` at `freqs` Hz (float64), in closed form.
+
+    The digital Butterworth is the analog prototype 1 / (1 + Ω^2N) mapped by the bilinear transform
+    (Ω ∝ tan(π f / fs)) and, for a band-pass, by Ω → (Ω² − Ωl·Ωh) / (Ω (Ωh − Ωl)); scipy's `butter`
+    designs exactly these maps, so this equals `sosfreqz` of its sections up to rounding.
+    """
+    nyq = fs / 2
+    t = np.tan(np.pi * np.minimum(np.asarray(freqs, dtype=np.float64), nyq) / fs)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        if low and high:
+            tl, th = math.tan(math.pi * low / fs), math.tan(math.pi * min(high / nyq, 0.99) / 2)
+            x = (t * t - tl * th) / (t * (th - tl))
+        elif high:
+            x = t / math.tan(math.pi * min(high / nyq, 0.99) / 2)
+        else:
+            x = math.tan(math.pi * float(low) / fs) / t
+        g = 1.0 / (1.0 + x ** (2 * order))
+    return np.nan_to_num(g, nan=0.0)
+
+
+def notch_power(freqs: np.ndarray, fs: float, freq: float, q: float = 30.0) -> np.ndarray:
+    """|H|² of scipy's `iirnotch(freq, q, fs)` at `freqs` Hz (float64), from its coefficients in closed form."""
+    w0 = 2 * float(freq) / fs * math.pi
+    beta = math.tan(w0 / q / 2.0)
+    gain = 1.0 / (1.0 + beta)
+    b = gain * np.array([1.0, -2.0 * math.cos(w0), 1.0])
+    a = np.array([1.0, -2.0 * gain * math.cos(w0), 2.0 * gain - 1.0])
+    z = np.exp(-2j * np.pi * np.asarray(freqs, dtype=np.float64) / fs)  # z^-1 on the unit circle
+    h = (b[0] + z * (b[1] + z * b[2])) / (a[0] + z * (a[1] + z * a[2]))
+    return np.abs(h) ** 2
 
 
 def bandpass(x: np.ndarray, fs: float, low: Optional[float], high: Optional[float], order: int = 4) -> np.ndarray:
@@ -52,15 +100,15 @@ def bandpass(x: np.ndarray, fs: float, low: Optional[float], high: Optional[floa
         return x
     sos = _butter_sos(low or None, high or None, float(fs), order)
     padlen = min(x.shape[-1] - 1, 3 * (2 * len(sos) + 1))
-    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen).astype(np.float32)
+    return _sps().sosfiltfilt(sos, x, axis=-1, padlen=padlen).astype(np.float32)
 
 
 def notch(x: np.ndarray, fs: float, freq: float, q: float = 30.0) -> np.ndarray:
     """Zero-phase IIR notch at `freq` Hz along the last axis."""
     if freq >= fs / 2:
         return x
-    b, a = sps.iirnotch(freq, q, fs)
-    return sps.filtfilt(b, a, x, axis=-1).astype(np.float32)
+    b, a = _sps().iirnotch(freq, q, fs)
+    return _sps().filtfilt(b, a, x, axis=-1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- per-window zero-phase FFT filter
@@ -80,18 +128,15 @@ def window_filter_length(n_times: int, fs: float) -> int:
 def zero_phase_response(n_fft: int, fs: float, band: Optional[Sequence[float]], notch_hz: Optional[float] = None, order: int = 4) -> np.ndarray:
     """(n_fft // 2 + 1,) float64 gain at the rfft frequencies: |H|² of the Butterworth band-pass (and notch).
 
-    |H|² is what `filtfilt` applies (forward + backward = squared magnitude, zero phase).
+    |H|² is what `filtfilt` applies (forward + backward = squared magnitude, zero phase); computed in
+    closed form (`butter_power`, `notch_power`), equal to scipy's `sosfreqz`/`freqz` of the same filters.
     """
     freqs = np.fft.rfftfreq(n_fft, d=1.0 / fs)
     g = np.ones_like(freqs)
     if band and (band[0] or band[1]):
-        sos = _butter_sos(band[0] or None, band[1] or None, float(fs), order)
-        _, h = sps.sosfreqz(sos, worN=freqs, fs=fs)
-        g *= np.abs(h) ** 2
+        g *= butter_power(freqs, float(fs), band[0] or None, band[1] or None, order)
     if notch_hz and notch_hz < fs / 2:
-        b, a = sps.iirnotch(notch_hz, 30.0, fs)
-        _, h = sps.freqz(b, a, worN=freqs, fs=fs)
-        g *= np.abs(h) ** 2
+        g *= notch_power(freqs, float(fs), notch_hz, 30.0)
     return g
 
 
@@ -129,7 +174,7 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     frac = np.round(fs_out / fs_in, 6)
 
     f = Fraction(frac).limit_denominator(1000)
-    return sps.resample_poly(x, f.numerator, f.denominator, axis=-1).astype(np.float32)
+    return _sps().resample_poly(x, f.numerator, f.denominator, axis=-1).astype(np.float32)
 
 
 def preprocess(
@@ -156,6 +201,9 @@ def preprocess(
     if band:
         x = bandpass(x, fs, band[0], band[1])
     if ica is not None:
+        # local import: hbac.signals.ica pulls scikit-learn's FastICA (about 0.8 s), only for caches built with eeg.ica
+        from hbac.signals.ica import ica_clean
+
         x, _ = ica_clean(x, fs, channels, eog_corr=ica[0], emg_ratio=ica[1])
     if fs_out and abs(fs_out - fs) > 1e-9:
         x = resample(x, fs, fs_out)

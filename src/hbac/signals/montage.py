@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -147,3 +147,24 @@ def flip_permutation(names: Sequence[str]) -> np.ndarray:
         if j is not None:
             perm[i] = j
     return perm
+
+
+# 10-20 electrode names changed between nomenclatures: CHB-MIT uses T7/P7/T8/P8 for T3/T5/T4/T6
+_ALIASES = {"T7": "T3", "P7": "T5", "T8": "T4", "P8": "T6"}
+
+
+def _canon(name: str) -> str:
+    """A bipolar pair name in canonical form: upper case, CHB-MIT electrode names mapped to the older ones."""
+    return "-".join(_ALIASES.get(p, p) for p in name.upper().split("-"))
+
+
+def chain_indices(channels: Sequence[str]) -> Optional[list[list[int]]]:
+    """Indices of the 4 double-banana chains (LL, RL, LP, RP) × 4 pairs in `channels`, or None if any is missing."""
+    pos = {_canon(c): i for i, c in enumerate(channels)}
+    out = []
+    for chain in BANANA_CHAINS.values():
+        idx = [pos.get(_canon(f"{a}-{b}")) for a, b in chain]
+        if any(i is None for i in idx):
+            return None
+        out.append(idx)  # type: ignore[arg-type]
+    return out

@@ -1,4 +1,4 @@
-"""EEG spectrograms: the torch STFT/mel module that runs inside a model (on the GPU), and a numpy STFT."""
+"""EEG spectrograms: the torch STFT/mel module that runs inside a model (on the GPU)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,7 +6,6 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import signal as sps
 
 
 def _mel_fbank(n_freqs: int, n_mels: int, fs: float, fmin: float, fmax: float) -> torch.Tensor:
@@ -87,12 +86,3 @@ class EEGSpectrogram(torch.nn.Module):
             p = (p - mu) / sd
             p = F.interpolate(p, size=self.out_size, mode="bilinear", align_corners=False)
         return p
-
-
-def stft_numpy(x: np.ndarray, fs: float, nperseg: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Plain numpy power spectrogram (for synthetic Kaggle spectrograms and features).
-
-    x: (..., n_times) → (freqs (F,), times (S,) s at segment centres, power (..., F, S)).
-    """
-    f, t, z = sps.stft(x, fs=fs, nperseg=nperseg, noverlap=nperseg - step, boundary=None, padded=False)
-    return f, t, (np.abs(z) ** 2).astype(np.float32)

@@ -19,6 +19,7 @@ from hbac.cache.build import prepare, resampled_length, stale_dirs
 from hbac.cache.reader import Cache
 from hbac.config import DataConfig, EEGParams
 from hbac.datasets import hms
+from hbac.datasets.hms import HMSOptions
 from hbac.datasets.kaggle_spec import kaggle_spec_window
 from hbac.errors import CacheError, DataError
 from hbac.signals.filters import fill_nan, preprocess, resample
@@ -217,7 +218,7 @@ def test_workers_do_not_change_the_arrays(synth_src: Path, tmp_path: Path) -> No
 
 
 def test_eeg_window_and_no_spectrograms(synth_src: Path, tmp_path: Path) -> None:
-    cfg = cfg_for(synth_src, tmp_path, eeg_window_s=10.0, kaggle_spec=False)
+    cfg = cfg_for(synth_src, tmp_path, options=HMSOptions(eeg_window_s=10.0, kaggle_spec=False))
     cache = Cache(prepare(cfg, progress=False))
     full = Cache(prepare(cfg_for(synth_src, tmp_path, name="full"), progress=False))
     assert cache.window(4).shape == (16, 2000) and cache.extras == {}

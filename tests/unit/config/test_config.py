@@ -1,7 +1,6 @@
 """The config validator: unknown keys, types, ranges, cross-field checks, `--set` overrides, YAML errors, one-line CLI errors."""
 from __future__ import annotations
 
-import dataclasses
 import errno
 import resource
 from pathlib import Path
@@ -132,7 +131,7 @@ def _raw(tmp_path: Path, text: str, name: str = "raw.yaml") -> Path:
         (exp(model={"spec": {"fmin": 20, "fmax": 10}}), "model.spec.fmin (20 Hz) must be below model.spec.fmax (10 Hz)"),
         (exp(data={"name": "d", "eeg_window_s": 0}), "data.eeg_window_s: must be > 0"),
         (exp(data={"name": "d", "workers": -1}), "data.workers: must be >= 0"),
-        (exp(data={"name": "d", "windows": {"stride_s": 0}}), "data.windows.stride_s: must be > 0"),
+        (exp(data={"name": "d", "dataset": "chbmit", "windows": {"stride_s": 0}}, model={"kind": "1d"}), "data.windows.stride_s: must be > 0"),
         (exp(data={"name": "d", "eeg": {"bandpass": [20, 0.5]}}), "data.eeg.bandpass: low edge 20 Hz must be below the high edge 0.5 Hz"),
         (exp(data={"name": "d", "eeg": {"bandpass": [5, 5]}}), "data.eeg.bandpass: low edge 5 Hz must be below"),
         (exp(data={"name": "d", "eeg": {"bandpass": [-1, 20]}}), "data.eeg.bandpass[0]: must be >= 0"),
@@ -469,8 +468,10 @@ def test_checkpoint_over_the_file_size_limit_names_the_file(tmp_path: Path) -> N
 def test_config_objects_are_not_edited_by_loading() -> None:
     """Loading twice gives equal, independent objects (no shared mutable defaults)."""
     a, b = load_config(TINY / "hms_2d.yaml"), load_config(TINY / "hms_2d.yaml")
-    assert a == b and a.model.inputs is not b.model.inputs
-    assert dataclasses.asdict(a) == to_dict(a)
+    assert a == b and a.model.inputs is not b.model.inputs and a.data.options is not b.data.options
+    # to_dict writes the dataset's options back at the data config's top level, as in the file; it reads back equal
+    assert to_dict(a)["data"]["kaggle_spec"] is True and "options" not in to_dict(a)["data"]
+    assert from_dict(ExperimentConfig, to_dict(a)) == a
 
 
 def test_ensemble_and_data_classes() -> None:

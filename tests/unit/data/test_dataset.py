@@ -12,7 +12,7 @@ from torch.utils.data import default_collate
 
 from hbac.cache.reader import Cache
 from hbac.config import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
-from hbac.data.augment import hemisphere_flip
+from hbac.data.augment import hemisphere_flip, mask_spec
 from hbac.data.dataset import WindowDataset, model_extras
 from hbac.datasets.kaggle_spec import kaggle_spec_regions
 
@@ -39,6 +39,20 @@ def test_items_are_the_cache_windows_and_the_declared_model_array(cache: Cache) 
         assert item["kaggle_spec"].shape == (4, 100, 300) and int(item["index"]) == i
     np.testing.assert_allclose(ds[1]["target"].numpy(), [0.5, 0.5])
     assert set(WindowDataset(cache, cache.samples)[0]) == {"eeg", "target", "weight", "index"}
+
+
+def test_kaggle_spec_masks_are_the_shared_mask_with_nan_fill(cache: Cache) -> None:
+    """The Dataset masks its Kaggle spectrogram item with `augment.mask_spec` (fill NaN, bands ≤ 1/8 of an axis),
+    drawn from numpy's global state (seeded by the trainer and per loader worker)."""
+    plain = WindowDataset(cache, cache.samples, extras=["kaggle_spec"])[0]["kaggle_spec"].numpy()
+    ds = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=AugmentConfig(time_mask=1.0, freq_mask=1.0))
+    np.random.seed(7)
+    masked = ds[0]["kaggle_spec"].numpy()
+    np.random.seed(7)
+    np.testing.assert_array_equal(masked, mask_spec(plain, 1.0, 1.0, np.nan, max_frac=0.125))
+    cols, rows = np.isnan(masked).all(axis=(0, 1)), np.isnan(masked).all(axis=(0, 2))
+    assert 1 <= cols.sum() <= 300 // 8 + 1 and 1 <= rows.sum() <= 100 // 8 + 1  # one time band and one frequency band
+    assert not np.isnan(plain).all(axis=(0, 1)).any()  # they were data before
 
 
 def test_hemisphere_flip_permutes_the_extra_by_its_declared_permutation(cache: Cache) -> None:

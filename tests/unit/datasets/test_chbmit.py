@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from hbac.config import DataConfig, EEGParams, WindowParams
+from hbac.config import DataConfig, EEGParams
 from hbac.datasets import chbmit, edf_montage
 from hbac.datasets.edf import read_edf, write_edf
+from hbac.datasets.edf_montage import WindowedOptions, WindowParams
 from hbac.datasets.synthetic.chbmit import CHB01_CHANNELS, write_chbmit
 from hbac.errors import DataError
 from hbac.signals.montage import CHBMIT_BANANA
@@ -152,8 +153,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(data_dir: Path, label: str = "hard", patients: list[str] | None = None, montage: str = "chbmit_banana") -> DataConfig:
-    return DataConfig(name="t", dataset="chbmit", data_dir=str(data_dir), patients=patients,
-                      eeg=EEGParams(montage=montage), windows=WindowParams(window_s=10.0, stride_s=5.0, label=label))
+    opts = WindowedOptions(windows=WindowParams(window_s=10.0, stride_s=5.0, label=label), patients=patients)
+    return DataConfig(name="t", dataset="chbmit", data_dir=str(data_dir), eeg=EEGParams(montage=montage), options=opts)
 
 
 def test_synthetic_layout_and_summary(synth: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -157,6 +158,20 @@ def test_spec_augment_only_in_training() -> None:
     assert not (kaggle_part == 0).all(dim=1).any()  # kaggle_spec is masked by hbac.data, not here
     model.eval()
     assert not (model.image(b)[:, 0, 40:] == 0).all(dim=1).any()
+
+
+def test_spec_augment_generator_makes_the_masks_reproducible() -> None:
+    """The in-model masks (`data.augment.mask_spec`, fill 0) follow the generator given to set_spec_augment."""
+    model = build_model(cfg_2d("resnet18", ["eeg_spec"]), 6, HMS_CH, FS, T).train()
+    b = hms_batch()
+
+    def image(seed: int) -> torch.Tensor:
+        model.set_spec_augment(time_mask=1.0, freq_mask=1.0, rng=np.random.default_rng(seed))
+        return model.image(b)
+
+    a, a2, c = image(0), image(0), image(1)
+    assert torch.equal(a, a2) and not torch.equal(a, c)
+    assert ((a == 0).all(dim=2)).any() and ((a == 0).all(dim=3)).any()  # a zero column (time) and row (frequency)
 
 
 # --------------------------------------------------------------------------- 1D and multimodal

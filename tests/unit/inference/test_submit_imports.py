@@ -1,0 +1,28 @@
+"""`submit.py`'s start-up imports only what its members need: no timm/torchvision for 1D models, no scipy.signal."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+CHECK = """
+import sys
+import hbac.inference.submit
+from hbac.models import model_class
+for kind in ("1d", "wavenet", "effnet1d"):
+    model_class(kind)
+print(",".join(m for m in ("timm", "torchvision", "scipy.signal", "sklearn") if m in sys.modules) or "-")
+model_class("2d")
+print("timm" in sys.modules)
+"""
+
+
+def test_one_d_members_do_not_import_timm_or_scipy_signal():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    heavy, timm_after_2d = r.stdout.strip().splitlines()[-2:]
+    assert heavy == "-", f"imported at start-up for 1D members: {heavy}"
+    assert timm_after_2d == "True"  # the registry does import the 2D family when asked

@@ -7,7 +7,9 @@ input shapes (HMS: 16 × 10,000 montage samples, or the `model.window_s` crop,
 when one is available. Beside the model's step rate it prints the data loader's rate in samples
 per core-second: `WindowDataset` items (memory-mapped slices plus the config's CPU-side
 augmentations) read from a cache of synthetic HMS / CHB-MIT data in the real layout, in the main
-process, timed by CPU time. A Kaggle notebook's 4 CPUs feed about 4 x that (goal: >= 1,500 samples/s).
+process with one torch thread (as a DataLoader worker runs: torch gives each worker one thread), timed by CPU
+time, best of `--loader-repeats`. A Kaggle notebook's 4 CPUs feed about 4 x that (goal: >= 1,500 samples/s).
+Torch's threads for the model steps: `HBAC_THREADS` / `OMP_NUM_THREADS` (`engine.runtime.configure_threads`).
 
     python benchmarks/train.py [--configs configs/*.yaml] [--batch 16] [--steps 3] [--device cpu|cuda|all]
 """
@@ -30,7 +32,7 @@ from hbac.data.dataset import experiment_dataset, model_n_times
 from hbac.datasets import adapter_for
 from hbac.datasets.synthetic import write_chbmit, write_hms
 from hbac.engine.losses import build_loss
-from hbac.engine.runtime import amp_dtype, grad_scaler, place_model
+from hbac.engine.runtime import amp_dtype, configure_threads, grad_scaler, place_model
 from hbac.models import build_model, count_parameters
 from hbac.signals.montage import montage_names
 
@@ -117,18 +119,30 @@ def _cache_for(cfg: ExperimentConfig, root: Path):
     return _CACHES[key]
 
 
-def loader_rate(cfg: ExperimentConfig, root: Path, n_items: int = 256) -> float:
-    """Dataset items per CPU-second of the main process (slicing, CPU augmentations, collation)."""
+def loader_rate(cfg: ExperimentConfig, root: Path, n_items: int = 256, repeats: int = 3) -> float:
+    """Dataset items per CPU-second of the main process (slicing, CPU augmentations, collation), best of `repeats`.
+
+    Runs with one torch thread, as a DataLoader worker does: with more, collation's `torch.stack` spreads
+    over threads that compete with the other workers (several times slower per core on a busy machine).
+    """
     cache = _cache_for(cfg, root)
     ds = experiment_dataset(cfg, cache, cache.samples, train=True)  # centred crop, per_eeg sub-windows, CPU augmentations
     loader = DataLoader(ds, batch_size=16, shuffle=True, num_workers=0)
-    done, t = 0, time.process_time()
-    while done < n_items:
-        for batch in loader:
-            done += len(batch["target"])
-            if done >= n_items:
-                break
-    return done / (time.process_time() - t)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best = 0.0
+    try:
+        for _ in range(repeats):
+            done, t = 0, time.process_time()
+            while done < n_items:
+                for batch in loader:
+                    done += len(batch["target"])
+                    if done >= n_items:
+                        break
+            best = max(best, done / (time.process_time() - t))
+    finally:
+        torch.set_num_threads(threads)
+    return best
 
 
 def main() -> None:
@@ -137,7 +151,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    p.add_argument("--loader-repeats", type=int, default=3, help="loader passes of 256 items; the best counts (default 3)")
     a = p.parse_args()
+    configure_threads()
     paths = a.configs or sorted(glob.glob(str(REPO / "configs" / "*.yaml")))
     devices = []
     if a.device in ("cpu", "all"):
@@ -151,7 +167,7 @@ def main() -> None:
             cfg = load_config(path)
             if not isinstance(cfg, ExperimentConfig) or cfg.model.kind == "features":
                 continue
-            rate = loader_rate(cfg, Path(tmp))
+            rate = loader_rate(cfg, Path(tmp), repeats=a.loader_repeats)
             for dev in devices:
                 tr, inf, n = bench(cfg, dev, a.batch, a.steps)
                 print(f"{Path(path).stem:<34} {dev.type:<6} {n:>10,} {tr:>9.2f} {inf:>9.2f} {1000 * a.batch / tr:>8.0f} {rate:>14.0f} {4 * rate:>8.0f}", flush=True)

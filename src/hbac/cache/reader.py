@@ -21,20 +21,28 @@ from hbac.io import read_json
 log = logging.getLogger(__name__)
 
 
-def eeg_slice(eeg: np.ndarray, row: int, lo: int, hi: int, n: int, shift: int = 0) -> np.ndarray:
+def eeg_slice(eeg: np.ndarray, row: int, lo: int, hi: int, n: int, shift: int = 0, perm: Optional[np.ndarray] = None) -> np.ndarray:
     """The one window slicer: `n` rows of time-major `eeg` from `row + shift`, clamped to [lo, hi) → (n_chans, n) float32.
 
-    Zero-padded only where the array itself ends (prepare guarantees `hi - lo >= n`).
+    Zero-padded only where the array itself ends (prepare guarantees `hi - lo >= n`). `perm`: the output's
+    channels in this order (a hemisphere flip), applied in the same copy as the transpose.
     """
     r = max(min(int(row) + int(shift), int(hi) - n), int(lo))
     w = np.asarray(eeg[r : r + n], dtype=np.float32)
+    if perm is not None and len(perm) != w.shape[1]:
+        raise ValueError(f"eeg_slice: channel permutation of length {len(perm)} for {w.shape[1]} channels")
     if len(w) < n:
         w = np.concatenate([w, np.zeros((n - len(w), w.shape[1]), np.float32)])
-    return np.ascontiguousarray(w.T)
+    return w.T[perm] if perm is not None else np.ascontiguousarray(w.T)
 
 
-def extra_slice(arr: np.ndarray, row: int, hi: int, n_rows: int) -> np.ndarray:
-    """`n_rows` rows of an extra input from `row`, never past `hi` (its file's end) → (n_rows, width) float32, NaN-padded."""
+def extra_slice(arr: np.ndarray, row: int, hi: int, n_rows: int, copy: bool = True) -> np.ndarray:
+    """`n_rows` rows of an extra input from `row`, never past `hi` (its file's end) → (n_rows, width) float32, NaN-padded.
+
+    `copy=False`: a read-only view of `arr` when no padding is needed (the caller copies it once, e.g. into its layout).
+    """
+    if not copy and row >= 0 and int(hi) - int(row) >= n_rows and arr.dtype == np.float32:
+        return arr[row : row + n_rows]
     out = np.full((n_rows, arr.shape[1]), np.nan, dtype=np.float32)
     if row >= 0:
         k = max(0, min(n_rows, int(hi) - int(row)))

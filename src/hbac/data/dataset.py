@@ -153,31 +153,43 @@ class WindowDataset(Dataset):
         return len(self.table)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        """Item i: `eeg` (C, T) and each extra input, float32 tensors, plus `target` (K,), `weight` and `index`.
+
+        Each array is copied once from the memory-mapped cache into its layout (the EEG's hemisphere flip
+        is done in that copy); the random draws keep their order: time shift, masks, flip.
+        """
         aug = self.augment
         shift = self.view_shift
         if aug is not None and aug.time_shift_s > 0:
             m = int(aug.time_shift_s * self.fs)
             shift += int(np.random.randint(-m, m + 1))
         eeg_row, extra_rows = self._rows(i)
+        extras = {name: self._extra_input(name, x, *extra_rows[name]) for name, x in self.extras.items()}
+        flip = aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip
         n = int(self.n_times[i])
-        item: dict[str, Any] = {"eeg": eeg_slice(self.cache.eeg, eeg_row + int(self.crop_offset[i]), self.eeg_lo[i], self.eeg_hi[i], n, shift)}
-        for name, x in self.extras.items():
-            row, hi = extra_rows[name]
-            arr = extra_slice(self.cache.extra(name), row, hi, x.window_rows)
-            arr = x.to_input(arr) if x.to_input is not None else arr
-            if aug is not None and x.masks:
-                # raw power: NaN = "no data" until the model normalises it; bands up to 1/8 of an axis
-                arr = mask_spec(arr, aug.time_mask, aug.freq_mask, fill=np.nan, max_frac=0.125)
-                if self.albu is not None:
-                    arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
-            item[name] = arr
-        if aug is not None and aug.hemisphere_flip > 0 and np.random.rand() < aug.hemisphere_flip:
-            item = hemisphere_flip(item, self.flip_perms, axis=0)
+        eeg = eeg_slice(self.cache.eeg, eeg_row + int(self.crop_offset[i]), self.eeg_lo[i], self.eeg_hi[i], n, shift,
+                        perm=self.flip_perms["eeg"] if flip else None)
+        item: dict[str, Any] = {"eeg": eeg, **(hemisphere_flip(extras, self.flip_perms, axis=0) if flip else extras)}
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
-        out["target"] = torch.tensor(self.targets[i])
-        out["weight"] = torch.tensor(self.weights[i])
+        out["target"] = torch.from_numpy(self.targets[i].copy())
+        out["weight"] = torch.from_numpy(self.weights[i : i + 1].copy()).reshape(())
         out["index"] = torch.tensor(i, dtype=torch.int64)
         return out
+
+    def _extra_input(self, name: str, x: _Extra, row: int, hi: int) -> np.ndarray:
+        """Extra input `name`'s window as the model reads it (`to_input` layout), this item's own array, masked when training."""
+        src = self.cache.extra(name)
+        arr = extra_slice(src, row, hi, x.window_rows, copy=False)  # a view when no padding: copied once below
+        arr = x.to_input(arr) if x.to_input is not None else arr
+        if np.may_share_memory(arr, src):
+            arr = np.array(arr, dtype=np.float32)
+        aug = self.augment
+        if aug is not None and x.masks:
+            # raw power: NaN = "no data" until the model normalises it; bands up to 1/8 of an axis
+            arr = mask_spec(arr, aug.time_mask, aug.freq_mask, fill=np.nan, max_frac=0.125)
+            if self.albu is not None:
+                arr = apply_albumentations(self.albu, arr, np.random.randint(2**31))
+        return arr
 
 
 def model_extras(cfg: ExperimentConfig) -> list[str]:

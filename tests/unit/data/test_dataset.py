@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from hbac.cache.reader import Cache
+from hbac.cache.reader import Cache, eeg_slice, extra_slice
 from hbac.config import AugmentConfig, DataConfig, ExperimentConfig, ModelConfig
 from hbac.data.augment import hemisphere_flip, mask_spec
 from hbac.data.dataset import WindowDataset, model_extras
@@ -78,6 +78,47 @@ def test_data_path_and_batched_tta_path_flip_the_same_way(tmp_path: Path) -> Non
         assert not torch.equal(batch[key], flipped[key])  # the flip moved something
         torch.testing.assert_close(gpu_path[key], flipped[key], rtol=0, atol=0, equal_nan=True)
     np.testing.assert_array_equal(flipped["eeg"][:, 0].numpy(), batch["eeg"][:, 2].numpy())  # Fp1-F7 ← Fp2-F8
+
+
+def _reference_item(ds: WindowDataset, i: int) -> dict[str, np.ndarray]:
+    """An item the plain way (a copy per step, the flip as a separate permutation): what the fused path must equal."""
+    aug, shift = ds.augment, ds.view_shift
+    if aug.time_shift_s > 0:
+        m = int(aug.time_shift_s * ds.fs)
+        shift += int(np.random.randint(-m, m + 1))
+    eeg_row, rows = ds._rows(i)
+    item = {"eeg": eeg_slice(ds.cache.eeg, eeg_row + int(ds.crop_offset[i]), ds.eeg_lo[i], ds.eeg_hi[i], int(ds.n_times[i]), shift)}
+    for name, x in ds.extras.items():
+        arr = x.to_input(extra_slice(ds.cache.extra(name), *rows[name], x.window_rows))
+        item[name] = mask_spec(arr, aug.time_mask, aug.freq_mask, fill=np.nan, max_frac=0.125) if x.masks else arr
+    if np.random.rand() < aug.hemisphere_flip:
+        item = hemisphere_flip(item, ds.flip_perms, axis=0)
+    return {k: np.ascontiguousarray(v) for k, v in item.items()}
+
+
+def test_augmented_items_equal_the_plain_computation(tmp_path: Path) -> None:
+    """Time shift, masks and flip (fused into the one copy from the cache) give the values of the step-by-step path."""
+    _reader.write_cache(tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    meta["channels"] = ["Fp1-F7", "Fz-Cz", "Fp2-F8"]  # eeg flip permutation [2, 1, 0]
+    (tmp_path / "c" / "meta.json").write_text(json.dumps(meta))
+    cache = Cache(tmp_path / "c")
+    aug = AugmentConfig(hemisphere_flip=0.5, time_mask=0.7, freq_mask=0.7, time_shift_s=0.5)
+    ds = WindowDataset(cache, cache.samples, extras=["kaggle_spec"], augment=aug)
+    flips = 0
+    for seed in range(12):
+        for i in range(len(ds)):
+            np.random.seed(seed)
+            item = ds[i]
+            np.random.seed(seed)
+            ref = _reference_item(ds, i)
+            for k, v in ref.items():
+                got = item[k].numpy()
+                assert got.flags["C_CONTIGUOUS"] and got.dtype == np.float32
+                np.testing.assert_array_equal(got, v)
+            flips += not np.array_equal(item["eeg"].numpy(), cache.window(i, 0)) and np.isnan(item["kaggle_spec"].numpy()).any()
+            assert item["target"].dtype == torch.float32 and item["weight"].shape == () and int(item["index"]) == i
+    assert flips  # the augmentations did change items
 
 
 def test_an_extra_the_cache_lacks_is_a_named_error(cache: Cache) -> None:

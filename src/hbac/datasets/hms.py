@@ -18,7 +18,6 @@ from hbac.datasets.kaggle_spec import (
     SPEC_WINDOW_S,
     kaggle_spec_regions,
 )
-from hbac.datasets.parquet import parquet_num_rows
 from hbac.errors import DataError
 from hbac.fields import bounded
 from hbac.signals.montage import (
@@ -243,11 +242,6 @@ def spec_path(data_dir: str | Path, spectrogram_id: int, split: str = "train") -
     return Path(data_dir) / f"{split}_spectrograms" / f"{spectrogram_id}.parquet"
 
 
-def eeg_n_rows(path: str | Path) -> int:
-    """Number of samples in an EEG (or spectrogram) parquet, from its footer only (no data read)."""
-    return parquet_num_rows(path)
-
-
 def load_table(data_dir: str | Path, split: str = "train") -> pd.DataFrame:
     """Read `<split>.csv` from a data folder and return the sample table."""
     data_dir = Path(data_dir)
@@ -289,7 +283,6 @@ KAGGLE_SPEC = ExtraInput(
     id_column="spectrogram_id",
     offset_column="spec_offset_s",
     path=lambda cfg, sid: spec_path(cfg.data_dir, int(sid), cfg.split),
-    n_rows=eeg_n_rows,
     read=read_spectrogram,
     enabled=lambda cfg: bool(cfg.options.kaggle_spec),
     switch="kaggle_spec",
@@ -335,10 +328,6 @@ class HMSAdapter(DatasetAdapter):
     def path(self, cfg: DataConfig, recording_id: Any) -> Path:
         """`data_dir/<split>_eegs/<eeg_id>.parquet`."""
         return eeg_path(cfg.data_dir, int(recording_id), cfg.split)
-
-    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
-        """(n_times, fs Hz) of a raw recording, from its parquet footer (no signal read)."""
-        return eeg_n_rows(self.path(cfg, recording_id)), HMS_FS
 
     def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
         """Read one recording, montage applied, NOT yet filtered: ((C, T) float32 µV, fs)."""

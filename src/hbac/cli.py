@@ -483,7 +483,8 @@ def build_submit_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=None, help="use one experiment instead of an ensemble")
     p.add_argument("--out", default="submission.csv", help="output file (default: submission.csv)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--profile", action="store_true", help="print where the time went (imports, cache, model load, forward, write)")
+    p.add_argument("--profile", action="store_true",
+                   help="print where the time went (imports, cache, model load, data, forward, write) and the share outside the models' forward passes")
     p.add_argument("--allow-prior-fallback", action="store_true",
                    help="predict the class prior for test EEGs that cannot be read (default: stop with an error naming them)")
     return p
@@ -512,6 +513,9 @@ def submit_main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"time split (total {total:.2f} s):")
         for k, v in list(timings.items()) + [("other", total - sum(timings.values()))]:
             print(f"  {k:>10}: {v:7.2f} s  {100 * v / total:5.1f} %")
+        fwd, imp = timings.get("forward", 0.0), timings.get("imports", 0.0)
+        print(f"  outside the forward passes: {100 * (1 - fwd / total):.1f} % of the whole, "
+              f"{100 * (1 - fwd / max(total - imp, 1e-9)):.1f} % without imports")
     print(f"submission written to {a.out}")
     return 0
 

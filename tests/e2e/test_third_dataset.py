@@ -68,9 +68,6 @@ class SegmentsAdapter(DatasetAdapter):
     def path(self, cfg, recording_id):
         return Path(cfg.data_dir) / "segments" / f"{recording_id}.npy"
 
-    def n_times(self, cfg, recording_id):
-        return np.load(self.path(cfg, recording_id), mmap_mode="r").shape[0], FS
-
     def read(self, cfg, recording_id):
         return np.load(self.path(cfg, recording_id)).astype(np.float32)[None, :], FS
 

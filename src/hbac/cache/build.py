@@ -1,14 +1,17 @@
 """Build an on-disk cache from raw files (format: docs/internals.md, "Cache").
 
 `prepare(cfg)` is generic over the adapter protocol (`hbac.datasets.DatasetAdapter`, looked
-up in the registry by `cfg.dataset`): `table`, `channels`, `path`, `read`, `n_times` (to size a
-recording from its footer/header without reading the signal) and `missing_reason`.
+up in the registry by `cfg.dataset`): `table`, `channels`, `path`, `read` and `missing_reason`.
 
-Pipeline (`prepare`): plan (`plan_rows`: sample table, missing-file check; `size_files`: sizes
-in parallel from footers; `check_windows`: rate, window bounds) → `allocate` (`eeg.npy` and each
-extra input's `<stem>.npy` on disk) → `write` (every recording and extra-input file read,
-preprocessed and written into its own slice by a pool of worker processes; one file in memory
-per worker; the parent only sees small per-file results) → `index` (CSVs, `meta.json` last).
+Pipeline (`prepare`): plan (`plan_rows`: sample table, missing-file check) → `allocate` (`eeg.npy`
+and each extra input's `<stem>.npy` started with a header for 0 rows) → `write` (one pass: every
+recording and extra-input file read, preprocessed and appended to its store by a pool of worker
+processes, each claiming its rows from a shared counter once it knows its length, so no file is
+opened twice; one file in memory per worker; the parent only sees small per-file results) →
+`check_windows` (the cache's rate, window bounds, from the lengths the reads gave) → `finish`
+(each store's header rewritten in place with its row count) → `index` (CSVs, `meta.json` last).
+With one worker the stores are in table order; with a pool, in the order files finish (the
+index says where each one is).
 Extra inputs (e.g. the HMS Kaggle spectrogram) are declared by the adapter (`ExtraInput`).
 Everything is built in a temp folder renamed into place at the end (`hbac.io.atomic_dir`).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import logging
 import multiprocessing as mp
 import os
@@ -139,19 +143,31 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Optional[int] = None) -> None:
-    """Pool initializer: die with `prepare` (kill -9 included); remember the config and the output folder; one BLAS thread."""
+def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Optional[int] = None,
+                 rows: Optional[dict[str, Any]] = None) -> None:
+    """Pool initializer: die with `prepare` (kill -9 included); remember the config, the output folder and
+    the stores' shared row counters (`_reserve`); one BLAS thread."""
     if parent_pid is not None:
         die_with_parent()  # Linux: the kernel kills this worker when its parent (the forkserver, or prepare) dies
         watch_process(parent_pid)  # and a thread that notices within a second that `prepare` is gone
     _W.clear()
     adapter = adapter_for(cfg)
     _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter, extras={x.name: x for x in adapter.extras(cfg)},
-              channels=list(adapter.channels(cfg)), fds={})
+              channels=list(adapter.channels(cfg)), fds={}, rows=rows or {})
     if limit_threads:
         ctx = _one_blas_thread()
         ctx.__enter__()  # for the life of the worker process
         _W["blas"] = ctx
+
+
+def _reserve(kind: str, n: int) -> int:
+    """The first of `n` rows claimed at the end of store `kind`: sizes come from the read itself, so a
+    file's slice is claimed when it is ready to write (a counter shared by the workers, under its lock)."""
+    counter = _W["rows"][kind]
+    with counter.get_lock():
+        row0 = int(counter.value)
+        counter.value = row0 + n
+    return row0
 
 
 def _close_worker() -> None:
@@ -202,46 +218,27 @@ def _unreadable(task: tuple, fn: Any) -> tuple:
         return ("bad", task[0], task[1], str(e))
 
 
-def _size_task(task: tuple) -> tuple:
-    """('eeg', i, rid) → ('eeg', i, n_times, fs, reason) | (extra, i, file id) → (extra, i, n_rows)."""
-    return _unreadable(task, _size_one)
-
-
-def _size_one(task: tuple) -> tuple:
-    kind, i, key = task
-    cfg, adapter = _W["cfg"], _W["adapter"]
-    if kind == "eeg":
-        path = Path(adapter.path(cfg, key))
-        with _naming(path, f"sizing recording {key!r}"):
-            reason = adapter.missing_reason(cfg, key)
-            if reason is not None:  # unusable (e.g. a montage channel absent): treated like a missing file
-                return ("eeg", i, 0, 0.0, str(reason))
-            n, fs = adapter.n_times(cfg, key)  # the default reads the recording once
-        return ("eeg", i, int(n), float(fs), None)
-    x = _W["extras"][kind]
-    path = Path(x.path(cfg, key))
-    with _naming(path, f"sizing {x.name} {key!r}"):
-        return (kind, i, int(x.n_rows(path)))
-
-
 def _work_task(task: tuple) -> tuple:
     """Read, preprocess and write one recording or one extra-input file into its slice."""
     return _unreadable(task, _work_eeg if task[0] == "eeg" else _work_extra)
 
 
 def _work_eeg(task: tuple) -> tuple:
-    """('eeg', i, rid, fs_in, n_out, row0, header, n_chans, dtype) → ('eeg', i, n_nonfinite, health, dropped).
+    """('eeg', i, rid, header, n_chans, dtype) → ('eeg', i, n_nonfinite, health, dropped, n_rows, fs, row0, unusable).
 
     health = (all-NaN channels, flat channels, NaN share, report or None) of the montage as read
-    (`hbac.cache.health`); with `eeg.bad_channels: drop` a reported recording is not written.
+    (`hbac.cache.health`); with `eeg.bad_channels: drop` a reported recording is not written;
+    `unusable` is the adapter's `missing_reason` (then nothing is read).
     """
     cfg, adapter = _W["cfg"], _W["adapter"]
-    _, i, rid, fs_in, n_out, row0, header, n_chans, dtype = task
+    _, i, rid, header, n_chans, dtype = task
     path = Path(adapter.path(cfg, rid))
     with _naming(path, f"preparing recording {rid!r}"):
+        reason = adapter.missing_reason(cfg, rid)
+        if reason is not None:  # unusable (e.g. a montage channel absent): treated like a missing file
+            return ("eeg", i, 0, None, False, 0, 0.0, -1, str(reason))
         x, fs = adapter.read(cfg, rid)
-        if abs(float(fs) - fs_in) > 1e-6:
-            raise DataError(f"{path}: sampling rate {fs} Hz, but its header said {fs_in} Hz")
+        fs = float(fs)
         if x.shape[0] != n_chans:
             raise DataError(f"{path}: {x.shape[0]} channels after the montage, expected {n_chans}")
         e = cfg.eeg
@@ -251,36 +248,41 @@ def _work_eeg(task: tuple) -> tuple:
         if report and e.bad_channels == "error":
             raise DataError(f"{path}: {report}; eeg.bad_channels is 'error' (set it to 'zero' or 'drop' to go on)")
         if report and e.bad_channels == "drop":
-            return ("eeg", i, 0, health, True)  # not written: its rows are left out
+            return ("eeg", i, 0, health, True, 0, fs, -1, None)  # not written: its rows are left out
         per_rec = e.filter_on == "recording"  # `window`: the model filters each window (DataConfig.window_filter)
-        y = preprocess(x, float(fs), nan=e.nan, band=e.bandpass if per_rec else None, notch_hz=e.notch_hz if per_rec else None,
+        if per_rec and e.bandpass:
+            check_band_vs_rate(e.bandpass, fs, "eeg.bandpass", f"{path} is sampled at {fs:g} Hz")
+        n_in = x.shape[1]
+        y = preprocess(x, fs, nan=e.nan, band=e.bandpass if per_rec else None, notch_hz=e.notch_hz if per_rec else None,
                        clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs,
                        ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=_W["channels"] if e.ica else ())
         del x
-        if y.shape[1] != n_out:
-            raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, its header promised {n_out}")
-        out = np.ascontiguousarray(y.T, dtype=dtype)  # time-major (n_times, n_chans)
+        if y.shape[1] != resampled_length(n_in, fs, e.fs):
+            raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, expected {resampled_length(n_in, fs, e.fs)}")
+        out = np.ascontiguousarray(y.T, dtype=dtype)  # time-major (n_times, n_chans): no copy for a time-major read
         del y
         n_bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-        _pwrite(_fd("eeg.npy"), out, header + row0 * out.strides[0])
-    return ("eeg", i, n_bad, health, False)
+        row0 = _reserve("eeg", out.shape[0])
+        _pwrite(_fd("eeg.npy"), out, header + row0 * out.shape[1] * out.itemsize)
+    return ("eeg", i, n_bad, health, False, out.shape[0], fs, row0, None)
 
 
 def _work_extra(task: tuple) -> tuple:
-    """(name, i, file id, n_rows, row0, header, offsets) → (name, i, window start rows (k,), time0)."""
-    kind, i, key, n_rows, row0, header, offsets = task
+    """(name, i, file id, header, offsets) → (name, i, window start rows (k,) in the file, time0, n_rows, row0)."""
+    kind, i, key, header, offsets = task
     x = _W["extras"][kind]
     path = Path(x.path(_W["cfg"], key))
     with _naming(path, f"preparing {x.name} {key!r}"):
         times, vals = x.read(path)
-        if vals.shape != (n_rows, x.width):
-            raise DataError(f"{path}: values of shape {vals.shape}, its footer promised ({n_rows}, {x.width})")
+        if vals.ndim != 2 or vals.shape[1] != x.width or len(times) != len(vals):
+            raise DataError(f"{path}: values of shape {vals.shape} with {len(times)} times, expected (n, {x.width}) with n times")
         if len(times) > 1 and np.any(np.diff(times) <= 0):
             raise DataError(f"{path}: 'time' column is not increasing")
+        row0 = _reserve(kind, len(vals))
         _pwrite(_fd(f"{x.stem}.npy"), np.asarray(vals, dtype=np.float32), header + row0 * x.width * 4)
         rel = np.searchsorted(times, offsets, side="left")  # a window starts at the first row with time ≥ its offset
         time0 = float(times[0]) if len(times) else float("nan")
-    return (kind, i, rel.astype(np.int64), time0)
+    return (kind, i, rel.astype(np.int64), time0, len(vals), row0)
 
 
 def _call_batch(fn: Any, tasks: list[tuple]) -> list[tuple]:
@@ -345,13 +347,15 @@ def _main_not_rerun() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoolExecutor]]:
-    """A process pool (forkserver where available) set up with `_init_worker`; None = in-process."""
+def _workers(cfg: DataConfig, tmp: Path, n: int, kinds: Sequence[str]) -> Iterator[tuple[Optional[ProcessPoolExecutor], dict[str, Any]]]:
+    """(a process pool (forkserver where available) set up with `_init_worker`, or None = in-process;
+    each store kind's shared row counter)."""
     if n <= 1:
-        _init_worker(cfg, str(tmp), limit_threads=False)
+        rows = {k: mp.Value("q", 0) for k in kinds}
+        _init_worker(cfg, str(tmp), limit_threads=False, rows=rows)
         try:
             with _one_blas_thread():
-                yield None
+                yield None, rows
         finally:
             _close_worker()
         return
@@ -359,21 +363,17 @@ def _workers(cfg: DataConfig, tmp: Path, n: int) -> Iterator[Optional[ProcessPoo
     # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
     # torch), so each worker starts in milliseconds with nothing but what prepare needs.
     ctx = _pool_context()
-    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid()))
+    rows = {k: ctx.Value("q", 0) for k in kinds}  # shared memory, handed to each worker as it starts
+    pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid(), rows))
     try:
         with _main_not_rerun():
-            yield pool
+            yield pool, rows
     except BaseException:  # an error, Ctrl-C or SIGTERM: end the workers now rather than after their current file
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _starts(lens: np.ndarray) -> np.ndarray:
-    """Start row of each block given block lengths (n,) → (n,) int64."""
-    return np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if len(lens) else np.zeros(0, np.int64)
 
 
 def _mask(bad: np.ndarray, msg: str, key: str, skipped: dict[str, int], allowed: bool) -> np.ndarray:
@@ -395,14 +395,16 @@ class _Files:
     kind: str
     ids: np.ndarray  # (n_files,) file ids, in order of first use
     pos: np.ndarray  # (n_rows,) position in `ids` of each table row
-    n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_files,) rows in the cache
-    fs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_files,) native Hz (eeg only)
+    n: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_files,) rows in the cache (set by the write)
+    fs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (n_files,) native Hz (eeg only; 0: not read)
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_files,) first row in the store (-1: none)
     bad: dict[int, str] = field(default_factory=dict)  # file position → read error (skip_unreadable)
 
     @classmethod
     def of(cls, kind: str, column: pd.Series) -> "_Files":
         ids = pd.unique(column)
-        return cls(kind, ids, pd.Index(ids).get_indexer(column), np.zeros(len(ids), np.int64), np.zeros(len(ids)))
+        n = len(ids)
+        return cls(kind, ids, pd.Index(ids).get_indexer(column), np.zeros(n, np.int64), np.zeros(n), np.full(n, -1, np.int64))
 
 
 @dataclass
@@ -421,27 +423,13 @@ class Plan:
     start: Optional[np.ndarray] = None  # (n_rows,) window start, samples from its recording's start
     n_workers: int = 1
 
-    def drop(self, bad: np.ndarray) -> None:
-        """Remove the rows where `bad` (n_rows,) is True from the table and every row-aligned array."""
-        keep = ~np.asarray(bad, dtype=bool)
-        self.table = self.table.loc[keep]
-        for f in self.files.values():
-            f.pos = f.pos[keep]
-        if self.start is not None:
-            self.start = self.start[keep]
-
-    def drop_files(self, bad: dict[str, dict[int, str]], what: str, key: str, allowed: bool) -> None:
-        """Drop the rows that use any file in `bad` (kind → position → message), counted under `key`."""
-        if not any(bad.values()):
-            return
+    def rows_using(self, files: dict[str, Sequence[int]]) -> np.ndarray:
+        """(n_rows,) bool: the rows that use any of these files (kind → file positions)."""
         rows = np.zeros(len(self.table), dtype=bool)
-        for kind, b in bad.items():
-            rows |= np.isin(self.files[kind].pos, list(b))
-        first = next(iter(m for b in bad.values() for m in b.values()))
-        msg = f"{int(rows.sum())} rows reference {sum(map(len, bad.values()))} {what} file(s), e.g. {first}"
-        if not allowed and key != "unreadable":
-            msg += "; pass --allow-missing to skip them"
-        self.drop(_mask(rows, msg, key, self.skipped, allowed))
+        for kind, pos in files.items():
+            if len(pos):
+                rows |= np.isin(self.files[kind].pos, list(pos))
+        return rows
 
     def count_workers(self) -> int:
         """Processes for this build: `cfg.workers` (0 = all cores), at most one per file; few files on auto: in-process."""
@@ -513,39 +501,20 @@ def plan_rows(cfg: DataConfig, table: Optional[pd.DataFrame] = None) -> Plan:
     return plan
 
 
-def size_files(plan: Plan, pool: Optional[ProcessPoolExecutor], progress: bool) -> None:
-    """Every file's length from its footer/header (in the pool); drops rows of unusable or unreadable files."""
-    tasks = [(kind, i, f) for kind, files in plan.files.items() for i, f in enumerate(files.ids)]
-    reasons: dict[int, str] = {}  # recording → why it cannot be used
-    for r in _run(tasks, _size_task, pool, plan.n_workers, f"sizing {plan.cfg.name}", progress):
-        if r[0] == "bad":
-            plan.files[r[1]].bad[r[2]] = r[3]
-        elif r[0] == "eeg":
-            plan.files["eeg"].n[r[1]], plan.files["eeg"].fs[r[1]] = r[2], r[3]
-            if r[4] is not None:
-                reasons[r[1]] = r[4]
-        else:
-            plan.files[r[0]].n[r[1]] = r[2]
-    plan.drop_files({"eeg": reasons}, "unusable recording", "unusable_recording", plan.cfg.allow_missing)
-    plan.drop_files({k: f.bad for k, f in plan.files.items()}, "unreadable", "unreadable", True)
-
-
-def check_windows(plan: Plan) -> None:
-    """Choose the cache's rate, size the recordings at it, drop windows outside their recording."""
+def check_windows(plan: Plan, done: "Written") -> None:
+    """After the write (sizes come from the reads): the cache's rate, the window bounds; rows of windows
+    outside their recording are dropped (`allow_missing`) or a DataError; files no row uses are left unindexed."""
     cfg, table, rec = plan.cfg, plan.table, plan.files["eeg"]
-    used_fs = np.unique(rec.fs[np.unique(rec.pos)]) if len(table) else np.zeros(0)
+    used_fs = np.unique(rec.fs[np.unique(rec.pos[done.keep_rows])]) if done.keep_rows.any() else np.zeros(0)
     if cfg.eeg.fs is None and len(used_fs) > 1:
         rates = ", ".join(f"{f:g}" for f in used_fs)
         raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({rates} Hz): set eeg.fs to resample them to one")
     fs = plan.fs = float(cfg.eeg.fs or (used_fs[0] if len(used_fs) else plan.adapter.fs or 0.0))
     if cfg.eeg.bandpass and len(used_fs):  # the band-pass runs at the native rate, before any resampling
         check_band_vs_rate(cfg.eeg.bandpass, float(used_fs.min()), "eeg.bandpass", f"recordings in {cfg.data_dir} are sampled at {used_fs.min():g} Hz")
-    rec.n = np.array(  # fs 0: a recording already dropped (never sized)
-        [resampled_length(n, f, cfg.eeg.fs) if f > 0 else 0 for n, f in zip(rec.n, rec.fs)], dtype=np.int64
-    )
     plan.start = np.rint(table["start_s"].to_numpy(np.float64) * fs).astype(np.int64)
     n_win = np.rint(table["duration_s"].to_numpy(np.float64) * fs).astype(np.int64)
-    past = (plan.start < 0) | (plan.start + n_win > rec.n[rec.pos]) | (n_win <= 0)
+    past = done.keep_rows & ((plan.start < 0) | (plan.start + n_win > rec.n[rec.pos]) | (n_win <= 0))
     if past.any():
         j = int(np.argmax(past))
         row = {c: table[c].iloc[j] for c in ("recording_id", "sample_id", "start_s", "duration_s")}  # keeps dtypes
@@ -559,54 +528,66 @@ def check_windows(plan: Plan) -> None:
         )
         if not cfg.allow_missing:
             msg += "; pass --allow-missing to skip them"
-        plan.drop(_mask(past, msg, "window_past_end", plan.skipped, cfg.allow_missing))
-    if plan.table.empty:
+        done.keep_rows &= ~_mask(past, msg, "window_past_end", plan.skipped, cfg.allow_missing)
+    if not done.keep_rows.any():
         log.warning("no rows left to cache from %s (%d rows in, skipped %s): the cache is empty", cfg.data_dir, plan.n_rows_in, plan.skipped)
-    for f in plan.files.values():  # keep the files still referenced, in order of first use
-        used = np.unique(f.pos)
-        remap = np.full(len(f.ids), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        f.ids, f.n, f.fs, f.pos = f.ids[used], f.n[used], f.fs[used], remap[f.pos]
+    for kind, f in plan.files.items():  # index only the files a cached row still uses
+        used = np.zeros(len(f.ids), dtype=bool)
+        used[f.pos[done.keep_rows]] = True
+        done.keep_files[kind] &= used
 
 
 @dataclass
 class Layout:
-    """Where each file's rows go: per kind, start rows, the .npy header size and the array's shape."""
+    """Per store kind: its file, width and dtype, the .npy header size; the write tasks."""
 
-    starts: dict[str, np.ndarray]
+    stores: dict[str, tuple[str, int, np.dtype]]  # kind → (file name, width, dtype)
     headers: dict[str, int]
-    shapes: dict[str, tuple[int, int]]
     groups: dict[str, list[np.ndarray]]  # extra → per file, the table rows (positions) it serves
     tasks: list[tuple]
+    shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # set by `finish`
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
+    """The .npy (v1.0) header of a C-order array; numpy pads it so that the first axis can grow in place."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    return buf.getvalue()
 
 
 def allocate(plan: Plan, tmp: Path) -> Layout:
-    """Create `eeg.npy` and each extra's `<stem>.npy` at full size on disk (sparse until written); the write tasks."""
+    """Start `eeg.npy` and each extra's `<stem>.npy` (a header for 0 rows: the workers append); the write tasks."""
     dtype = np.dtype(plan.cfg.eeg.dtype)
-    lay = Layout({}, {}, {}, {}, [])
+    stores = {"eeg": ("eeg.npy", len(plan.channels), dtype)}
+    stores.update({x.name: (f"{x.stem}.npy", x.width, np.dtype(np.float32)) for x in plan.extras})
+    lay = Layout(stores, {}, {}, [])
+    for kind, (fname, width, dt) in stores.items():
+        header = _npy_header(dt, (0, width))
+        (tmp / fname).write_bytes(header)
+        lay.headers[kind] = len(header)
     rec = plan.files["eeg"]
-    stores = [("eeg", "eeg.npy", len(plan.channels), dtype)] + [(x.name, f"{x.stem}.npy", x.width, np.dtype(np.float32)) for x in plan.extras]
-    for kind, fname, width, dt in stores:
-        f = plan.files[kind]
-        lay.starts[kind] = _starts(f.n)
-        lay.shapes[kind] = (int(f.n.sum()), width)
-        mm = np.lib.format.open_memmap(tmp / fname, mode="w+", dtype=dt, shape=lay.shapes[kind])
-        lay.headers[kind] = int(mm.offset)
-        del mm
-    starts = lay.starts["eeg"]
-    lay.tasks = [
-        ("eeg", i, r, float(rec.fs[i]), int(rec.n[i]), int(starts[i]), lay.headers["eeg"], len(plan.channels), dtype.str)
-        for i, r in enumerate(rec.ids)
-    ]
+    lay.tasks = [("eeg", i, r, lay.headers["eeg"], len(plan.channels), dtype.str) for i, r in enumerate(rec.ids)]
     for x in plan.extras:
         f = plan.files[x.name]
         order = np.argsort(f.pos, kind="stable")
         groups = np.split(order, np.cumsum(np.bincount(f.pos, minlength=len(f.ids)))[:-1]) if len(f.ids) else []
         lay.groups[x.name] = groups
         offsets = plan.table[x.offset_column].to_numpy(np.float64)
-        xs = lay.starts[x.name]
-        lay.tasks += [(x.name, i, s, int(f.n[i]), int(xs[i]), lay.headers[x.name], offsets[groups[i]]) for i, s in enumerate(f.ids)]
+        lay.tasks += [(x.name, i, s, lay.headers[x.name], offsets[groups[i]]) for i, s in enumerate(f.ids)]
     return lay
+
+
+def finish(lay: Layout, tmp: Path, rows: dict[str, Any]) -> None:
+    """Write each store's final header (its row count from the shared counter) over the provisional one."""
+    for kind, (fname, width, dt) in lay.stores.items():
+        n = int(rows[kind].value)
+        header = _npy_header(dt, (n, width))
+        if len(header) != lay.headers[kind]:  # cannot happen below 10**21 rows (numpy's growth padding)
+            raise CacheError(f"{tmp / fname}: .npy header grew from {lay.headers[kind]} to {len(header)} bytes")
+        with open(tmp / fname, "r+b") as fh:
+            fh.write(header)
+            fh.truncate(len(header) + n * width * dt.itemsize)
+        lay.shapes[kind] = (n, width)
 
 
 @dataclass
@@ -619,63 +600,90 @@ class Written:
     keep_files: dict[str, np.ndarray]  # kind → (n_files,) bool
     health: np.ndarray = field(default_factory=lambda: np.zeros((0, len(HEALTH_COLUMNS))))  # (n_recordings, 3) HEALTH_COLUMNS
     reports: dict[Any, str] = field(default_factory=dict)  # recording id → dead-channel report
+    unusable: dict[int, str] = field(default_factory=dict)  # recording position → the adapter's missing_reason
+    dropped: dict[int, str] = field(default_factory=dict)  # recording position → dead channels (eeg.bad_channels 'drop')
+    n_nonfinite: int = 0  # non-finite values written to eeg.npy
+    fs0: float = 0.0  # the first recording's rate (Hz)
 
 
 def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress: bool) -> Written:
-    """Read → preprocess → write every file into its slice (the heavy part, in the pool)."""
+    """Read → preprocess → append every file to its store (the heavy part, in the pool); sizes come from the reads."""
     n = len(plan.table)
     out = Written({x.name: np.full(n, -1, np.int64) for x in plan.extras}, {x.name: np.full(len(plan.files[x.name].ids), np.nan) for x in plan.extras},
                   np.ones(n, dtype=bool), {k: np.ones(len(f.ids), dtype=bool) for k, f in plan.files.items()})
-    n_nonfinite = 0
     failed: dict[str, dict[int, str]] = {k: {} for k in plan.files}
-    dropped: dict[int, str] = {}  # recordings with too many dead channels, eeg.bad_channels 'drop'
-    rec = plan.files["eeg"]
-    out.health = np.zeros((len(rec.ids), len(HEALTH_COLUMNS)))
+    out.health = np.zeros((len(plan.files["eeg"].ids), len(HEALTH_COLUMNS)))
     for r in _run(lay.tasks, _work_task, pool, plan.n_workers, f"prepare {plan.cfg.name}", progress):
         if r[0] == "bad":
             failed[r[1]][r[2]] = r[3]
         elif r[0] == "eeg":
-            n_nonfinite += r[2]
-            out.health[r[1]] = r[3][:3]
-            if r[3][3]:
-                out.reports[rec.ids[r[1]]] = r[3][3]
-            if r[4]:
-                dropped[r[1]] = f"{plan.adapter.path(plan.cfg, rec.ids[r[1]])}: {r[3][3]}"
+            _eeg_result(plan, out, r)
         else:
-            out.rows[r[0]][lay.groups[r[0]][r[1]]] = lay.starts[r[0]][r[1]] + r[2]
-            out.time0[r[0]][r[1]] = r[3]
-    if n_nonfinite:
-        log.warning("%d non-finite values in eeg.npy (dtype %s overflow? set eeg.clip_uv)", n_nonfinite, plan.cfg.eeg.dtype)
-    if any(failed.values()):  # only with skip_unreadable; their slices stay zero and unindexed
-        bad = np.zeros(n, dtype=bool)
-        for k, b in failed.items():
-            bad |= np.isin(plan.files[k].pos, list(b))
-            out.keep_files[k][list(b)] = False
-        first = next(iter(m for b in failed.values() for m in b.values()))
-        msg = f"{int(bad.sum())} rows reference {sum(map(len, failed.values()))} unreadable file(s), e.g. {first}"
-        out.keep_rows = ~_mask(bad, msg, "unreadable", plan.skipped, True)
+            kind, i, rel, time0, n_rows, row0 = r
+            f = plan.files[kind]
+            f.n[i], f.start[i] = n_rows, row0
+            out.rows[kind][lay.groups[kind][i]] = row0 + rel
+            out.time0[kind][i] = time0
+    if out.n_nonfinite:
+        log.warning("%d non-finite values in eeg.npy (dtype %s overflow? set eeg.clip_uv)", out.n_nonfinite, plan.cfg.eeg.dtype)
+    _drop_rows(plan, out, {"eeg": out.unusable}, "unusable recording file(s)", "unusable_recording", plan.cfg.allow_missing)
+    _drop_rows(plan, out, failed, "unreadable file(s)", "unreadable", True)  # only with skip_unreadable: never indexed
     if out.reports:
         log.warning(
             "%d recording(s) with more than %d dead (all-NaN or flat) channel(s), eeg.bad_channels %r: %s",
             len(out.reports), plan.cfg.eeg.bad_channels_max, plan.cfg.eeg.bad_channels, example_text(out.reports),
         )
-    if dropped:
-        bad = np.isin(rec.pos, list(dropped))
-        msg = f"{int(bad.sum())} rows reference {len(dropped)} recording(s) with dead channels, e.g. {next(iter(dropped.values()))}"
-        out.keep_rows &= ~_mask(bad, msg, "dead_channels", plan.skipped, True)
-        out.keep_files["eeg"][list(dropped)] = False
+    _drop_rows(plan, out, {"eeg": out.dropped}, "recording(s) with dead channels", "dead_channels", True)
     for x in plan.extras:
         f = plan.files[x.name]
-        end = (lay.starts[x.name] + f.n)[f.pos] if len(f.ids) else np.zeros(0, np.int64)
+        end = (f.start + f.n)[f.pos] if len(f.ids) else np.zeros(0, np.int64)
         n_short = int(np.sum((out.rows[x.name] + x.window_rows > end) & out.keep_rows))
         if n_short:
             log.info("%d %s window(s) extend past their file's end: padded with NaN when read", n_short, x.name)
     return out
 
 
+def _eeg_result(plan: Plan, out: Written, r: tuple) -> None:
+    """Record one recording's result; an unusable recording (without `allow_missing`) or a second
+    sampling rate (without `eeg.fs`) stops the build as soon as it is seen."""
+    _, i, n_bad, health, was_dropped, n_rows, fs, row0, reason = r
+    cfg, rec = plan.cfg, plan.files["eeg"]
+    if reason is not None:
+        out.unusable[i] = reason
+        if not cfg.allow_missing:
+            _drop_rows(plan, out, {"eeg": {i: reason}}, "unusable recording file(s)", "unusable_recording", False)
+        return
+    rec.n[i], rec.fs[i], rec.start[i] = n_rows, fs, row0
+    out.fs0 = out.fs0 or fs
+    if cfg.eeg.fs is None and fs != out.fs0:
+        raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({out.fs0:g}, {fs:g} Hz, e.g. "
+                        f"{plan.adapter.path(cfg, rec.ids[i])}): set eeg.fs to resample them to one")
+    out.n_nonfinite += n_bad
+    out.health[i] = health[:3]
+    if health[3]:
+        out.reports[rec.ids[i]] = health[3]
+    if was_dropped:
+        out.dropped[i] = f"{plan.adapter.path(cfg, rec.ids[i])}: {health[3]}"
+
+
+def _drop_rows(plan: Plan, out: Written, bad: dict[str, dict[int, str]], what: str, key: str, allowed: bool) -> None:
+    """Leave out the rows (still kept) that use any file in `bad` (kind → position → message), counted under `key`;
+    a DataError naming the first file when not `allowed`. Those files are not indexed."""
+    if not any(bad.values()):
+        return
+    rows = plan.rows_using(bad) & out.keep_rows
+    first = next(iter(m for b in bad.values() for m in b.values()))
+    msg = f"{int(rows.sum())} rows reference {sum(map(len, bad.values()))} {what}, e.g. {first}"
+    if not allowed:
+        msg += "; pass --allow-missing to skip them"
+    out.keep_rows &= ~_mask(rows, msg, key, plan.skipped, allowed)
+    for kind, b in bad.items():
+        out.keep_files[kind][list(b)] = False
+
+
 def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float, inputs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Write samples.csv, recordings.csv, each extra's `<stem>s.csv`, then meta.json last; returns the meta."""
-    keep, rec, starts = done.keep_rows, plan.files["eeg"], lay.starts["eeg"]
+    keep, rec, starts = done.keep_rows, plan.files["eeg"], plan.files["eeg"].start
     assert plan.start is not None
     samples = plan.table.loc[keep].reset_index(drop=True)
     rp = rec.pos[keep]
@@ -694,7 +702,7 @@ def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float, inp
     extras: dict[str, Any] = {}
     for x in plan.extras:
         f = plan.files[x.name]
-        idx = pd.DataFrame({x.id_column: f.ids, f"{x.stem}_start": lay.starts[x.name], f"{x.stem}_len": f.n, "time0": done.time0[x.name]})
+        idx = pd.DataFrame({x.id_column: f.ids, f"{x.stem}_start": f.start, f"{x.stem}_len": f.n, "time0": done.time0[x.name]})
         atomic_write_csv(tmp / f"{x.stem}s.csv", idx.loc[done.keep_files[x.name]])
         extras[x.name] = {"stem": x.stem, "id_column": x.id_column, "shape": list(lay.shapes[x.name]),
                           "window_rows": x.window_rows, "n_files": int(done.keep_files[x.name].sum())}
@@ -746,16 +754,17 @@ def prepare(cfg: DataConfig, force: bool = False, progress: bool = True, lock_ti
 
 
 def _build(cfg: DataConfig, table: pd.DataFrame, inputs: dict[str, Any], progress: bool) -> None:
-    """plan → allocate → write → index into a temp folder renamed over `cfg.cache_dir()` (the caller holds the lock)."""
+    """plan → allocate → write → check → finish → index into a temp folder renamed over `cfg.cache_dir()` (the caller holds the lock)."""
     out = cfg.cache_dir()
     t_start = time.perf_counter()
     plan = plan_rows(cfg, table)
-    with atomic_dir(out) as tmp, _workers(cfg, tmp, plan.n_workers) as pool:
+    kinds = ["eeg"] + [x.name for x in plan.extras]
+    with atomic_dir(out) as tmp, _workers(cfg, tmp, plan.n_workers, kinds) as (pool, rows):
         _chmod_like_umask(tmp)  # mkdtemp makes it 0700; the cache is an ordinary folder
-        size_files(plan, pool, progress)
-        check_windows(plan)
         lay = allocate(plan, tmp)
         done = write(plan, lay, pool, progress)
+        check_windows(plan, done)
+        finish(lay, tmp, rows)
         meta = index(plan, lay, done, tmp, t_start, inputs)
     shape = meta["eeg_shape"]
     gb = shape[0] * shape[1] * np.dtype(cfg.eeg.dtype).itemsize / 1e9

@@ -19,11 +19,15 @@ def channel_health(x: np.ndarray) -> tuple[list[int], list[int], float]:
     """x (n_chans, n_times) → (all-NaN channel indices, flat (constant, not all-NaN) channel indices, fraction of NaN samples)."""
     if x.size == 0:
         return [], [], 0.0
-    nan = np.isnan(x)
-    all_nan = nan.all(axis=1)
-    hi, lo = np.fmax.reduce(x, axis=1), np.fmin.reduce(x, axis=1)  # NaN-ignoring max / min
+    a = np.ascontiguousarray(x)  # a (C, T) view of a time-major block: numpy reduces a row 10x faster than a column
+    n_nan = np.isnan(a).sum(axis=1)
+    all_nan = n_nan == a.shape[1]
+    hi, lo = a.max(axis=1), a.min(axis=1)  # vectorised; NaN-propagating, so ...
+    some = np.flatnonzero(n_nan > 0)
+    if len(some):  # ... channels with a NaN take the NaN-ignoring max / min
+        hi[some], lo[some] = np.fmax.reduce(a[some], axis=1), np.fmin.reduce(a[some], axis=1)
     flat = ~all_nan & (hi == lo)
-    return np.flatnonzero(all_nan).tolist(), np.flatnonzero(flat).tolist(), float(nan.mean())
+    return np.flatnonzero(all_nan).tolist(), np.flatnonzero(flat).tolist(), float(n_nan.sum() / a.size)
 
 
 def describe(nan_chans: Sequence[int], flat_chans: Sequence[int], names: Sequence[str]) -> str:

@@ -83,8 +83,16 @@ def span_mask(x: ArrayT, prob: float, axis: int, fill: float, *, max_frac: float
             u = torch.from_numpy(rng.random((b, 3))).to(x.device)
         return x.masked_fill(_band(u, n, prob, max_frac, torch.arange(n, device=x.device)).reshape(shape), fill)
     u = rng.random((b, 3)) if rng is not None else np.random.random((b, 3))
+    band = _band(u, n, prob, max_frac, np.arange(n))
     out = np.array(x, copy=True)
-    np.copyto(out, fill, where=_band(u, n, prob, max_frac, np.arange(n)).reshape(shape), casting="unsafe")
+    if not batched:  # one item (the DataLoader's hot path): its band is one slice of `axis`, no masked pass over the array
+        pos = np.flatnonzero(band[0])
+        if pos.size:
+            index: list[Any] = [slice(None)] * ndim
+            index[ax] = slice(int(pos[0]), int(pos[-1]) + 1)
+            np.copyto(out[tuple(index)], fill, casting="unsafe")
+        return out
+    np.copyto(out, fill, where=band.reshape(shape), casting="unsafe")
     return out
 
 

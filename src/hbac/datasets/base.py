@@ -40,7 +40,6 @@ class ExtraInput:
     id_column: str  # sample-table column naming the file, e.g. "spectrogram_id"
     offset_column: str  # sample-table column: window start, in the file's time units (s)
     path: Callable[[DataConfig, Any], Path]  # (cfg, file id) → the raw file
-    n_rows: Callable[[Path], int]  # rows in a file, ideally from its footer/header only
     read: Callable[[Path], tuple[np.ndarray, np.ndarray]]  # file → (times (n,), values (n, width) float32)
     enabled: Callable[[DataConfig], bool] = lambda cfg: True  # cache it for this config?
     switch: str = ""  # the data-config key `enabled` reads, named in messages (e.g. "kaggle_spec")
@@ -84,8 +83,8 @@ class DatasetAdapter(ABC):
 
     Required: `name` (the config's `dataset:` value), `task` (one of `TASKS`), `classes`,
     `table`, `channels`, `path`, `read`. Optional hooks have defaults: `options` (the dataclass of
-    the dataset's own config keys, `cfg.options`) is `NoOptions`, `sample_s` is None, `n_times` reads the
-    signal (override it with a header-only read), `missing_reason` says nothing is wrong,
+    the dataset's own config keys, `cfg.options`) is `NoOptions`, `sample_s` is None, `missing_reason` says nothing
+    is wrong (`prepare` takes every length from the read itself: no header pass),
     `extra_inputs` is empty, `fs` (native Hz, used only for an empty cache) is None, `synthetic`
     (the writer `hbac synth` calls) is None.
     """
@@ -115,11 +114,6 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
         """One recording → ((n_chans, n_times) float32 µV, fs Hz), montage applied, not yet filtered."""
-
-    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
-        """(n_times, fs Hz) of a recording; this default reads the whole signal."""
-        x, fs = self.read(cfg, recording_id)
-        return int(x.shape[1]), float(fs)
 
     def sample_s(self, cfg: DataConfig) -> Optional[tuple[str, float]]:
         """(data-config key, seconds) of every cached sample when they all have that length, else None.

@@ -248,13 +248,6 @@ class EDFMontageAdapter(DatasetAdapter):
             raise FileNotFoundError(f"EDF file not found: {path}")
         return read_montage(read_edf(path), cfg.eeg.montage)
 
-    def n_times(self, cfg: DataConfig, recording_id: Any) -> tuple[int, float]:
-        """(samples per channel, native fs) of a file from its EDF header (n_records × samples per record)."""
-        rec = read_edf(self.path(cfg, recording_id))
-        used, _, _ = resolve_montage(rec.labels, bipolar_pairs(cfg.eeg.montage))
-        i = used[0] if used else 0
-        return rec.n_times(i), float(rec.fs[i])
-
     def missing_reason(self, cfg: DataConfig, recording_id: Any) -> Optional[str]:
         """Why a recording cannot be used (missing file, unreadable header, missing channel), or None.
 

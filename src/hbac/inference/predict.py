@@ -1,6 +1,7 @@
 """Fold-averaged prediction of trained experiments, preprocessed exactly as their checkpoints say."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -15,14 +16,14 @@ from torch.utils.data import DataLoader
 from hbac.cache import open_cache
 from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
 from hbac.data.dataset import experiment_dataset
-from hbac.engine.loop import predict_loader
+from hbac.engine.loop import tick, predict_loader
 from hbac.engine.outputs import checkpoint_paths, load_checkpoint
 from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
 from hbac.io import read_json
 from hbac.leaderboard import build_leaderboard
-from hbac.models import build_model
+from hbac.models import build_model, model_class
 
 log = logging.getLogger(__name__)
 
@@ -83,71 +84,71 @@ def member_folds(exp_dir: Path, partial: bool = False) -> list[Path]:
     return paths
 
 
-def _tick(timings: Optional[dict[str, float]], key: str, t0: float) -> float:
-    """Add the seconds since `t0` to `timings[key]` (when timing); return now."""
-    now = time.perf_counter()
-    if timings is not None:
-        timings[key] = timings.get(key, 0.0) + now - t0
-    return now
-
-
 def predict_experiment(
     exp_dir: Path, data_dir: Path, split: str, cache_root: Path, batch_size: int = 32, device: Optional[torch.device] = None,
     progress: bool = True, timings: Optional[dict[str, float]] = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Average of every fold's predictions on a split, preprocessed exactly as the checkpoints say.
 
-    Returns (the test cache's sample table, probabilities (N, K)). With `timings`, adds the seconds
-    spent building the cache (`cache`), loading models (`model_load`) and predicting (`forward`).
+    Returns (the test cache's sample table, probabilities (N, K)). Every fold's model is loaded once and
+    each batch is read once for all of them. With `timings`, adds the seconds spent loading checkpoints
+    and building models (`model_load`), building the cache (`cache`), importing a model family
+    (`imports`), reading batches (`data`) and in the models (`forward`).
     """
     configure_threads()
     device = device or device_auto()
     paths = member_folds(exp_dir)
     want = folder_hash(exp_dir)
-    total: Optional[np.ndarray] = None
-    cache = None
     t = time.perf_counter()
+    ckpts = []
     for path in paths:
-        ckpt = load_checkpoint(path, map_location="cpu")
-        check_checkpoint(ckpt, path, want)
-        t = _tick(timings, "model_load", t)
-        cfg = from_dict(ExperimentConfig, ckpt["config"], str(path))
-        if cache is None:
-            dcfg = with_overrides(  # the test-split cache: same preprocessing, another split and folder (re-validated)
-                cfg.data,
-                {"split": split, "data_dir": str(data_dir), "cache_root": str(cache_root), "allow_missing": True, "skip_unreadable": True,
-                 "name": f"{cfg.data.name}_{split}"},
-                f"{path} (config for the {split} split)",
-            )
-            cache = open_cache(dcfg)
-            t = _tick(timings, "cache", t)
-            if len(cache.samples) == 0:
-                return cache.samples, np.zeros((0, len(ckpt["classes"])))
-        if ckpt.get("kind") == "features":  # a scikit-learn feature model (hbac.features), no torch module
+        ckpts.append(load_checkpoint(path, map_location="cpu"))
+        check_checkpoint(ckpts[-1], path, want)
+    t = tick(timings, "model_load", t)
+    cfg = from_dict(ExperimentConfig, ckpts[0]["config"], str(paths[0]))
+    dcfg = with_overrides(  # the test-split cache: same preprocessing, another split and folder (re-validated)
+        cfg.data,
+        {"split": split, "data_dir": str(data_dir), "cache_root": str(cache_root), "allow_missing": True, "skip_unreadable": True,
+         "name": f"{cfg.data.name}_{split}"},
+        f"{paths[0]} (config for the {split} split)",
+    )
+    cache = open_cache(dcfg)
+    t = tick(timings, "cache", t)
+    if len(cache.samples) == 0:
+        return cache.samples, np.zeros((0, len(ckpts[0]["classes"])))
+    if ckpts[0].get("kind") == "features":  # scikit-learn feature models (hbac.features), no torch module
 
-            # local import: scikit-learn + skops (about 1.8 s at start-up) only for feature-model members
-            from hbac.features.baseline import predict_features
+        # local import: scikit-learn + skops (about 1.8 s at start-up) only for feature-model members
+        from hbac.features.baseline import predict_features
 
-            p = predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path))
-            total = p if total is None else total + p
-            t = _tick(timings, "forward", t)
-            continue
-        # the checkpoint holds every weight: never read the ImageNet file again (it may be absent offline)
-        model = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"], fs=ckpt["fs"], n_times=ckpt["n_times"],
-                            window_filter=cache.window_filter)
+        p = sum(predict_features(ckpt, cache, cache.samples, progress=progress, source=str(path)) for ckpt, path in zip(ckpts, paths))
+        tick(timings, "forward", t)
+        return cache.samples, p / len(paths)
+    model_class(cfg.model.kind)  # its family's imports (timm for 2D models), counted apart from loading
+    t = tick(timings, "imports", t)
+    models = fold_models(cfg, ckpts, cache.window_filter, device)
+    tick(timings, "model_load", t)
+    loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=batch_size, shuffle=False, num_workers=0)
+    p = predict_loader(models, loader, device, cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip, offsets_s=cfg.tta.offsets_s,
+                       progress=progress, desc=f"{exp_dir.name} ({len(models)} folds)", timings=timings)
+    return cache.samples, p
+
+
+def fold_models(cfg: ExperimentConfig, ckpts: list[dict], window_filter: Optional[dict], device: torch.device) -> list[torch.nn.Module]:
+    """Each checkpoint's model with its weights, on `device`: the architecture is built once (never reading
+    ImageNet weights: the checkpoint holds every weight) and copied for the folds with the same input shapes."""
+    models: list[torch.nn.Module] = []
+    base, base_key = None, None
+    for ckpt in ckpts:
+        key = (tuple(ckpt["channels"]), float(ckpt["fs"]), ckpt["n_times"], tuple(ckpt["classes"]))
+        if base is None or key != base_key:
+            base = build_model(dataclasses.replace(cfg.model, pretrained=False), n_classes=len(ckpt["classes"]), channels=ckpt["channels"],
+                               fs=ckpt["fs"], n_times=ckpt["n_times"], window_filter=window_filter)
+            base_key = key
+        model = copy.deepcopy(base)
         model.load_state_dict(ckpt["model"])
-        model = place_model(model, device)
-        t = _tick(timings, "model_load", t)
-        ds = experiment_dataset(cfg, cache, cache.samples)
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-        p = predict_loader(
-            model, loader, device, cfg.train.amp, tta_flip=cfg.tta.hemisphere_flip,
-            offsets_s=cfg.tta.offsets_s, progress=progress, desc=f"{exp_dir.name} {path.parent.name}",
-        )
-        total = p if total is None else total + p
-        t = _tick(timings, "forward", t)
-    assert cache is not None and total is not None
-    return cache.samples, total / len(paths)
+        models.append(place_model(model, device))
+    return models
 
 
 def class_prior(exp_dir: Path, classes: list[str]) -> np.ndarray:

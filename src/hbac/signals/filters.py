@@ -191,8 +191,9 @@ def preprocess(
 ) -> np.ndarray:
     """The cache pipeline for one recording: NaN fill → notch → band-pass → ICA → resample → clip → z-score.
 
-    x: (n_chans, n_times) float32 µV at `fs` Hz → (n_chans, n_times') float32. `ica`: (EOG correlation,
-    EMG power ratio) thresholds of `signals.ica.ica_clean` (None: off); `channels` name the rows for it.
+    x: (n_chans, n_times) float32 µV at `fs` Hz → (n_chans, n_times') float32, not necessarily C-contiguous.
+    `ica`: (EOG correlation, EMG power ratio) thresholds of `signals.ica.ica_clean` (None: off);
+    `channels` name the rows for it.
     """
     x = fill_nan(x, nan)
     if notch_hz:
@@ -212,4 +213,4 @@ def preprocess(
         mu = x.mean(axis=1, keepdims=True)
         sd = x.std(axis=1, keepdims=True) + 1e-6
         x = (x - mu) / sd
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.asarray(x, dtype=np.float32)  # layout kept: the cache passes a (C, T) view of a time-major block

@@ -5,6 +5,7 @@ Conventions: multichannel signals are `(n_chans, n_times)` float32 in µV; sampl
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
@@ -87,6 +88,13 @@ def montage_matrix(montage: str, channels: Sequence[str]) -> np.ndarray:
 
 def montage_indices(montage: str, channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(anode (n_out,), cathode (n_out,)) indices into `channels`; cathode -1 for a unipolar channel."""
+    anode, cathode = _montage_indices(montage, tuple(channels))
+    return anode.copy(), cathode.copy()
+
+
+@lru_cache(maxsize=64)
+def _montage_indices(montage: str, channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """`montage_indices`, computed once per (montage, channels): prepare asks for every recording."""
     m = montage_matrix(montage, channels)  # validates names; each row has one +1 and at most one -1
     anode = np.argmax(m > 0, axis=1)
     has_cathode = (m < 0).any(axis=1)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import copy_hms_subset
@@ -115,7 +116,7 @@ def test_reused_when_unchanged_rebuilt_when_a_param_changes(synth_src: Path, tmp
 
 @pytest.mark.parametrize("damage", ["garbage", "missing_column"])
 def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: Path, damage: str) -> None:
-    # garbage: fails while sizing (footer); missing_column: footer fine, fails in a worker while reading
+    # garbage: not a parquet file; missing_column: a readable file without Cz (both fail in a worker, while reading)
     cfg = cfg_for(synth, tmp_path / "cache", name="broken", workers=2)  # the error crosses a process boundary
     rid = hms.ADAPTER.table(cfg).recording_id.iloc[-1]
     bad = hms.eeg_path(synth, rid)
@@ -201,12 +202,20 @@ def test_float16_and_resampling(synth_src: Path, tmp_path: Path) -> None:
 
 
 def test_workers_do_not_change_the_arrays(synth_src: Path, tmp_path: Path) -> None:
+    # a pool appends files in the order they finish, so the stores' row order may differ: every
+    # sample must still read the same EEG and spectrogram window, and every file the same rows
     a = Cache(prepare(cfg_for(synth_src, tmp_path, name="w1", workers=1), progress=False))
     b = Cache(prepare(cfg_for(synth_src, tmp_path, name="w2", workers=2), progress=False))
-    np.testing.assert_array_equal(a.eeg, b.eeg)
-    np.testing.assert_array_equal(a.extra("kaggle_spec"), b.extra("kaggle_spec"))
-    pd.testing.assert_frame_equal(a.samples, b.samples)
-    pd.testing.assert_frame_equal(a.extra_index["kaggle_spec"], b.extra_index["kaggle_spec"])
+    assert a.eeg.shape == b.eeg.shape and a.extra("kaggle_spec").shape == b.extra("kaggle_spec").shape
+    for i in range(len(a.samples)):
+        np.testing.assert_array_equal(a.window(i), b.window(i))
+        np.testing.assert_array_equal(a.extra_window("kaggle_spec", i), b.extra_window("kaggle_spec", i))
+    rows = [c for c in a.samples.columns if c.endswith(("_row", "_lo", "_hi"))]
+    pd.testing.assert_frame_equal(a.samples.drop(columns=rows), b.samples.drop(columns=rows))
+    ra, rb = a.recordings.set_index("recording_id"), b.recordings.set_index("recording_id").loc[a.recordings.recording_id]
+    np.testing.assert_array_equal(ra.eeg_len, rb.eeg_len)
+    for s0, s1, n in zip(ra.eeg_start.to_numpy(int), rb.eeg_start.to_numpy(int), ra.eeg_len.to_numpy(int)):
+        np.testing.assert_array_equal(a.eeg[s0 : s0 + n], b.eeg[s1 : s1 + n])
 
 
 def test_eeg_window_and_no_spectrograms(synth_src: Path, tmp_path: Path) -> None:
@@ -300,3 +309,38 @@ def test_readers_handle_row_groups_nulls_and_wide_types(synth_src: Path, tmp_pat
     assert v.flags.c_contiguous and v.shape == (len(sp), 400)
     np.testing.assert_array_equal(v, sp.drop(columns="time").to_numpy(np.float32))
     np.testing.assert_array_equal(t, sp.time.to_numpy(np.float64))
+
+
+def test_real_cache_equals_the_pandas_montage_of_every_recording(real_raw: Cache, real_hms: Path) -> None:
+    # the fast path (polars montage into a time-major block, one pass) against a plain pandas read, bit for bit
+    recs = real_raw.recordings
+    assert len(recs) == real_raw.meta["n_recordings"] > 0
+    for rid, start, n in zip(recs.recording_id, recs.eeg_start.to_numpy(int), recs.eeg_len.to_numpy(int)):
+        df = pd.read_parquet(real_hms / "train_eegs" / f"{int(rid)}.parquet")
+        x = df[HMS_EEG_CHANNELS].to_numpy(np.float32).T
+        expect = fill_nan(apply_montage(x, HMS_EEG_CHANNELS, "double_banana"), "interp")
+        assert n == x.shape[1]
+        np.testing.assert_array_equal(real_raw.eeg[start : start + n].T, expect)
+
+
+@pytest.mark.parametrize("montage", ["double_banana", "double_banana_central", "raw"])
+def test_montage_reader_equals_numpy_montage(synth_src: Path, tmp_path: Path, montage: str) -> None:
+    # hms.read_eeg_montage (what prepare reads) = apply_montage(read_eeg(...)).T, with NaN, nulls, float64 and ints
+    src = next((synth_src / "train_eegs").glob("*.parquet"))
+    df = pd.read_parquet(src)
+    df.iloc[5:9, 3] = np.nan  # Fp1... a NaN stretch in one electrode
+    frames = {"nan": df, "f64": df.astype("float64"), "ints": df.fillna(0).round().astype("int32"),
+              "reordered": df[df.columns[::-1]]}
+    for name, frame in frames.items():
+        p = tmp_path / f"{name}.parquet"
+        frame.to_parquet(p, index=False, row_group_size=3000)
+        got = hms.read_eeg_montage(p, montage)
+        expect = apply_montage(hms.read_eeg(p), HMS_EEG_CHANNELS, montage).T
+        assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == expect.shape
+        np.testing.assert_array_equal(got, expect)
+    nulls = pa.Table.from_pandas(df.fillna(0.0), preserve_index=False)  # NaN only where the nulls are
+    nulls = nulls.set_column(0, nulls.column_names[0], pa.array([None] * 7 + [1.0] * (len(df) - 7), pa.float32()))
+    pq.write_table(nulls, tmp_path / "nulls.parquet")
+    got = hms.read_eeg_montage(tmp_path / "nulls.parquet", montage)
+    assert np.isnan(got[:7]).any() and not np.isnan(got[7:]).any()
+    np.testing.assert_array_equal(got, apply_montage(hms.read_eeg(tmp_path / "nulls.parquet"), HMS_EEG_CHANNELS, montage).T)

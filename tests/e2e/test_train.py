@@ -96,13 +96,18 @@ def test_two_stage_improves_high_vote_kl(synth_hms_biased, workroot):
     assert s2 < s1, f"stage 2 did not improve KL on n_votes >= 10 rows: {s1:.4f} → {s2:.4f}"
 
 
-def test_resume_matches_uninterrupted(synth_hms, workroot, monkeypatch):
+def _shared(cache_root: Path) -> dict:
+    """Overrides pointing a tiny HMS config on `synth_hms` at the prepared `synth_hms_cache` (read only)."""
+    return {"data": {"cache_root": str(cache_root)}}
+
+
+def test_resume_matches_uninterrupted(synth_hms, synth_hms_cache, workroot, monkeypatch):
     import hbac.engine.outputs as train_mod  # writes history.csv right after last.pt
 
-    full = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "resume_full"}, epochs=2, max_steps_per_epoch=3, stage2={"epochs": 1})
+    full = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "resume_full", **_shared(synth_hms_cache)}, epochs=2, max_steps_per_epoch=3, stage2={"epochs": 1})
     train_experiment(full, folds=[0], progress=False)
 
-    cut = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "resume_cut"}, epochs=2, max_steps_per_epoch=3, stage2={"epochs": 1})
+    cut = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "resume_cut", **_shared(synth_hms_cache)}, epochs=2, max_steps_per_epoch=3, stage2={"epochs": 1})
     real_write = train_mod.atomic_write_csv
     calls = {"n": 0}
 
@@ -131,13 +136,13 @@ def test_resume_matches_uninterrupted(synth_hms, workroot, monkeypatch):
     assert list(hb.stage) == ["stage1", "stage1", "stage2"]
 
 
-def test_cli_single_fold_and_scores(synth_hms, workroot, tmp_path):
+def test_cli_single_fold_and_scores(synth_hms, synth_hms_cache, workroot, tmp_path):
     import yaml
 
     from hbac.cli import main
     from hbac.config import save_config
 
-    cfg = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "cli_fold"}, epochs=1, max_steps_per_epoch=2, stage2={"enabled": False})
+    cfg = tiny_cfg("hms_1d.yaml", synth_hms, workroot, {"name": "cli_fold", **_shared(synth_hms_cache)}, epochs=1, max_steps_per_epoch=2, stage2={"enabled": False})
     path = tmp_path / "exp.yaml"
     save_config(cfg, path)
     assert main(["train", str(path), "--fold", "1"]) == 0

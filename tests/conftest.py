@@ -117,6 +117,15 @@ def synth_hms(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synth_hms_60(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo-sized synthetic HMS folder (60 train EEGs, ~400 windows, seed 0, 4 test EEGs): enough rows
+    for the tiny models to learn from (about 16 CPU-s to write, once per run). Do not modify it."""
+    from hbac.datasets.synthetic import write_hms
+
+    return shared_folder(tmp_path_factory, "synth_hms_60", lambda out: write_hms(out / "hms", n_eegs=60, seed=0, n_test=4)) / "hms"
+
+
+@pytest.fixture(scope="session")
 def synth_hms_cache(synth_hms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache root holding `synth_hms` prepared with configs/tiny/data_hms.yaml (every tiny HMS experiment's data).
 

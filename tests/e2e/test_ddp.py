@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, shared_folder
 
 from hbac.cli import main
 from hbac.config import load_config
@@ -32,8 +32,8 @@ SETS = ["train.epochs=2", "train.stage2.enabled=false", "train.lr=0.003", "train
 QUICK = ["train.epochs=1", "train.max_steps_per_epoch=1"]  # the single-process run only gives the OOF format
 
 
-def _args(data: Path, root: Path, outputs: Path, sets: list[str]) -> list[str]:
-    return ["train", str(CONFIG), "--data-dir", str(data), "--cache-root", str(root / "cache"), "--outputs", str(outputs),
+def _args(data: Path, cache_root: Path, outputs: Path, sets: list[str]) -> list[str]:
+    return ["train", str(CONFIG), "--data-dir", str(data), "--cache-root", str(cache_root), "--outputs", str(outputs),
             "--fold", "0"] + [x for s in sets for x in ("--set", s)]
 
 
@@ -49,21 +49,31 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def runs(synth_hms: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Fold 0 trained once in this process and once by torchrun with two gloo processes (same cache)."""
-    root = tmp_path_factory.mktemp("ddp")
-    assert main(_args(synth_hms, root, root / "single", SETS + QUICK)) == 0
-    t = time.time()
-    r = _torchrun(_args(synth_hms, root, root / "ddp", SETS + ["train.logger=csv"]))
-    print(f"DDP run (2 processes, gloo): {time.time() - t:.1f} s")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    assert "DDP over 2 processes" in r.stderr, r.stderr[-2000:]
+@pytest.fixture(scope="session")
+def runs(synth_hms: Path, synth_hms_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Fold 0 trained once in this process and once by torchrun with two gloo processes (the shared cache),
+    once per test run (also across xdist workers); torchrun's stderr in `ddp_stderr.txt`. Read only."""
+
+    def build(root: Path) -> None:
+        assert main(_args(synth_hms, synth_hms_cache, root / "single", SETS + QUICK)) == 0
+        t = time.time()
+        r = _torchrun(_args(synth_hms, synth_hms_cache, root / "ddp", SETS + ["train.logger=csv"]))
+        print(f"DDP run (2 processes, gloo): {time.time() - t:.1f} s")
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+        (root / "ddp_stderr.txt").write_text(r.stderr)
+
+    root = shared_folder(tmp_path_factory, "ddp_runs", build)
+    return {"single": root / "single" / "tiny_hms_1d", "ddp": root / "ddp" / "tiny_hms_1d", "data": synth_hms,
+            "cache": synth_hms_cache, "stderr": root / "ddp_stderr.txt"}
+
+
+def test_ddp_console_one_line_per_epoch_from_rank_0(runs: dict[str, Path]) -> None:
+    err = runs["stderr"].read_text()
+    assert "DDP over 2 processes" in err, err[-2000:]
     # one console line per epoch, from rank 0 only: train loss, val KL (all rows and votes >= 10), lr, time, ETA
     lines = re.findall(r"fold 0 stage1 epoch \d/2: train loss [\d.]+, val KL [\d.]+, KL \(n_votes >= 10\) \S+, "
-                       r"lr \S+, \d+ s, ETA \d+ s", r.stderr)
-    assert len(lines) == 2, r.stderr[-3000:]
-    return {"single": root / "single" / "tiny_hms_1d", "ddp": root / "ddp" / "tiny_hms_1d", "data": synth_hms, "root": root}
+                       r"lr \S+, \d+ s, ETA \d+ s", err)
+    assert len(lines) == 2, err[-3000:]
 
 
 def test_ddp_oof_matches_single_process_format(runs: dict[str, Path]) -> None:
@@ -102,11 +112,11 @@ def test_ddp_checkpoint_predicts_in_one_process(runs: dict[str, Path]) -> None:
     assert np.allclose(probs, oof[[f"{c}_pred" for c in ckpt["classes"]]].to_numpy(), atol=1e-5)
 
 
-def test_ddp_resume_matches_uninterrupted(runs: dict[str, Path]) -> None:
+def test_ddp_resume_matches_uninterrupted(runs: dict[str, Path], tmp_path: Path) -> None:
     """A torchrun fold stopped after epoch 1 (SIGTERM to torchrun, as a preempted session) and run again with
     --resume ends with the uninterrupted DDP run's weights and history."""
-    out = runs["root"] / "ddp_cut"
-    args = _args(runs["data"], runs["root"], out, SETS + ["train.logger=csv"])
+    out = tmp_path / "ddp_cut"
+    args = _args(runs["data"], runs["cache"], out, SETS + ["train.logger=csv"])
     cmd, env = _torchrun_cmd(args)
     hist = out / "tiny_hms_1d" / "fold0" / "history.csv"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

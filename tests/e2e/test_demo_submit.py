@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, shared_folder
 
 from hbac.datasets.hms import HMS_VOTE_COLS
 from hbac.errors import DataError
@@ -30,13 +30,12 @@ def check_submission(sub: pd.DataFrame, data_dir: Path) -> None:
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> Path:
+    """`run_demo(tiny=True)`'s work folder, run once per test run (also across xdist workers). Read only."""
     from hbac.demo import run_demo
 
-    wd = tmp_path_factory.mktemp("demo")
-    run_demo(wd, tiny=True, progress=False)
-    return wd
+    return shared_folder(tmp_path_factory, "demo", lambda wd: run_demo(wd, tiny=True, progress=False))
 
 
 @pytest.mark.slow

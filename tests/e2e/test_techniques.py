@@ -35,10 +35,11 @@ def root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("techniques")
 
 
-def tiny(name: str, data_dir: Path, root: Path, **train) -> ExperimentConfig:
+def tiny(name: str, data_dir: Path, cache_root: Path, root: Path, **train) -> ExperimentConfig:
+    """configs/tiny/<name> on `data_dir` (prepared in `cache_root`: the shared `synth_hms_cache`), outputs under `root`."""
     cfg = load_config(TINY / name)
     cfg.data.data_dir = str(data_dir)
-    cfg.data.cache_root = str(root / "cache")
+    cfg.data.cache_root = str(cache_root)
     cfg.output_root = str(root / "outputs")
     cfg.train.stage2.enabled = False
     for k, v in {"epochs": 1, "max_steps_per_epoch": 3, **train}.items():
@@ -62,8 +63,8 @@ def moved(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 @pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml", "hms_multimodal.yaml"])
-def test_new_families_train(config, synth_hms, root):
-    cfg = tiny(config, synth_hms, root)
+def test_new_families_train(config, synth_hms, synth_hms_cache, root):
+    cfg = tiny(config, synth_hms, synth_hms_cache, root)
     scores = train_experiment(cfg, folds=[0], progress=False)
     assert np.isfinite(scores["cv"])
     fold = cfg.output_dir() / "fold0"
@@ -82,10 +83,10 @@ def test_new_families_train(config, synth_hms, root):
         assert not np.allclose(parts[0][pcols].to_numpy(), parts[1][pcols].to_numpy())
 
 
-def test_per_eeg_random_windows_deterministic_and_different(synth_hms, root):
+def test_per_eeg_random_windows_deterministic_and_different(synth_hms, synth_hms_cache, root):
     runs = {}
     for name, window in [("a", "random"), ("b", "random"), ("mid", "middle")]:
-        cfg = tiny("hms_1d.yaml", synth_hms, root, epochs=3, max_steps_per_epoch=None)
+        cfg = tiny("hms_1d.yaml", synth_hms, synth_hms_cache, root, epochs=3, max_steps_per_epoch=None)
         cfg.selection.strategy, cfg.selection.per_eeg_window = "per_eeg", window
         cfg.augment.time_shift_s, cfg.augment.hemisphere_flip = 0.0, 0.0  # only the sub-window draw differs
         cfg.name = f"per_eeg_{name}"
@@ -95,9 +96,9 @@ def test_per_eeg_random_windows_deterministic_and_different(synth_hms, root):
     assert moved(runs["a"], runs["mid"]) > 1e-4  # the random sub-windows are not the middle ones
 
 
-def test_tta_offsets_on_the_submission_path(synth_hms, root):
+def test_tta_offsets_on_the_submission_path(synth_hms, synth_hms_cache, root):
     """predict_experiment (submit.py) averages the folds over every tta.offsets_s window, as the OOF does."""
-    cfg = tiny("hms_wavenet.yaml", synth_hms, root, max_steps_per_epoch=2)
+    cfg = tiny("hms_wavenet.yaml", synth_hms, synth_hms_cache, root, max_steps_per_epoch=2)
     cfg.name = "tta_all_folds"
     train_experiment(cfg, progress=False)
     samples, probs = predict_experiment(cfg.output_dir(), synth_hms, "test", root / "test_cache", progress=False)
@@ -121,9 +122,9 @@ def test_tta_offsets_on_the_submission_path(synth_hms, root):
     assert np.abs(probs - centre).max() > 1e-5  # the offsets changed the prediction
 
 
-def test_pseudo_labels_move_predictions(synth_hms, root):
+def test_pseudo_labels_move_predictions(synth_hms, synth_hms_cache, root):
     """A teacher that says "other" for every row: students trained on its pseudo-labels predict more "other"."""
-    base = tiny("hms_1d.yaml", synth_hms, root, epochs=3, max_steps_per_epoch=None)
+    base = tiny("hms_1d.yaml", synth_hms, synth_hms_cache, root, epochs=3, max_steps_per_epoch=None)
     base.augment.hemisphere_flip, base.augment.time_shift_s = 0.0, 0.0
     _, table, _ = experiment_table(base)
     teacher = table[["sample_id", "recording_id", "fold"]].copy()

@@ -24,7 +24,6 @@ from typing import Union
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from hbac.io import atomic_write_csv
 
@@ -67,6 +66,10 @@ def make_folds(table: pd.DataFrame, n_folds: int = 5, seed: int = 42, scheme: st
         y = table[_vote_columns(table)].to_numpy(dtype=np.float64).argmax(axis=1)
         fold = np.full(len(table), -1, dtype=np.int64)
         groups = table["group"].astype(str).to_numpy()
+        # local import: scikit-learn costs about 1.7 CPU-s at start-up, and most train processes (torchrun
+        # ranks, --gpus children, resumed runs) read the fold file written by the first one instead
+        from sklearn.model_selection import StratifiedGroupKFold
+
         skf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         for k, (_, va) in enumerate(skf.split(np.zeros(len(table)), y, groups)):
             fold[va] = k

@@ -41,8 +41,9 @@ def _localise(path: Path, workdir: Path, data_dir: Path, tiny: bool) -> Any:
         "data": {"data_dir": str(data_dir), "cache_root": str(workdir / "inputs" / "cache")},
         "output_root": str(workdir / "outputs"),
     }
-    if tiny:
-        overrides["folds"] = {"n_folds": 2}  # two patients per fold: half the training runs
+    if tiny:  # two patients per fold: half the training runs; 2 epochs (the tests check outputs, not learning)
+        overrides["folds"] = {"n_folds": 2}
+        overrides["train"] = {"epochs": 2}
     return load_config(path, overrides)
 
 

@@ -31,7 +31,6 @@ from hbac.engine.runtime import (
 )
 from hbac.engine.seeds import train_fold_seeds
 from hbac.errors import ExperimentMixError
-from hbac.features.baseline import train_features_fold
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,14 @@ def train_experiment(
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("hbac").addHandler(handler)
     try:
-        fold_fn = train_features_fold if cfg.model.kind == "features" else train_fold_seeds if cfg.train.seeds else train_fold
+        if cfg.model.kind == "features":
+            # local import: scikit-learn's estimators + skops (about 2-3 CPU-s at start-up, in every train
+            # process: torchrun ranks, --gpus children, notebooks) only for a feature-model experiment
+            from hbac.features.baseline import train_features_fold
+
+            fold_fn = train_features_fold
+        else:
+            fold_fn = train_fold_seeds if cfg.train.seeds else train_fold
         data = experiment_table(cfg)
         barrier()  # the cache and folds exist: the other ranks open them (`_follow`)
         for k in todo:

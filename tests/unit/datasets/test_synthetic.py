@@ -116,6 +116,18 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert not set(other.eeg_id) & set(same.eeg_id)
 
 
+def test_low_vote_bias_changes_only_the_votes(tmp_path: Path) -> None:
+    """A biased set is the unbiased set's recordings with `hms_train_table`'s train.csv (the tests build it so)."""
+    synthetic.write_hms(tmp_path / "a", n_eegs=3, seed=7, n_test=1, workers=1)
+    synthetic.write_hms(tmp_path / "b", n_eegs=3, seed=7, n_test=1, workers=1, low_vote_other=1.0)
+    a, b = _tree_digest(tmp_path / "a"), _tree_digest(tmp_path / "b")
+    assert {k: v for k, v in a.items() if k != "train.csv"} == {k: v for k, v in b.items() if k != "train.csv"}
+    assert a["train.csv"] != b["train.csv"]  # the bias changed some votes
+    for d, bias in (("a", 0.0), ("b", 1.0)):
+        pd.testing.assert_frame_equal(synthetic.hms_train_table(3, seed=7, n_test=1, low_vote_other=bias),
+                                      pd.read_csv(tmp_path / d / "train.csv"), check_dtype=False)
+
+
 def test_cli_writes_the_dataset(tmp_path: Path) -> None:
     from hbac.cli import main
 

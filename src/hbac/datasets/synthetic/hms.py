@@ -195,6 +195,15 @@ def hms_truth(n_eegs: int = 60, seed: int = 0, n_test: int = 4, low_vote_other: 
     return d.truth
 
 
+def hms_train_table(n_eegs: int = 60, seed: int = 0, n_test: int = 4, low_vote_other: float = 0.0) -> pd.DataFrame:
+    """`write_hms(…, n_eegs, seed, n_test, low_vote_other)`'s train.csv, row for row (no files written).
+
+    The recordings do not depend on `low_vote_other` (only the votes do): a biased set is the unbiased
+    set's EEG and spectrogram files with this table as its train.csv.
+    """
+    return _design(n_eegs, seed, n_test, low_vote_other).train
+
+
 @dataclass
 class _Design:
     """Everything about a synthetic dataset except the signals."""

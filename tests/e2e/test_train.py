@@ -87,8 +87,10 @@ def synth_hms_biased(synth_hms_60, tmp_path_factory) -> Path:
     return shared_folder(tmp_path_factory, "synth_hms_biased", build) / "hms"
 
 
+# stage 1: 4 epochs (was 8). Votes >= 10 KL, end of stage 1 -> best of stage 2: 1.217 -> 1.071, 1.131 -> 1.045,
+# 1.151 -> 1.006 with train.seed 42, 7, 123 (8 epochs, seed 42: 1.186 -> 1.032); stage 2 at lr 1e-12: 1.217 -> 1.230, fails.
 def test_two_stage_improves_high_vote_kl(synth_hms_biased, workroot):
-    cfg = tiny_cfg("hms_1d.yaml", synth_hms_biased, workroot, {"name": "two_stage", "data": {"name": "tiny_hms_biased"}}, epochs=8)
+    cfg = tiny_cfg("hms_1d.yaml", synth_hms_biased, workroot, {"name": "two_stage", "data": {"name": "tiny_hms_biased"}}, epochs=4)
     train_experiment(cfg, folds=[0], progress=False)
     hist = pd.read_csv(cfg.output_dir() / "fold0" / "history.csv")
     s1 = hist[hist.stage == "stage1"].val_kl_min_votes.iloc[-1]

@@ -15,9 +15,9 @@ event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.ev
                                         reason="the tensorboard package (extra `tensorboard`) is not installed")
 
 
-def test_tensorboard_events_hold_the_epoch_losses(synth_hms: Path, tmp_path: Path) -> None:
+def test_tensorboard_events_hold_the_epoch_losses(synth_hms: Path, synth_hms_cache: Path, tmp_path: Path) -> None:
     cfg = load_config(REPO_ROOT / "configs" / "tiny" / "hms_1d.yaml", {
-        "data": {"data_dir": str(synth_hms), "cache_root": str(tmp_path / "cache")}, "output_root": str(tmp_path / "outputs"),
+        "data": {"data_dir": str(synth_hms), "cache_root": str(synth_hms_cache)}, "output_root": str(tmp_path / "outputs"),
         "train": {"epochs": 2, "max_steps_per_epoch": 2, "logger": "tensorboard", "stage2": {"epochs": 1}},
     })
     train_experiment(cfg, folds=[0], progress=False)

@@ -1,4 +1,6 @@
-"""`submit.py`'s start-up imports only what its members need: no timm/torchvision for 1D models, no scipy.signal."""
+"""`submit.py`'s start-up imports only what its members need: no timm/torchvision for 1D models, no scipy.signal.
+The same process checks a `train` process's start-up: no scikit-learn (folds import it when they are made: torchrun
+ranks, `--gpus` children and resumed runs read the fold file) and no skops (feature experiments only)."""
 from __future__ import annotations
 
 import os
@@ -9,11 +11,12 @@ from conftest import REPO_ROOT
 
 CHECK = """
 import sys
+import hbac.cli, hbac.engine.experiment  # a train process: sklearn only to make folds, skops only for features
 import hbac.inference.submit
 from hbac.models import model_class
 for kind in ("1d", "wavenet", "effnet1d"):
     model_class(kind)
-print(",".join(m for m in ("timm", "torchvision", "scipy.signal", "sklearn") if m in sys.modules) or "-")
+print(",".join(m for m in ("timm", "torchvision", "scipy.signal", "sklearn", "skops") if m in sys.modules) or "-")
 model_class("2d")
 print("timm" in sys.modules)
 """

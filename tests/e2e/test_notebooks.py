@@ -59,7 +59,9 @@ def test_hms_notebooks_train_bundle_submit(kaggle_root: Path, monkeypatch, capsy
     assert (outputs / "tiny_hms_1d" / "scores.json").exists()
     epochs = [ln for ln in (outputs / "tiny_hms_1d" / "train.log").read_text().splitlines() if "stage1 epoch 1/1" in ln]
     assert len(epochs) == 2 and all("train loss" in ln and "lr " in ln and "ETA " in ln for ln in epochs), epochs
+    weights = {p: p.stat().st_mtime_ns for p in (outputs / "tiny_hms_1d").glob("fold*/*.pt")}
     t_resume = _execute("hms_train", kaggle_root / "working")  # a restarted session: every fold complete, nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in weights} == weights, "the restarted notebook retrained a complete fold"
 
     bundle(outputs, ["tiny_hms_1d"], kaggle_root / "input" / "hbac-bundle", dataset_id="me/hbac-bundle", deps=False)
     monkeypatch.setenv("HBAC_ENSEMBLE", "")

@@ -505,10 +505,8 @@ def check_windows(plan: Plan, done: "Written") -> None:
     """After the write (sizes come from the reads): the cache's rate, the window bounds; rows of windows
     outside their recording are dropped (`allow_missing`) or a DataError; files no row uses are left unindexed."""
     cfg, table, rec = plan.cfg, plan.table, plan.files["eeg"]
+    # one native rate unless eeg.fs resamples them: `_eeg_result` stopped the build at a second one
     used_fs = np.unique(rec.fs[np.unique(rec.pos[done.keep_rows])]) if done.keep_rows.any() else np.zeros(0)
-    if cfg.eeg.fs is None and len(used_fs) > 1:
-        rates = ", ".join(f"{f:g}" for f in used_fs)
-        raise DataError(f"recordings in {cfg.data_dir} have different sampling rates ({rates} Hz): set eeg.fs to resample them to one")
     fs = plan.fs = float(cfg.eeg.fs or (used_fs[0] if len(used_fs) else plan.adapter.fs or 0.0))
     if cfg.eeg.bandpass and len(used_fs):  # the band-pass runs at the native rate, before any resampling
         check_band_vs_rate(cfg.eeg.bandpass, float(used_fs.min()), "eeg.bandpass", f"recordings in {cfg.data_dir} are sampled at {used_fs.min():g} Hz")

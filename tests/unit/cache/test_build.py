@@ -19,7 +19,7 @@ from hbac.cache import open_cache
 from hbac.cache.build import prepare, resampled_length, stale_dirs
 from hbac.cache.reader import Cache
 from hbac.config import DataConfig, EEGParams
-from hbac.datasets import hms
+from hbac.datasets import DatasetAdapter, hms, register, registered
 from hbac.datasets.hms import HMSOptions
 from hbac.datasets.kaggle_spec import kaggle_spec_window
 from hbac.errors import CacheError, DataError
@@ -344,3 +344,38 @@ def test_montage_reader_equals_numpy_montage(synth_src: Path, tmp_path: Path, mo
     got = hms.read_eeg_montage(tmp_path / "nulls.parquet", montage)
     assert np.isnan(got[:7]).any() and not np.isnan(got[7:]).any()
     np.testing.assert_array_equal(got, apply_montage(hms.read_eeg(tmp_path / "nulls.parquet"), HMS_EEG_CHANNELS, montage).T)
+
+
+class _TwoRates(DatasetAdapter):
+    """Two recordings, sampled at 100 and 200 Hz (4 s each): a cache needs eeg.fs to hold both."""
+
+    name, task, classes = "two_rates_test", "seizure", ("background", "seizure")
+
+    def table(self, cfg: DataConfig) -> pd.DataFrame:
+        return pd.DataFrame({"sample_id": [0, 1], "recording_id": ["a", "b"], "group": ["a", "b"], "start_s": 0.0,
+                             "duration_s": 2.0, "background_vote": 1.0, "seizure_vote": 0.0, "n_votes": 1})
+
+    def channels(self, cfg: DataConfig) -> list[str]:
+        return ["C3"]
+
+    def path(self, cfg: DataConfig, recording_id: str) -> Path:
+        return Path(cfg.data_dir) / f"{recording_id}.npy"
+
+    def read(self, cfg: DataConfig, recording_id: str) -> tuple[np.ndarray, float]:
+        fs = 100.0 if recording_id == "a" else 200.0
+        return np.sin(np.arange(int(4 * fs), dtype=np.float32))[None], fs
+
+
+def test_a_second_sampling_rate_stops_the_build_unless_eeg_fs(tmp_path: Path) -> None:
+    if "two_rates_test" not in registered():
+        register(_TwoRates())
+    for rid in "ab":
+        np.save(tmp_path / f"{rid}.npy", np.zeros(1))  # present on disk; the adapter makes the signal
+    eeg = dict(montage="raw", bandpass=None, clip_uv=None)
+    cfg = DataConfig(name="mixed", dataset="two_rates_test", data_dir=str(tmp_path), cache_root=str(tmp_path / "c"),
+                     workers=1, eeg=EEGParams(**eeg))
+    with pytest.raises(DataError, match=r"different sampling rates \(100, 200 Hz, e\.g\. .*b\.npy\): set eeg\.fs"):
+        prepare(cfg, progress=False)
+    no_leftovers(tmp_path / "c", "mixed")
+    cache = Cache(prepare(dataclasses.replace(cfg, eeg=EEGParams(**eeg, fs=100.0)), progress=False))
+    assert cache.fs == 100.0 and list(cache.recordings.eeg_len) == [400, 400]

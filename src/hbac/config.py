@@ -670,7 +670,7 @@ def from_dict(cls: type, d: dict[str, Any], source: str = "<dict>") -> Any:
 def check_experiment(cfg: ExperimentConfig) -> None:
     """Checks across keys that types alone cannot express; a ConfigError names the key."""
     m, t = cfg.model, cfg.train
-    sample = _adapter(cfg.data.dataset, cfg.data.plugins).sample_s(cfg.data)  # (key, seconds) of every cached sample
+    sample = adapter_for(cfg.data).sample_s(cfg.data)  # (key, seconds) of every cached sample
     if m.window_s is not None and sample is not None and not m.window_s <= sample[1]:
         raise ConfigError(f"model.window_s: {m.window_s} must be <= data.{sample[0]} ({sample[1]}), the cached window")
     if not cfg.tta.offsets_s:

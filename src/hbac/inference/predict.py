@@ -117,7 +117,6 @@ def predict_experiment(
     if len(cache.samples) == 0:
         return cache.samples, np.zeros((0, len(ckpts[0]["classes"])))
     if ckpts[0].get("kind") == "features":  # scikit-learn feature models (hbac.features), no torch module
-
         # local import: scikit-learn + skops (about 1.8 s at start-up) only for feature-model members
         from hbac.features.baseline import predict_features
 

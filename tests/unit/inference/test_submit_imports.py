@@ -1,6 +1,7 @@
 """`submit.py`'s start-up imports only what its members need: no timm/torchvision for 1D models, no scipy.signal.
 The same process checks a `train` process's start-up: no scikit-learn (folds import it when they are made: torchrun
-ranks, `--gpus` children and resumed runs read the fold file) and no skops (feature experiments only)."""
+ranks, `--gpus` children and resumed runs read the fold file) and no skops (feature experiments only), and a `detect`
+process's: no captum (Grad-CAM, `--explain` only) and no onnx/onnxruntime (`--onnx` only)."""
 from __future__ import annotations
 
 import os
@@ -13,10 +14,11 @@ CHECK = """
 import sys
 import hbac.cli, hbac.engine.experiment  # a train process: sklearn only to make folds, skops only for features
 import hbac.inference.submit
+import hbac.inference.detect  # a detect process: captum only for --explain, onnxruntime only for --onnx
 from hbac.models import model_class
 for kind in ("1d", "wavenet", "effnet1d"):
     model_class(kind)
-print(",".join(m for m in ("timm", "torchvision", "scipy.signal", "sklearn", "skops") if m in sys.modules) or "-")
+print(",".join(m for m in ("timm", "torchvision", "scipy.signal", "sklearn", "skops", "captum", "onnx", "onnxruntime") if m in sys.modules) or "-")
 model_class("2d")
 print("timm" in sys.modules)
 """

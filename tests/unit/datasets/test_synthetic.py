@@ -137,7 +137,7 @@ def test_cli_writes_the_dataset(tmp_path: Path) -> None:
 
 
 def test_write_chbmit_hook_delegates(tmp_path: Path) -> None:
-    synthetic.write_chbmit(tmp_path, n_patients=1, seed=0)
+    synthetic.write_chbmit(tmp_path, n_patients=1, seed=0, n_files=2, file_s=120.0)  # 4 min of EEG, not the default 30
     assert (tmp_path / "chb01" / "chb01-summary.txt").is_file()
     assert list((tmp_path / "chb01").glob("chb01_*.edf"))
 

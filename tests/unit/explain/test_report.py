@@ -13,6 +13,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_folder
 
 from hbac.engine.outputs import plot_history
 from hbac.leaderboard import write_leaderboard
@@ -82,9 +83,19 @@ def check_html(path: Path) -> Collect:
     return p
 
 
-def test_hms_report_is_self_contained_and_complete(tmp_path):
-    d = fake_experiment(tmp_path, "exp_hms", random_oof(150, HMS), "hms")
-    path = write_report(d)
+@pytest.fixture(scope="session")
+def hms_outputs(tmp_path_factory) -> Path:
+    """An outputs folder with two fake HMS experiments, `exp_hms` with its report.html and `exp_other` without:
+    written once per test run (`shared_folder`; a report is seconds of matplotlib). Read only."""
+    def build(root: Path) -> None:
+        write_report(fake_experiment(root / "outputs", "exp_hms", random_oof(150, HMS), "hms"))
+        fake_experiment(root / "outputs", "exp_other", random_oof(50, HMS, seed=2), "hms")
+
+    return shared_folder(tmp_path_factory, "report_outputs", build) / "outputs"
+
+
+def test_hms_report_is_self_contained_and_complete(hms_outputs):
+    path = hms_outputs / "exp_hms" / "report.html"
     p = check_html(path)
     assert {"Scores", "OOF summary figures", "Learning curves", "Explanations", "Config"} <= set(p.headings)
     alts = [a.get("alt") for t, a in p.tags if t == "img"]
@@ -112,10 +123,10 @@ def test_seizure_report_has_timelines_and_event_table(tmp_path):
     assert "roc pr" in alts and "seizure prob hist" in alts
 
 
-def test_leaderboard_links_to_reports(tmp_path):
-    d = fake_experiment(tmp_path, "exp_hms", random_oof(50, HMS), "hms")
-    fake_experiment(tmp_path, "exp_other", random_oof(50, HMS, seed=2), "hms")
-    write_report(d)
+def test_leaderboard_links_to_reports(hms_outputs, tmp_path):
+    for name in ("exp_hms", "exp_other"):
+        shutil.copytree(hms_outputs / name, tmp_path / name)
+    assert (tmp_path / "exp_hms" / "report.html").is_file() and not (tmp_path / "exp_other" / "report.html").exists()
     write_leaderboard(tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "[exp_hms](exp_hms/report.html)" in md

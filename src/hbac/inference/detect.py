@@ -43,8 +43,6 @@ from hbac.engine.loop import predict_loader
 from hbac.engine.outputs import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
-from hbac.explain.gradcam import stitch, time_cam
-from hbac.inference.export import OnnxDetector
 from hbac.inference.predict import member_folds, resolve_members
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json, read_json
 from hbac.leaderboard import build_leaderboard
@@ -317,6 +315,9 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
 def explain_strip(exp_dir: Path, cache: RecordingCache, prob: np.ndarray, batch_size: int = 16) -> Optional[np.ndarray]:
     """Grad-CAM of the seizure class over the whole recording (n_times,): each window's map weighted by its seizure
     probability, overlapping windows averaged; from the experiment's first fold (None for feature models)."""
+    # imported here: captum, scipy.signal and pyplot cost every detect process ~2 CPU-s at start-up, for --explain only
+    from hbac.explain.gradcam import stitch, time_cam
+
     path = member_folds(exp_dir)[0]
     ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("kind") == "features":
@@ -427,6 +428,9 @@ def _blend_members(outputs: Path, entry: str, members: dict[str, float], edf: Pa
 
 def predict_onnx(onnx: Path, edf: Path) -> tuple[RecordingCache, np.ndarray, dict[str, Any]]:
     """(the recording's windows, seizure probability (N,), export metadata) from an exported ONNX model."""
+    # imported here: onnx, onnxruntime and its quantization tools cost every detect process ~2 CPU-s at start-up
+    from hbac.inference.export import OnnxDetector
+
     det = OnnxDetector(Path(onnx))
     m = det.meta
     data = from_dict(DataConfig, m["data"], str(onnx))

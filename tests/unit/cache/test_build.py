@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import copy_hms_subset
+from conftest import copy_hms_subset, shared_folder
 
 from hbac.cache import open_cache
 from hbac.cache.build import prepare, resampled_length, stale_dirs
@@ -237,11 +237,15 @@ def test_eeg_window_and_no_spectrograms(synth_src: Path, tmp_path: Path) -> None
 # --------------------------------------------------------------------------- real data
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def real_raw(real_hms: Path, tmp_path_factory: pytest.TempPathFactory) -> Cache:
-    """The real train.csv, unfiltered montage, missing files skipped (skips when the real data is absent)."""
-    cfg = cfg_for(real_hms, tmp_path_factory.mktemp("real_cache"), name="real_raw", eeg=RAW, allow_missing=True)
-    return Cache(prepare(cfg, progress=False))
+    """The real train.csv, unfiltered montage, missing files skipped (skips when the real data is absent); prepared once
+    per test run (`shared_folder`, also under pytest-xdist). Read only."""
+    def cfg(root: Path) -> DataConfig:
+        return cfg_for(real_hms, root, name="real_raw", eeg=RAW, allow_missing=True)
+
+    root = shared_folder(tmp_path_factory, "real_raw_cache", lambda root: prepare(cfg(root), progress=False))
+    return Cache(cfg(root).cache_dir())
 
 
 def test_real_caches_exactly_the_complete_rows(real_raw: Cache, real_hms: Path) -> None:

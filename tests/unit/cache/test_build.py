@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,26 @@ def test_float16_and_resampling(synth_src: Path, tmp_path: Path) -> None:
     c100 = Cache(prepare(cfg_for(synth_src, tmp_path, name="r100", eeg={"fs": 100.0}), progress=False))
     assert c100.fs == 100.0 and c100.window(0).shape == (16, 5000)
     assert c100.eeg.shape[0] == sum(resampled_length(n, 200.0, 100.0) for n in c32.recordings.eeg_len)
+
+
+def test_ctrl_c_in_a_thread_worker_unwinds_the_build(synth_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # thread workers (HMS filtered per window): an interrupt while reading ends the build like Ctrl-C:
+    # no cache, no temp folder, no worker thread left running
+    read, calls = hms.read_eeg_montage, []
+
+    def interrupted(path, montage):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return read(path, montage)
+
+    monkeypatch.setattr(hms, "read_eeg_montage", interrupted)
+    cfg = cfg_for(synth_src, tmp_path, name="ctrl_c", workers=2, eeg=POOLS["threads"])
+    with pytest.raises(KeyboardInterrupt):
+        prepare(cfg, progress=False)
+    no_leftovers(tmp_path, "ctrl_c")
+    assert not [t for t in threading.enumerate() if t.name.startswith("prepare")]
+    assert len(calls) < 6  # the threads stopped taking files
 
 
 @pytest.mark.parametrize("pool", POOLS)

@@ -34,6 +34,14 @@ CHBMIT_PATIENTS, CHBMIT_FILES, CHBMIT_FILE_S, CHBMIT_SEED, CHBMIT_FOLDS = 4, 3, 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> Optional[bool]:
+    """`-m "not slow"` (the fast tier) leaves tests/e2e/ unimported: all of it is slow, and its modules import
+    onnx, captum, jupytext, tensorboard, optuna (seconds of collection in every pytest-xdist worker)."""
+    if collection_path == E2E_DIR and " ".join(str(config.getoption("markexpr", "")).split()) == "not slow":
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test under tests/e2e/ (training runs, the demo, submit, detect) carries the `slow` marker."""
     for item in items:

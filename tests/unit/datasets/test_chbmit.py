@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, shared_folder
 
 from hbac.config import DataConfig, EEGParams
 from hbac.datasets import chbmit, edf_montage
@@ -145,11 +145,11 @@ def test_real_clip_montage_pick() -> None:
 # --------------------------------------------------------------------------- synthetic layout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("chbmit")
-    write_chbmit(out, n_patients=3, seed=1, n_files=2, file_s=FILE_S)
-    return out
+    """3 synthetic patients × 2 files, seed 1: written once per test run (`shared_folder`, also under pytest-xdist). Read only."""
+    return shared_folder(tmp_path_factory, "chbmit_layout",
+                         lambda out: write_chbmit(out / "chbmit", n_patients=3, seed=1, n_files=2, file_s=FILE_S)) / "chbmit"
 
 
 def _cfg(data_dir: Path, label: str = "hard", patients: list[str] | None = None, montage: str = "chbmit_banana") -> DataConfig:
@@ -157,7 +157,7 @@ def _cfg(data_dir: Path, label: str = "hard", patients: list[str] | None = None,
     return DataConfig(name="t", dataset="chbmit", data_dir=str(data_dir), eeg=EEGParams(montage=montage), options=opts)
 
 
-def test_synthetic_layout_and_summary(synth: Path) -> None:
+def test_synthetic_layout_and_summary(synth: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in synth.iterdir()) == ["chb01", "chb02", "chb03"]
     files = chbmit.parse_summary(synth / "chb02" / "chb02-summary.txt")
     assert [f.file_name for f in files] == ["chb02_01.edf", "chb02_02.edf"]
@@ -171,7 +171,7 @@ def test_synthetic_layout_and_summary(synth: Path) -> None:
     n_sz = sum(len(f.seizures) for p in ("chb01", "chb02", "chb03") for f in chbmit.parse_summary(synth / p / f"{p}-summary.txt"))
     assert n_sz >= 3  # every patient has at least one seizure
     # deterministic for a seed
-    again = synth.parent / "again"
+    again = tmp_path / "again"
     write_chbmit(again, n_patients=1, seed=1, n_files=2, file_s=FILE_S)
     assert (again / "chb01" / "chb01_02.edf").read_bytes() == (synth / "chb01" / "chb01_02.edf").read_bytes()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import shared_folder
 
 import hbac.ensemble as E
 from hbac.config import EnsembleConfig, load_config
@@ -40,16 +41,20 @@ def _dead_pid() -> int:
     return p.pid
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_runs(trained_hms_features, tmp_path_factory: pytest.TempPathFactory):
-    """Experiment 'a' trained on all folds with one seed (shared, read only), and the same experiment with another seed under 'b'."""
-    root = tmp_path_factory.mktemp("prov")
+    """Experiment 'a' trained on all folds with one seed (shared, read only), and the same experiment with another seed
+    under 'b', its fold 1 only (trained once per test run, also under pytest-xdist: `shared_folder`; read only)."""
     a = trained_hms_features
-    b = _cfg(Path(a.data.data_dir), root, "b")
-    b.data.cache_root = a.data.cache_root  # the prepared cache (read only)
-    b.train.seed = 7
-    train_experiment(b, folds=[1], progress=False)
-    return root, a, b
+
+    def cfg_b(root: Path):
+        b = _cfg(Path(a.data.data_dir), root, "b")
+        b.data.cache_root = a.data.cache_root  # the prepared cache (read only)
+        b.train.seed = 7
+        return b
+
+    root = shared_folder(tmp_path_factory, "provenance_b", lambda root: train_experiment(cfg_b(root), folds=[1], progress=False))
+    return root, a, cfg_b(root)
 
 
 def test_folds_and_scores_record_the_config_hash(two_runs) -> None:

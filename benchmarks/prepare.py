@@ -4,9 +4,10 @@ Builds an HMS-layout folder of N (and 4N) recordings in a temp dir by replicatin
 files under new eeg_ids / spectrogram_ids (symlinks to the real files in ../shared/data/hms
 when present, else to a small synthetic set), then times, each in a fresh subprocess:
 
-- `raw read`: every parquet file read once with polars (`pl.read_parquet`) and, separately, with
-  pyarrow (`ParquetFile.read`), nothing else, same number of processes: the read limit. The
-  summary prints prepare's speed as a fraction of the faster of the two (goal: >= 80 %);
+- `raw read`: every parquet file read once with polars (`pl.read_parquet(path)`, and from the file's
+  bytes as prepare reads) and, separately, with pyarrow (`ParquetFile.read`), nothing else, same
+  number of processes: the read limit. The summary prints prepare's speed as a fraction of the
+  fastest of the three (goal: >= 80 %);
 - `prepare`: `hbac.cache.prepare` with the default HMS config (all workers, and 1 worker), and
   without the band-pass filter (what is left: read, montage, NaN check, clip, write, sizing);
 - `pandas per row`: `pd.read_parquet` per train.csv row, crop, montage, NaN fill, band-pass,
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -173,9 +175,13 @@ measure(lambda: prepare(cfg, force=True, progress=progress))
 
 RUN_RAW_POLARS = PRELUDE + """
 import glob, multiprocessing as mp
-def read(p):  # every column, one thread per process (as prepare's workers read)
+def read(p):  # every column, one polars thread per process
     import polars as pl
-    pl.read_parquet(p)
+    if sys.argv[2] == "bytes":  # parsed from the file's bytes, as prepare reads (hbac.datasets.hms._read_parquet)
+        with open(p, "rb") as fh:
+            pl.read_parquet(fh.read(), use_statistics=False)
+    else:
+        pl.read_parquet(p)
 files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
 def run():
     os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
@@ -259,7 +265,8 @@ def main() -> None:
             data = tmp / f"hms_{n}"
             info = build(src, pairs, n, data)
             runs = [
-                ("raw read (polars)", RUN_RAW_POLARS, (str(data), "", str(a.workers))),
+                ("raw read (polars)", RUN_RAW_POLARS, (str(data), "path", str(a.workers))),
+                ("raw read (polars, bytes)", RUN_RAW_POLARS, (str(data), "bytes", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
                 (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "filter", "quiet", DATA_CFG)),
                 ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "filter", "quiet", DATA_CFG)),
@@ -268,6 +275,7 @@ def main() -> None:
             if (n == a.n or a.baseline_both) and not a.no_pandas:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
             for name, code, args in runs:
+                shutil.rmtree(tmp / "cache", ignore_errors=True)  # a first build: removing an old cache is not timed
                 r = run(code, *args)
                 r.update(info, method=name)
                 results.append(r)

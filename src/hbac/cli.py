@@ -332,7 +332,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--data-dir", help="raw data folder (overrides the config's data_dir)")
     s.add_argument("--cache-root", help="where caches live (default from config: inputs/cache)")
     s.add_argument("--allow-missing", action="store_true", help="skip rows whose files are missing, and report how many")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--workers", type=int, default=None, help="workers (default: all cores): threads when the reads release the GIL (HMS), else processes")
     s.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
     s.set_defaults(func=cmd_prepare)
 

@@ -62,7 +62,7 @@ class DataConfig:
     eeg: EEGParams = field(default_factory=EEGParams)
     allow_missing: bool = False
     skip_unreadable: bool = False  # skip (and count) recordings whose files cannot be read, e.g. at test time
-    workers: int = bounded(0, ge=0)  # 0 = all cores
+    workers: int = bounded(0, ge=0)  # prepare workers (threads or processes: cache.build.uses_threads), 0 = all cores
     plugins: list[str] = field(default_factory=list)  # adapter modules to import first: .py paths or dotted names
     # the dataset's own keys (e.g. HMS `kaggle_spec`), an instance of its adapter's `options` dataclass; in a file
     # they sit at the top level beside the keys above (`to_dict` writes them back there); None = its defaults

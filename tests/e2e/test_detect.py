@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CHBMIT_FILE_S, CHBMIT_FILES, CHBMIT_PATIENTS
 
 from hbac.config import ExperimentConfig
 from hbac.datasets.edf_montage import seizure_overlap
@@ -137,12 +138,20 @@ def test_detect_errors(chbmit_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_chbmit_tiny_end_to_end(tmp_path, capsys):
+def test_demo_chbmit_tiny_end_to_end(synth_chbmit, chbmit_cache_root, heldout, tmp_path, capsys):
     from hbac.cli import main
 
     work = tmp_path / "demo"
+    # the tiny demo writes the same synthetic CHB-MIT as `synth_chbmit` (4 patients x 3 EDFs x 240 s, seed 0: its
+    # banner is checked) and the same held-out EDF as `heldout`, prepared with the same data config: put in its
+    # folder first (data linked, cache copied), the demo reuses them as on a second run (about 4 CPU-s less)
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "chbmit").symlink_to(synth_chbmit, target_is_directory=True)
+    (work / "data" / "chbmit_heldout").symlink_to(heldout[0].parents[1], target_is_directory=True)
+    shutil.copytree(chbmit_cache_root / "cache", work / "inputs" / "cache")
     assert main(["demo", "--dataset", "chbmit", "--tiny", "--workdir", str(work)]) == 0
     out = capsys.readouterr().out
+    assert f"synthetic CHB-MIT data ({CHBMIT_PATIENTS} patients × {CHBMIT_FILES} EDFs × {CHBMIT_FILE_S:.0f} s)" in out, out[:2000]
     for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6", "done in"):
         assert step in out, step
     det = work / "detect" / "chb01_01"

@@ -25,8 +25,9 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 
 _EXAMPLES = 3  # missing files named in an error message
 IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
+_FD_LOCK = threading.Lock()  # worker threads open each store once
 
 
 def resampled_length(n_times: int, fs_in: float, fs_out: Optional[float]) -> int:
@@ -179,7 +181,9 @@ def _close_worker() -> None:
 def _fd(name: str) -> int:
     fds = _W["fds"]
     if name not in fds:
-        fds[name] = os.open(_W["tmp"] / name, os.O_WRONLY)
+        with _FD_LOCK:
+            if name not in fds:
+                fds[name] = os.open(_W["tmp"] / name, os.O_WRONLY)
     return fds[name]
 
 
@@ -295,7 +299,7 @@ def _describe(tasks: list[tuple]) -> str:
     return ", ".join(keys) + (f" (+{len(tasks) - 5} more)" if len(tasks) > 5 else "")
 
 
-def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_procs: int, desc: str, progress: bool) -> Iterator[tuple]:
+def _run(tasks: list[tuple], fn: Any, pool: Optional[Executor], n_procs: int, desc: str, progress: bool) -> Iterator[tuple]:
     """Map `fn` over tasks (in the pool, or in-process when pool is None) with a progress bar; yields results."""
     with tqdm(total=len(tasks), desc=desc, unit="file", disable=not progress or not tasks, smoothing=0.05) as bar:
         if pool is None:
@@ -303,7 +307,8 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[ProcessPoolExecutor], n_pro
                 yield fn(t)
                 bar.update()
             return
-        chunk = max(1, min(16, len(tasks) // (8 * n_procs)))
+        # batches amortise a process pool's inter-process overhead; threads take one file at a time
+        chunk = 1 if isinstance(pool, ThreadPoolExecutor) else max(1, min(16, len(tasks) // (8 * n_procs)))
         batches = {pool.submit(_call_batch, fn, tasks[k : k + chunk]): tasks[k : k + chunk] for k in range(0, len(tasks), chunk)}
         for fut in as_completed(batches):
             try:
@@ -346,17 +351,35 @@ def _main_not_rerun() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+def uses_threads(cfg: DataConfig, adapter: DatasetAdapter) -> bool:
+    """Whether `prepare` runs its workers as threads of this process rather than a process pool.
+
+    Threads when the adapter's reads release the GIL (`DatasetAdapter.reads_release_gil`: HMS
+    parquet through polars) and the per-recording work is numpy passes only (no per-recording
+    band-pass or notch, ICA or resampling, which hold the GIL for much of their time). Threads
+    start in microseconds and share the parent's imports; a process pool costs a second or two
+    (its server imports numpy, polars, pandas and scipy) and pickles every result.
+    """
+    e = cfg.eeg
+    per_recording_filter = e.filter_on == "recording" and bool(e.bandpass or e.notch_hz)
+    return bool(adapter.reads_release_gil) and not (per_recording_filter or e.ica or e.fs is not None)
+
+
 @contextlib.contextmanager
-def _workers(cfg: DataConfig, tmp: Path, n: int, kinds: Sequence[str]) -> Iterator[tuple[Optional[ProcessPoolExecutor], dict[str, Any]]]:
-    """(a process pool (forkserver where available) set up with `_init_worker`, or None = in-process;
-    each store kind's shared row counter)."""
-    if n <= 1:
-        rows = {k: mp.Value("q", 0) for k in kinds}
+def _workers(cfg: DataConfig, tmp: Path, plan: "Plan", kinds: Sequence[str]) -> Iterator[tuple[Optional[Executor], dict[str, Any]]]:
+    """(the executor `plan.pool` asks for: threads, a process pool (forkserver where available) set up with
+    `_init_worker`, or None = in this thread; each store kind's shared row counter)."""
+    n = plan.n_workers
+    if plan.pool != "processes":
+        rows = {k: mp.Value("q", 0) for k in kinds}  # its lock serves threads as well as processes
         _init_worker(cfg, str(tmp), limit_threads=False, rows=rows)
+        pool = ThreadPoolExecutor(n, thread_name_prefix="prepare") if n > 1 else None
         try:
             with _one_blas_thread():
-                yield None, rows
+                yield pool, rows
         finally:
+            if pool is not None:  # an error or Ctrl-C: the threads finish the file they are on, start no other
+                pool.shutdown(wait=True, cancel_futures=True)
             _close_worker()
         return
     # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
@@ -422,6 +445,7 @@ class Plan:
     fs: float = 0.0  # Hz of the cached EEG
     start: Optional[np.ndarray] = None  # (n_rows,) window start, samples from its recording's start
     n_workers: int = 1
+    pool: str = "none"  # how the workers run: "threads", "processes" or "none" (in this thread)
 
     def rows_using(self, files: dict[str, Sequence[int]]) -> np.ndarray:
         """(n_rows,) bool: the rows that use any of these files (kind → file positions)."""
@@ -432,11 +456,12 @@ class Plan:
         return rows
 
     def count_workers(self) -> int:
-        """Processes for this build: `cfg.workers` (0 = all cores), at most one per file; few files on auto: in-process."""
+        """Workers for this build: `cfg.workers` (0 = all cores), at most one per file; few files on auto
+        with a process pool: in-process."""
         n_files = sum(self.table[c].nunique() for c in ["recording_id"] + [x.id_column for x in self.extras])
-        # a pool costs a second or two to start: with workers on auto, a few files (a test set, a tiny
-        # demo) are read in-process; an explicit `workers: N` is obeyed
-        if not self.cfg.workers and n_files < IN_PROCESS_FILES:
+        # a process pool costs a second or two to start: with workers on auto, a few files (a test set,
+        # a tiny demo) are read in-process; threads cost nothing to start; an explicit `workers: N` is obeyed
+        if not self.cfg.workers and n_files < IN_PROCESS_FILES and not uses_threads(self.cfg, self.adapter):
             return 1
         return max(1, min(self.cfg.workers or os.cpu_count() or 1, n_files))
 
@@ -498,6 +523,7 @@ def plan_rows(cfg: DataConfig, table: Optional[pd.DataFrame] = None) -> Plan:
     plan.files = {"eeg": _Files.of("eeg", plan.table["recording_id"])}
     plan.files.update({x.name: _Files.of(x.name, plan.table[x.id_column]) for x in extras})
     plan.n_workers = plan.count_workers()
+    plan.pool = "none" if plan.n_workers <= 1 else "threads" if uses_threads(cfg, adapter) else "processes"
     return plan
 
 
@@ -715,7 +741,8 @@ def index(plan: Plan, lay: Layout, done: Written, tmp: Path, t_start: float, inp
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_s": round(time.perf_counter() - t_start, 3), "workers": plan.n_workers, "skipped": plan.skipped,
         "inputs": inputs,
-        "build": {"allow_missing": cfg.allow_missing, "skip_unreadable": cfg.skip_unreadable},  # how, not what: not in the hash
+        "build": {"allow_missing": cfg.allow_missing, "skip_unreadable": cfg.skip_unreadable,  # how, not what: not in the hash
+                  "pool": plan.pool},
         "channel_health": health_summary(done.health, done.reports, cfg.eeg.bad_channels, cfg.eeg.bad_channels_max),
     }
     atomic_write_json(tmp / "meta.json", meta)
@@ -757,7 +784,7 @@ def _build(cfg: DataConfig, table: pd.DataFrame, inputs: dict[str, Any], progres
     t_start = time.perf_counter()
     plan = plan_rows(cfg, table)
     kinds = ["eeg"] + [x.name for x in plan.extras]
-    with atomic_dir(out) as tmp, _workers(cfg, tmp, plan.n_workers, kinds) as (pool, rows):
+    with atomic_dir(out) as tmp, _workers(cfg, tmp, plan, kinds) as (pool, rows):
         _chmod_like_umask(tmp)  # mkdtemp makes it 0700; the cache is an ordinary folder
         lay = allocate(plan, tmp)
         done = write(plan, lay, pool, progress)
@@ -768,7 +795,7 @@ def _build(cfg: DataConfig, table: pd.DataFrame, inputs: dict[str, Any], progres
     gb = shape[0] * shape[1] * np.dtype(cfg.eeg.dtype).itemsize / 1e9
     more = "".join(f", {x['n_files']} {k} files" for k, x in meta["extras"].items())
     log.info(
-        "cache %s: %d samples, %d recordings (%.2f GB)%s in %.1f s (%.1f recordings/s, %d workers)%s",
+        "cache %s: %d samples, %d recordings (%.2f GB)%s in %.1f s (%.1f recordings/s, %d workers: %s)%s",
         out, meta["n_samples"], meta["n_recordings"], gb, more, meta["build_s"], meta["n_recordings"] / max(meta["build_s"], 1e-9),
-        meta["workers"], f"; skipped {plan.skipped}" if plan.skipped else "",
+        meta["workers"], plan.pool, f"; skipped {plan.skipped}" if plan.skipped else "",
     )

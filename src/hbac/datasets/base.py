@@ -86,7 +86,7 @@ class DatasetAdapter(ABC):
     the dataset's own config keys, `cfg.options`) is `NoOptions`, `sample_s` is None, `missing_reason` says nothing
     is wrong (`prepare` takes every length from the read itself: no header pass),
     `extra_inputs` is empty, `fs` (native Hz, used only for an empty cache) is None, `synthetic`
-    (the writer `hbac synth` calls) is None.
+    (the writer `hbac synth` calls) is None, `reads_release_gil` (threads for `prepare`) is False.
     """
 
     name: ClassVar[str]
@@ -95,6 +95,9 @@ class DatasetAdapter(ABC):
     fs: ClassVar[Optional[float]] = None
     extra_inputs: ClassVar[Sequence[ExtraInput]] = ()
     options: ClassVar[type] = NoOptions  # the dataclass of this dataset's own data-config keys (see NoOptions)
+    # True when `read` and the extra inputs' reads spend their time in code that releases the GIL (polars,
+    # numpy): `prepare` then runs its workers as threads, with no process pool to start (cache.build.uses_threads)
+    reads_release_gil: ClassVar[bool] = False
     # "module:function" writing this layout for `hbac synth`, called as function(out: Path, opts: SynthOptions);
     # a name, not the function: synthetic writers import their adapter's layout constants (imported when used)
     synthetic: ClassVar[Optional[str]] = None

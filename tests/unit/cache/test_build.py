@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +115,14 @@ def test_reused_when_unchanged_rebuilt_when_a_param_changes(synth_src: Path, tmp
     assert meta.stat().st_mtime_ns != stamp
 
 
+POOLS = {"processes": {}, "threads": {"filter_on": "window"}}  # eeg params: per-recording filtering runs in processes
+
+
+@pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("damage", ["garbage", "missing_column"])
-def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: Path, damage: str) -> None:
+def test_failed_build_leaves_no_cache_and_names_the_file(synth: Path, tmp_path: Path, damage: str, pool: str) -> None:
     # garbage: not a parquet file; missing_column: a readable file without Cz (both fail in a worker, while reading)
-    cfg = cfg_for(synth, tmp_path / "cache", name="broken", workers=2)  # the error crosses a process boundary
+    cfg = cfg_for(synth, tmp_path / "cache", name="broken", workers=2, eeg=POOLS[pool])  # processes: the error crosses a process boundary
     rid = hms.ADAPTER.table(cfg).recording_id.iloc[-1]
     bad = hms.eeg_path(synth, rid)
     if damage == "garbage":
@@ -201,11 +206,33 @@ def test_float16_and_resampling(synth_src: Path, tmp_path: Path) -> None:
     assert c100.eeg.shape[0] == sum(resampled_length(n, 200.0, 100.0) for n in c32.recordings.eeg_len)
 
 
-def test_workers_do_not_change_the_arrays(synth_src: Path, tmp_path: Path) -> None:
+def test_ctrl_c_in_a_thread_worker_unwinds_the_build(synth_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # thread workers (HMS filtered per window): an interrupt while reading ends the build like Ctrl-C:
+    # no cache, no temp folder, no worker thread left running
+    read, calls = hms.read_eeg_montage, []
+
+    def interrupted(path, montage):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return read(path, montage)
+
+    monkeypatch.setattr(hms, "read_eeg_montage", interrupted)
+    cfg = cfg_for(synth_src, tmp_path, name="ctrl_c", workers=2, eeg=POOLS["threads"])
+    with pytest.raises(KeyboardInterrupt):
+        prepare(cfg, progress=False)
+    no_leftovers(tmp_path, "ctrl_c")
+    assert not [t for t in threading.enumerate() if t.name.startswith("prepare")]
+    assert len(calls) < 6  # the threads stopped taking files
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_workers_do_not_change_the_arrays(synth_src: Path, tmp_path: Path, pool: str) -> None:
     # a pool appends files in the order they finish, so the stores' row order may differ: every
     # sample must still read the same EEG and spectrogram window, and every file the same rows
-    a = Cache(prepare(cfg_for(synth_src, tmp_path, name="w1", workers=1), progress=False))
-    b = Cache(prepare(cfg_for(synth_src, tmp_path, name="w2", workers=2), progress=False))
+    a = Cache(prepare(cfg_for(synth_src, tmp_path, name="w1", workers=1, eeg=POOLS[pool]), progress=False))
+    b = Cache(prepare(cfg_for(synth_src, tmp_path, name="w2", workers=2, eeg=POOLS[pool]), progress=False))
+    assert (a.meta["build"]["pool"], b.meta["build"]["pool"]) == ("none", pool)
     assert a.eeg.shape == b.eeg.shape and a.extra("kaggle_spec").shape == b.extra("kaggle_spec").shape
     for i in range(len(a.samples)):
         np.testing.assert_array_equal(a.window(i), b.window(i))

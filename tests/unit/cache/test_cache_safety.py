@@ -138,8 +138,8 @@ def test_second_build_waits_or_gives_up_clearly(small: Path, tmp_path: Path) -> 
 
 
 def _write_yaml(tmp_path: Path, data_dir: Path, workers: int) -> Path:
-    p = tmp_path / "data.yaml"
-    p.write_text(f"name: c\ndata_dir: {data_dir}\ncache_root: {tmp_path / 'cache'}\nworkers: {workers}\n")
+    p = tmp_path / "data.yaml"  # filtered per recording: a process pool (an HMS cache filtered per window uses threads)
+    p.write_text(f"name: c\ndata_dir: {data_dir}\ncache_root: {tmp_path / 'cache'}\nworkers: {workers}\neeg: {{filter_on: recording}}\n")
     return p
 
 

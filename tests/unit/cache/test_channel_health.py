@@ -28,6 +28,37 @@ def test_channel_health_counts() -> None:
     assert nan_ch == [1] and flat_ch == [2] and frac == pytest.approx(110 / 400)
 
 
+def _health_reference(x: np.ndarray) -> tuple[list[int], list[int], float]:
+    """Channel by channel, the plain way."""
+    nan_ch, flat_ch = [], []
+    for c, row in enumerate(x):
+        ok = row[~np.isnan(row)]
+        if len(ok) == 0:
+            nan_ch.append(c)
+        elif ok.min() == ok.max():
+            flat_ch.append(c)
+    return nan_ch, flat_ch, float(np.isnan(x).sum() / x.size)
+
+
+@pytest.mark.parametrize("n_times", [1, 7, 255, 256, 257, 4099, 18000])
+@pytest.mark.parametrize("time_major", [True, False])
+def test_channel_health_equals_a_per_channel_loop(n_times: int, time_major: bool) -> None:
+    # blocked reductions over a (T, C) block: every length (shorter than a block, not a multiple of it)
+    rng = np.random.default_rng(n_times)
+    for trial in range(6):
+        x = rng.normal(size=(16, n_times)).astype(np.float32)
+        x[rng.random(16) < 0.2] = np.nan  # all-NaN channels
+        x[rng.random(16) < 0.2] = rng.normal()  # flat channels
+        holes = rng.random(x.shape) < 0.01 * trial  # scattered NaN (none on the first trial)
+        x[holes] = np.nan
+        x[3, :] = 2.0
+        x[3, n_times // 2] = np.nan  # flat apart from a NaN: still flat
+        x[5, -1] = np.inf  # not flat, not NaN
+        if time_major:
+            x = np.ascontiguousarray(x.T).T  # a (C, T) view of a time-major block, as the cache passes it
+        assert channel_health(x) == _health_reference(x)
+
+
 @pytest.fixture()
 def dead_fp1(synth_hms: Path, tmp_path: Path) -> tuple[Path, int]:
     """3 synthetic EEGs; in the first one electrode Fp1 is all-NaN (a dead electrode)."""

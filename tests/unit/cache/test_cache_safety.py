@@ -148,14 +148,23 @@ def _prepare_proc(repo_root: Path, cfg_path: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hbac", "prepare", str(cfg_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_concurrent_builds_end_with_one_valid_cache(small: Path, tmp_path: Path, repo_root: Path) -> None:
-    cfg_path = _write_yaml(tmp_path, small, 1)
-    procs = [_prepare_proc(repo_root, cfg_path) for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+def test_two_concurrent_builds_end_with_one_valid_cache(small: Path, tmp_path: Path, repo_root: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A `prepare` process starts building; this process's prepare of the same cache, started as soon as the
+    other says it is building (under its lock), waits for it and reuses its cache."""
+    proc = _prepare_proc(repo_root, _write_yaml(tmp_path, small, 1))
     cache_dir = tmp_path / "cache" / "c"
+    err = []
+    for line in proc.stderr:  # the other process holds the lock from before this line until its cache is complete
+        err.append(line)
+        if f"building cache {cache_dir}" in line:
+            break
+    caplog.set_level(logging.INFO, logger="hbac.cache")
+    assert prepare(_cfg(small, tmp_path / "cache"), progress=False) == cache_dir  # the same cache as data.yaml's
+    err.append(proc.communicate(timeout=300)[1])
+    assert proc.returncode == 0, "".join(err)[-2000:]
     assert verify_cache(cache_dir) is None and stale_dirs(cache_dir) == []
-    assert sum("reusing cache" in o[1] for o in outs) == 1  # the second waited, then reused the first's cache
+    assert "building cache" in "".join(err) and "reusing cache" in caplog.text  # one build: the second reused the first's
 
 
 def _children(pid: int) -> list[psutil.Process]:

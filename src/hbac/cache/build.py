@@ -326,7 +326,9 @@ def _pool_context() -> mp.context.BaseContext:
         ctx = mp.get_context("forkserver")
         os.environ[PARENT_ENV] = str(os.getpid())  # the server checks it is still this process's child
         # the guard first (light, top-level): the server dies with this process, even during the heavy imports
-        ctx.set_forkserver_preload(["hbac._forkserver_guard", __name__, *adapter_modules()])  # a name it cannot import is skipped
+        # scipy.signal too: the filters import it on first use (1.7 s, kept out of submit.py's start-up), which
+        # each worker of each pool would otherwise pay again
+        ctx.set_forkserver_preload(["hbac._forkserver_guard", __name__, "scipy.signal", *adapter_modules()])  # a name it cannot import is skipped
         return ctx
     return mp.get_context("spawn")
 

@@ -44,21 +44,17 @@ if importlib.util.find_spec("hbac") is None:  # offline install from the bundle'
                    check=True)
 
 # %%
-import torch  # noqa: E402
-
 from hbac.config import load_config, parse_sets  # noqa: E402
 
 SET_ARGS = [a for s in SETS for a in ("--set", s)]
 PATHS = ["--data-dir", str(DATA), "--cache-root", str(CACHE)]
 cfg = load_config(CONFIG, parse_sets(SETS))  # the resolved config: its name and fold count
-subprocess.run([sys.executable, "-m", "hbac", "prepare", str(CONFIG), *PATHS, *SET_ARGS], check=True)  # once, before any fold
 
-n_gpus = torch.cuda.device_count()
+# `train` prepares the cache first when it is missing (once, before any fold); `--gpus auto`: one fold per GPU at a
+# time, a process each (CUDA_VISIBLE_DEVICES), when the machine has two or more, else the folds one after the other
 train = [sys.executable, "-m", "hbac", "train", str(CONFIG), *PATHS, "--outputs", str(OUTPUTS), "--resume", *SET_ARGS]
-if FOLDS is None and n_gpus >= 2:  # one fold per GPU at a time, a process each (CUDA_VISIBLE_DEVICES)
-    subprocess.run(train + ["--gpus", ",".join(map(str, range(n_gpus)))], check=True)
-elif FOLDS is None:
-    subprocess.run(train, check=True)
+if FOLDS is None:
+    subprocess.run(train + ["--gpus", "auto"], check=True)
 else:
     for k in FOLDS:
         subprocess.run(train + ["--fold", str(k)], check=True)

@@ -105,12 +105,14 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
     from hbac.engine.experiment import train_experiment
-    from hbac.engine.runtime import close_distributed, dist_env
+    from hbac.engine.runtime import auto_devices, close_distributed, dist_env
     from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
     if a.gpus and dist_env().distributed:
         raise ValueError("train: --gpus (a fold per device) and torchrun (one fold over several devices) do not combine; use one")
+    if a.gpus == "auto":  # every visible GPU when there are two or more, else the folds one after the other here
+        a.gpus = auto_devices()
     if a.gpus:
         _train_parallel(a, cfg, folds)
         folds = []  # every fold trained by the children: only collect the OOF file and scores
@@ -341,7 +343,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--fold", type=int, default=None, help="train only this fold (default: all)")
     s.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
     s.add_argument("--gpus", default=None, metavar="0,1",
-                   help="train folds in parallel, one process per device (CUDA_VISIBLE_DEVICES; 'cpu' entries run on the CPU)")
+                   help="train folds in parallel, one process per device (CUDA_VISIBLE_DEVICES; 'cpu' entries run on the CPU); "
+                        "'auto': every visible GPU when there are two or more, else the folds one after the other")
     s.add_argument("--overwrite", action="store_true", help="delete the experiment's folder first (needed to retrain it with a changed config)")
     s.add_argument("--data-dir", help="raw data folder (overrides the config)")
     s.add_argument("--cache-root", help="cache folder (overrides the config)")

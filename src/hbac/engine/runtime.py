@@ -154,6 +154,22 @@ def device_auto() -> torch.device:
     return torch.device("cuda", env.local_rank) if env.distributed else torch.device("cuda")
 
 
+def auto_devices() -> Optional[str]:
+    """`train --gpus auto`: every visible CUDA device ('0,1,…', or the numbers CUDA_VISIBLE_DEVICES lists) when there
+    are two or more, else None (the folds run one after the other in this process; also for UUIDs in CUDA_VISIBLE_DEVICES)."""
+    n = torch.cuda.device_count()
+    if n < 2:
+        return None
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()][:n]
+    if not visible:
+        return ",".join(str(i) for i in range(n))
+    if len(visible) == n and all(d.isdigit() for d in visible):
+        return ",".join(visible)
+    log.warning("--gpus auto: CUDA_VISIBLE_DEVICES=%s is not a list of device numbers; the folds run one after the "
+                "other (give --gpus N,M to spread them)", os.environ["CUDA_VISIBLE_DEVICES"])
+    return None
+
+
 def native_bf16(device: torch.device) -> bool:
     """True when the GPU computes bf16 natively (compute capability >= 8.0).
 

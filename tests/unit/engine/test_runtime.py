@@ -1,11 +1,11 @@
-"""Runtime settings: thread count precedence, DataLoader workers, one thread per loader worker."""
+"""Runtime settings: thread count precedence, DataLoader workers, one thread per loader worker, `--gpus auto`."""
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hbac.data.samplers import worker_init
-from hbac.engine.runtime import configure_threads, physical_cores, resolve_num_workers, resolve_threads
+from hbac.engine.runtime import auto_devices, configure_threads, physical_cores, resolve_num_workers, resolve_threads
 
 
 def test_thread_precedence(monkeypatch):
@@ -55,3 +55,15 @@ class _Threads(Dataset):
 def test_loader_workers_use_one_thread():
     loader = DataLoader(_Threads(), batch_size=1, num_workers=1, worker_init_fn=worker_init)
     assert [int(b) for b in loader] == [1, 1]
+
+
+def test_gpus_auto_fans_out_over_two_or_more_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for n, want in ((0, None), (1, None), (2, "0,1"), (3, "0,1,2")):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda n=n: n)
+        assert auto_devices() == want, n
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the visible devices' own numbers, for the children's CUDA_VISIBLE_DEVICES
+    assert auto_devices() == "2,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa,GPU-bb")  # UUIDs: no numbers to hand the children, no fan-out
+    assert auto_devices() is None

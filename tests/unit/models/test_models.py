@@ -19,6 +19,9 @@ from hbac.signals.spectrogram import EEGSpectrogram
 HMS_CH = montage_names("double_banana")  # LL, RL, LP, RP × 4 pairs
 FS, T = 200.0, 2000
 OH, OW = 32, 64  # small spectrogram images keep CPU tests fast
+# the tiny configs' backbone, for tests about our image / head / masks rather than the backbone (a resnet18
+# step costs 6x more on a CPU); the pretrained-weight tests load resnet18 files
+SMALL = "tf_mobilenetv3_small_minimal_100"
 
 
 def small_spec(kind: str = "stft") -> SpecParams:
@@ -73,7 +76,7 @@ def test_backbone_families_forward_backward(backbone: str) -> None:
     ],
 )
 def test_2d_inputs(inputs: list[str], kind: str, shape: tuple[int, int]) -> None:
-    model = build_model(cfg_2d("resnet18", inputs, kind), 6, HMS_CH, FS, T).eval()
+    model = build_model(cfg_2d(SMALL, inputs, kind), 6, HMS_CH, FS, T).eval()
     b = hms_batch(kaggle=(20, 60))  # real regions are (100, 300): see test_kaggle_tiles_regions_2x2
     img = model.image(b)
     assert img.shape == (2, 3, *shape)
@@ -89,7 +92,7 @@ def test_2d_inputs(inputs: list[str], kind: str, shape: tuple[int, int]) -> None
 
 
 def test_kaggle_tiles_regions_2x2() -> None:
-    model = build_model(cfg_2d("resnet18", ["kaggle_spec"]), 6, HMS_CH, FS, T)
+    model = build_model(cfg_2d(SMALL, ["kaggle_spec"]), 6, HMS_CH, FS, T)
     b = hms_batch()
     img = model.image(b)[:, 0]
     ks = b["kaggle_spec"]
@@ -100,7 +103,7 @@ def test_kaggle_tiles_regions_2x2() -> None:
 
 
 def test_eeg_image_averages_each_chain() -> None:
-    model = build_model(cfg_2d("resnet18", ["eeg_spec"], "stft"), 6, HMS_CH, FS, T).eval()
+    model = build_model(cfg_2d(SMALL, ["eeg_spec"], "stft"), 6, HMS_CH, FS, T).eval()
     b = hms_batch()
     img = model.image(b)[:, 0]
     spec = EEGSpectrogram(FS, **{k: getattr(small_spec("stft"), k) for k in vars(small_spec("stft"))})(b["eeg"])
@@ -115,10 +118,10 @@ def test_chbmit_channels_two_classes() -> None:
     g = torch.Generator().manual_seed(1)
     b = {"eeg": torch.randn(2, 18, t, generator=g) * 30}
     for kind in ("2d", "1d", "multimodal"):
-        cfg = ModelConfig(kind=kind, backbone="resnet18", inputs=["eeg_spec"], spec=small_spec("mel"), oned=small_oned("gru"))
+        cfg = ModelConfig(kind=kind, backbone=SMALL, inputs=["eeg_spec"], spec=small_spec("mel"), oned=small_oned("gru"))
         model = build_model(cfg, 2, CHBMIT_BANANA, fs, t)
         check_forward_backward(model, b, 2)
-    m2d = build_model(ModelConfig(kind="2d", backbone="resnet18", inputs=["eeg_spec"], spec=small_spec()), 2, CHBMIT_BANANA, fs, t)
+    m2d = build_model(ModelConfig(kind="2d", backbone=SMALL, inputs=["eeg_spec"], spec=small_spec()), 2, CHBMIT_BANANA, fs, t)
     assert m2d.layout == "chains"  # T7/P7/T8/P8 names are recognised as the banana chains
     ll = [CHBMIT_BANANA.index(n) for n in ("FP1-F7", "F7-T7", "T7-P7", "P7-O1")]
     rl = [CHBMIT_BANANA.index(n) for n in ("FP2-F8", "F8-T8", "T8-P8", "P8-O2")]
@@ -127,7 +130,7 @@ def test_chbmit_channels_two_classes() -> None:
 
 def test_unknown_channel_set_is_tiled_in_grid() -> None:
     names = ["C3", "C4", "Cz", "O1", "O2"]  # no banana chains → grid of ceil(sqrt(5)) = 3 columns
-    model = build_model(cfg_2d("resnet18", ["eeg_spec"]), 3, names, FS, T)
+    model = build_model(cfg_2d(SMALL, ["eeg_spec"]), 3, names, FS, T)
     b = {"eeg": torch.randn(2, 5, T)}
     img = model.image(b)[:, 0]
     assert model.layout == "grid" and img.shape == (2, 2 * OH, 3 * OW)
@@ -137,7 +140,7 @@ def test_unknown_channel_set_is_tiled_in_grid() -> None:
 
 @pytest.mark.parametrize("kind", ["2d", "multimodal"])
 def test_autocast_bf16_forward(kind: str) -> None:
-    cfg = cfg_2d("resnet18", ["kaggle_spec", "eeg_spec"])
+    cfg = cfg_2d(SMALL, ["kaggle_spec", "eeg_spec"])
     cfg = dataclasses.replace(cfg, kind=kind, oned=small_oned("gru"))
     model = build_model(cfg, 6, HMS_CH, FS, T).eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -146,7 +149,7 @@ def test_autocast_bf16_forward(kind: str) -> None:
 
 
 def test_spec_augment_only_in_training() -> None:
-    model = build_model(cfg_2d("resnet18", ["kaggle_spec", "eeg_spec"]), 6, HMS_CH, FS, T)
+    model = build_model(cfg_2d(SMALL, ["kaggle_spec", "eeg_spec"]), 6, HMS_CH, FS, T)
     model.set_spec_augment(time_mask=1.0, freq_mask=0.0)
     b = hms_batch(kaggle=(20, 60))
     model.train()
@@ -162,7 +165,7 @@ def test_spec_augment_only_in_training() -> None:
 
 def test_spec_augment_generator_makes_the_masks_reproducible() -> None:
     """The in-model masks (`data.augment.mask_spec`, fill 0) follow the generator given to set_spec_augment."""
-    model = build_model(cfg_2d("resnet18", ["eeg_spec"]), 6, HMS_CH, FS, T).train()
+    model = build_model(cfg_2d(SMALL, ["eeg_spec"]), 6, HMS_CH, FS, T).train()
     b = hms_batch()
 
     def image(seed: int) -> torch.Tensor:
@@ -229,11 +232,11 @@ def test_registry_and_errors() -> None:
     with pytest.raises(ValueError, match="features"):
         build_model(ModelConfig(kind="features"), 6, HMS_CH, FS, T)
     with pytest.raises(ValueError, match="model.inputs.*'wavelet'"):
-        build_model(ModelConfig(kind="2d", backbone="resnet18", inputs=["wavelet"]), 6, HMS_CH, FS, T)
+        build_model(ModelConfig(kind="2d", backbone=SMALL, inputs=["wavelet"]), 6, HMS_CH, FS, T)
     with pytest.raises(ValueError, match="model.spec.n_fft"):
-        build_model(ModelConfig(kind="2d", backbone="resnet18", inputs=["eeg_spec"]), 6, HMS_CH, FS, 400)
+        build_model(ModelConfig(kind="2d", backbone=SMALL, inputs=["eeg_spec"]), 6, HMS_CH, FS, 400)
     with pytest.raises(KeyError, match="kaggle_spec"):
-        build_model(cfg_2d("resnet18", ["kaggle_spec"]), 6, HMS_CH, FS, T)({"eeg": torch.zeros(1, 16, T)})
+        build_model(cfg_2d(SMALL, ["kaggle_spec"]), 6, HMS_CH, FS, T)({"eeg": torch.zeros(1, 16, T)})
 
 
 def test_count_parameters() -> None:
@@ -327,7 +330,7 @@ def test_hemisphere_flip_mask_and_midline() -> None:
 
 
 def test_model_flip_swaps_image_tiles() -> None:
-    model = build_model(cfg_2d("resnet18", ["kaggle_spec", "eeg_spec"]), 6, HMS_CH, FS, T).eval()
+    model = build_model(cfg_2d(SMALL, ["kaggle_spec", "eeg_spec"]), 6, HMS_CH, FS, T).eval()
     b = hms_batch()
     img, img_f = model.image(b)[:, 0], model.image(hemisphere_flip(b, flip_perms(HMS_CH, [KAGGLE_SPEC]), axis=1))[:, 0]
     w = img.shape[-1] // 2

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import pandas as pd
 import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n N`: N workers share the cores, so one thread each
@@ -105,6 +104,8 @@ def real_hms(shared_data: Path) -> Path:
 
 def copy_hms_subset(src: Path, out: Path, n_eegs: int) -> Path:
     """The first `n_eegs` train EEGs of the HMS folder `src` (their train.csv rows, EEG and spectrogram files) copied to `out`."""
+    import pandas as pd  # here, not at the top: the pytest-xdist controller loads this file before it starts the workers (1 s)
+
     train = pd.read_csv(src / "train.csv")
     train = train[train.eeg_id.isin(pd.unique(train.eeg_id)[:n_eegs])]
     for sub, ids in (("train_eegs", train.eeg_id), ("train_spectrograms", train.spectrogram_id)):

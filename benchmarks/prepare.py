@@ -4,12 +4,15 @@ Builds an HMS-layout folder of N (and 4N) recordings in a temp dir by replicatin
 files under new eeg_ids / spectrogram_ids (symlinks to the real files in ../shared/data/hms
 when present, else to a small synthetic set), then times, each in a fresh subprocess:
 
-- `raw read`: every parquet file read once with polars (`pl.read_parquet(path)`, and from the file's
-  bytes as prepare reads) and, separately, with pyarrow (`ParquetFile.read`), nothing else, same
-  number of processes: the read limit. The summary prints prepare's speed as a fraction of the
-  fastest of the three (goal: >= 80 %);
-- `prepare`: `hbac.cache.prepare` with the default HMS config (all workers, and 1 worker), and
-  without the band-pass filter (what is left: read, montage, NaN check, clip, write, sizing);
+- `raw read`: every parquet file read once, nothing else, with the same number of workers: with
+  polars in a process pool (`pl.read_parquet(path)`, and from the file's bytes as prepare reads),
+  with polars in threads of one process (from bytes, as prepare's HMS workers read), and with
+  pyarrow in a process pool (`ParquetFile.read`): the read limit. The summary prints prepare's
+  speed as a fraction of the fastest of the four (goal: >= 80 %);
+- `prepare`: `hbac.cache.prepare` with the shipped HMS config (all workers: threads, as HMS
+  prepares; 1 worker; and the same workers as a process pool, for comparison). That config
+  band-passes in the model (`eeg.filter_on: window`), so prepare reads, applies the montage,
+  checks channels, fills NaN, clips and writes;
 - `pandas per row`: `pd.read_parquet` per train.csv row, crop, montage, NaN fill, band-pass,
   append to a list, `np.stack` at the end (at N only unless --baseline-both).
 
@@ -163,13 +166,14 @@ def measure(fn):
 
 RUN_PREPARE = PRELUDE + """
 import logging
+import hbac.cache.build
 from hbac.cache import prepare
 from hbac.config import load_config
+if len(sys.argv) > 6 and sys.argv[6] == "processes":  # the process pool HMS would use with per-recording filtering
+    hbac.cache.build.uses_threads = lambda cfg, adapter: False
 over = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
-if len(sys.argv) > 4 and sys.argv[4] == "nofilter":  # I/O + montage only: how close to the raw read
-    over["eeg"] = {"bandpass": None}
-cfg = load_config(sys.argv[6], overrides=over)  # the shipped HMS data config (configs/data/hms.yaml)
-progress = len(sys.argv) > 5 and sys.argv[5] == "progress"
+cfg = load_config(sys.argv[5], overrides=over)  # the shipped HMS data config (configs/data/hms.yaml)
+progress = sys.argv[4] == "progress"
 measure(lambda: prepare(cfg, force=True, progress=progress))
 """
 
@@ -187,6 +191,21 @@ def run():
     os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
     with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:  # fork is safe: this parent never runs polars
         for _ in pool.imap_unordered(read, files, chunksize=8):
+            pass
+measure(run)
+"""
+
+RUN_RAW_THREADS = PRELUDE + """
+import glob
+from concurrent.futures import ThreadPoolExecutor
+import polars as pl
+def read(p):  # from the file's bytes, in threads of one process, as prepare's HMS workers read
+    with open(p, "rb") as fh:
+        pl.read_parquet(fh.read(), use_statistics=False)
+files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
+def run():
+    with ThreadPoolExecutor(int(sys.argv[3])) as pool:
+        for _ in pool.map(read, files):
             pass
 measure(run)
 """
@@ -267,10 +286,11 @@ def main() -> None:
             runs = [
                 ("raw read (polars)", RUN_RAW_POLARS, (str(data), "path", str(a.workers))),
                 ("raw read (polars, bytes)", RUN_RAW_POLARS, (str(data), "bytes", str(a.workers))),
+                ("raw read (polars, threads)", RUN_RAW_THREADS, (str(data), "", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
-                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "filter", "quiet", DATA_CFG)),
-                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "filter", "quiet", DATA_CFG)),
-                (f"prepare, no band-pass ({a.workers} w)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "nofilter", "quiet", DATA_CFG)),
+                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG)),
+                ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "quiet", DATA_CFG)),
+                (f"prepare ({a.workers} processes)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG, "processes")),
             ]
             if (n == a.n or a.baseline_both) and not a.no_pandas:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
@@ -385,7 +405,7 @@ def full_scale(workers: int, workdir: Optional[str]) -> None:
         info = build_full(REAL, tmp / "hms")
         print(f"full scale: {info['rows']} rows, {info['eegs']} EEGs, {info['specs']} spectrograms, "
               f"{info['mb'] / 1e3:.1f} GB of parquet (symlinked); {workers} workers, {os.cpu_count()} cores", flush=True)
-        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "filter", "progress", DATA_CFG)
+        r = run(RUN_PREPARE, str(tmp / "hms"), str(tmp / "cache"), str(workers), "progress", DATA_CFG)
         gb = _du(tmp / "cache")
         print(f"prepare: {r['wall']:.0f} s wall ({r['wall'] / 60:.1f} min), {r['cpu']:.0f} CPU-s, "
               f"{(info['eegs'] + info['specs']) / r['wall']:.1f} files/s, peak RSS main {r['rss_main']:.0f} MB, "

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 from test_demo_submit import check_submission
 
-from hbac.datasets.synthetic import write_chbmit, write_hms
+from hbac.datasets.synthetic import write_chbmit
 from hbac.kaggle import bundle
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -48,9 +48,10 @@ def kaggle_root(tmp_path: Path, monkeypatch) -> Path:
     return root
 
 
-def test_hms_notebooks_train_bundle_submit(kaggle_root: Path, monkeypatch, capsys) -> None:
+def test_hms_notebooks_train_bundle_submit(kaggle_root: Path, synth_hms: Path, monkeypatch, capsys) -> None:
+    # the competition folder: the shared synthetic set, linked (read only here: the cache and outputs go elsewhere)
     data = kaggle_root / "input" / "hms-harmful-brain-activity-classification"
-    write_hms(data, n_eegs=12, seed=0, n_test=2)
+    data.symlink_to(synth_hms, target_is_directory=True)
     monkeypatch.setenv("HBAC_CONFIG", "tiny/hms_1d.yaml")
     monkeypatch.setenv("HBAC_SETS", TINY + " train.stage2.enabled=false")
     t_train = _execute("hms_train", kaggle_root / "working")

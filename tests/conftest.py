@@ -28,8 +28,10 @@ SYNTH_HMS_EEGS = 24  # small: the whole suite must stay fast on a 2-core CPU
 SYNTH_HMS_SEED = 0
 SYNTH_HMS_TEST = 4
 # synthetic CHB-MIT for the trained seizure detector: 4 patients × 3 files × 240 s (≈ 34 MB of EDF,
-# 564 windows, 7 seizures for seed 0); 2 patient-grouped folds of 2 patients (epochs: the config's)
-CHBMIT_PATIENTS, CHBMIT_FILES, CHBMIT_FILE_S, CHBMIT_SEED, CHBMIT_FOLDS = 4, 3, 240.0, 0, 2
+# 564 windows, 7 seizures for seed 0); 2 patient-grouped folds of 2 patients, CHBMIT_EPOCHS epochs (the config has 6).
+# After 4 epochs: OOF window AUROC 0.980 (bar 0.85), AUPRC 0.955, event sensitivity 0.857 (bar 0.5), precision 1.0,
+# held-out recording AUROC 0.992 (bar 0.8); with lr 1e-12 the learning, detect-ensemble and stream tests fail.
+CHBMIT_PATIENTS, CHBMIT_FILES, CHBMIT_FILE_S, CHBMIT_SEED, CHBMIT_FOLDS, CHBMIT_EPOCHS = 4, 3, 240.0, 0, 2, 4
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 
@@ -217,11 +219,13 @@ def chbmit_cache_root(synth_chbmit: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def trained_chbmit(synth_chbmit: Path, chbmit_cache_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """configs/tiny/chbmit_1d.yaml trained over `CHBMIT_FOLDS` patient-grouped folds of `synth_chbmit`: its config. Read only."""
+    """configs/tiny/chbmit_1d.yaml trained over `CHBMIT_FOLDS` patient-grouped folds of `synth_chbmit` for `CHBMIT_EPOCHS`
+    epochs: its config. Read only."""
     from hbac.engine.experiment import train_experiment
 
     def cfg(root: Path) -> Any:
-        return tiny_chbmit_config(synth_chbmit, chbmit_cache_root, overrides={"output_root": str(root / "outputs")})
+        return tiny_chbmit_config(synth_chbmit, chbmit_cache_root,
+                                  overrides={"output_root": str(root / "outputs"), "train": {"epochs": CHBMIT_EPOCHS}})
 
     root = shared_folder(tmp_path_factory, "trained_chbmit", lambda root: train_experiment(cfg(root), progress=False))
     return cfg(root)

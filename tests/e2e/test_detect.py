@@ -63,6 +63,12 @@ def test_detect_finds_a_known_seizure(chbmit_run, heldout, tmp_path):
     # an event overlaps each true seizure
     for s, e in truth:
         assert any(a <= e and b >= s for a, b, _ in res["events"]), f"seizure {s}-{e} s missed: events {res['events']}"
+    # and the events lie on the seizures: at most a window (10 s) beyond each end (an untrained model, whose
+    # probabilities sit near 0.5, flags the whole 300 s as one event)
+    outside = sum(b - a for a, b, _ in res["events"]) - sum(
+        max(0.0, min(b, e) - max(a, s)) for a, b, _ in res["events"] for s, e in truth
+    )
+    assert outside <= 20.0, f"{outside:.0f} s of events outside the true seizures {truth}: events {res['events']}"
     # and the seizure windows (labelled as in training: >= 50 % in seizure) rank above the others
     label = seizure_overlap(win["start_s"].to_numpy(), 10.0, truth) >= 0.5
     auroc = window_metrics(label.astype(float), win["seizure_prob"].to_numpy())["auroc"]

@@ -5,8 +5,8 @@ up in the registry by `cfg.dataset`): `table`, `channels`, `path`, `read` and `m
 
 Pipeline (`prepare`): plan (`plan_rows`: sample table, missing-file check) → `allocate` (`eeg.npy`
 and each extra input's `<stem>.npy` started with a header for 0 rows) → `write` (one pass: every
-recording and extra-input file read, preprocessed and appended to its store by a pool of worker
-processes, each claiming its rows from a shared counter once it knows its length, so no file is
+recording and extra-input file read, preprocessed and appended to its store by the workers (threads
+or a process pool: `uses_threads`), each claiming its rows from a shared counter once it knows its length, so no file is
 opened twice; one file in memory per worker; the parent only sees small per-file results) →
 `check_windows` (the cache's rate, window bounds, from the lengths the reads gave) → `finish`
 (each store's header rewritten in place with its row count) → `index` (CSVs, `meta.json` last).
@@ -368,10 +368,10 @@ def uses_threads(cfg: DataConfig, adapter: DatasetAdapter) -> bool:
 
 
 @contextlib.contextmanager
-def _workers(cfg: DataConfig, tmp: Path, plan: "Plan", kinds: Sequence[str]) -> Iterator[tuple[Optional[Executor], dict[str, Any]]]:
+def _workers(plan: "Plan", tmp: Path) -> Iterator[tuple[Optional[Executor], dict[str, Any]]]:
     """(the executor `plan.pool` asks for: threads, a process pool (forkserver where available) set up with
     `_init_worker`, or None = in this thread; each store kind's shared row counter)."""
-    n = plan.n_workers
+    cfg, n, kinds = plan.cfg, plan.n_workers, ["eeg"] + [x.name for x in plan.extras]
     if plan.pool != "processes":
         rows = {k: mp.Value("q", 0) for k in kinds}  # its lock serves threads as well as processes
         _init_worker(cfg, str(tmp), limit_threads=False, rows=rows)
@@ -447,7 +447,13 @@ class Plan:
     fs: float = 0.0  # Hz of the cached EEG
     start: Optional[np.ndarray] = None  # (n_rows,) window start, samples from its recording's start
     n_workers: int = 1
-    pool: str = "none"  # how the workers run: "threads", "processes" or "none" (in this thread)
+
+    @property
+    def pool(self) -> str:
+        """How the workers run: "threads", "processes" or "none" (in this thread)."""
+        if self.n_workers <= 1:
+            return "none"
+        return "threads" if uses_threads(self.cfg, self.adapter) else "processes"
 
     def rows_using(self, files: dict[str, Sequence[int]]) -> np.ndarray:
         """(n_rows,) bool: the rows that use any of these files (kind → file positions)."""
@@ -525,7 +531,6 @@ def plan_rows(cfg: DataConfig, table: Optional[pd.DataFrame] = None) -> Plan:
     plan.files = {"eeg": _Files.of("eeg", plan.table["recording_id"])}
     plan.files.update({x.name: _Files.of(x.name, plan.table[x.id_column]) for x in extras})
     plan.n_workers = plan.count_workers()
-    plan.pool = "none" if plan.n_workers <= 1 else "threads" if uses_threads(cfg, adapter) else "processes"
     return plan
 
 
@@ -632,7 +637,7 @@ class Written:
     fs0: float = 0.0  # the first recording's rate (Hz)
 
 
-def write(plan: Plan, lay: Layout, pool: Optional[ProcessPoolExecutor], progress: bool) -> Written:
+def write(plan: Plan, lay: Layout, pool: Optional[Executor], progress: bool) -> Written:
     """Read → preprocess → append every file to its store (the heavy part, in the pool); sizes come from the reads."""
     n = len(plan.table)
     out = Written({x.name: np.full(n, -1, np.int64) for x in plan.extras}, {x.name: np.full(len(plan.files[x.name].ids), np.nan) for x in plan.extras},
@@ -785,8 +790,7 @@ def _build(cfg: DataConfig, table: pd.DataFrame, inputs: dict[str, Any], progres
     out = cfg.cache_dir()
     t_start = time.perf_counter()
     plan = plan_rows(cfg, table)
-    kinds = ["eeg"] + [x.name for x in plan.extras]
-    with atomic_dir(out) as tmp, _workers(cfg, tmp, plan, kinds) as (pool, rows):
+    with atomic_dir(out) as tmp, _workers(plan, tmp) as (pool, rows):
         _chmod_like_umask(tmp)  # mkdtemp makes it 0700; the cache is an ordinary folder
         lay = allocate(plan, tmp)
         done = write(plan, lay, pool, progress)

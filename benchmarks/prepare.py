@@ -179,33 +179,27 @@ measure(lambda: prepare(cfg, force=True, progress=progress))
 
 RUN_RAW_POLARS = PRELUDE + """
 import glob, multiprocessing as mp
-def read(p):  # every column, one polars thread per process
+from concurrent.futures import ThreadPoolExecutor
+MODE = sys.argv[2]  # path, bytes: a process pool, one polars thread each; threads: bytes, threads of this process
+if MODE == "threads":
+    import polars  # before the clock, as prepare (threads) has imported it; a pool's children import it themselves
+def read(p):  # every column
     import polars as pl
-    if sys.argv[2] == "bytes":  # parsed from the file's bytes, as prepare reads (hbac.datasets.hms._read_parquet)
+    if MODE == "path":
+        pl.read_parquet(p)
+    else:  # parsed from the file's bytes, as prepare reads (hbac.datasets.hms._read_parquet)
         with open(p, "rb") as fh:
             pl.read_parquet(fh.read(), use_statistics=False)
-    else:
-        pl.read_parquet(p)
 files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
 def run():
+    if MODE == "threads":
+        with ThreadPoolExecutor(int(sys.argv[3])) as pool:
+            for _ in pool.map(read, files):
+                pass
+        return
     os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
     with mp.get_context("fork").Pool(int(sys.argv[3])) as pool:  # fork is safe: this parent never runs polars
         for _ in pool.imap_unordered(read, files, chunksize=8):
-            pass
-measure(run)
-"""
-
-RUN_RAW_THREADS = PRELUDE + """
-import glob
-from concurrent.futures import ThreadPoolExecutor
-import polars as pl
-def read(p):  # from the file's bytes, in threads of one process, as prepare's HMS workers read
-    with open(p, "rb") as fh:
-        pl.read_parquet(fh.read(), use_statistics=False)
-files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
-def run():
-    with ThreadPoolExecutor(int(sys.argv[3])) as pool:
-        for _ in pool.map(read, files):
             pass
 measure(run)
 """
@@ -286,7 +280,7 @@ def main() -> None:
             runs = [
                 ("raw read (polars)", RUN_RAW_POLARS, (str(data), "path", str(a.workers))),
                 ("raw read (polars, bytes)", RUN_RAW_POLARS, (str(data), "bytes", str(a.workers))),
-                ("raw read (polars, threads)", RUN_RAW_THREADS, (str(data), "", str(a.workers))),
+                ("raw read (polars, threads)", RUN_RAW_POLARS, (str(data), "threads", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
                 (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG)),
                 ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "quiet", DATA_CFG)),

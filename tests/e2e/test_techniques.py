@@ -62,10 +62,27 @@ def moved(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].dtype.is_floating_point)
 
 
+@pytest.fixture(scope="module")
+def wavenet_all_folds(synth_hms, synth_hms_cache, root) -> tuple[ExperimentConfig, dict]:
+    """configs/tiny/hms_wavenet.yaml trained one step on each of 2 folds (its own fold file), TTA over 2 offsets and
+    the flip: (config, scores). The TTA test predicts with every fold; test_new_families_train reads fold 0."""
+    # per_eeg selection: one batch per epoch (12 EEGs); lr 10x the config's so that this one step makes the
+    # predictions depend on the input window (at 3e-3 the offsets moved them by < 1e-5)
+    cfg = tiny("hms_wavenet.yaml", synth_hms, synth_hms_cache, root, lr=3e-2)
+    cfg.name = "tta_all_folds"
+    # 2 folds, not 3: fewer models to train; 2 offsets, not 3: the OOF predicts every row 4 times, not 6 (with the flip)
+    cfg.folds.n_folds, cfg.folds.file = 2, str(root / "folds_2f.csv")  # beside the shared cache's fold files, not in them
+    cfg.tta.offsets_s = [0.0, 4.0]  # the cached 20 s around the model's 10 s window allow up to ±5 s
+    return cfg, train_experiment(cfg, progress=False)
+
+
 @pytest.mark.parametrize("config", ["hms_wavenet.yaml", "hms_effnet1d.yaml", "hms_cwt.yaml", "hms_raw2d.yaml", "hms_multimodal.yaml"])
-def test_new_families_train(config, synth_hms, synth_hms_cache, root):
-    cfg = tiny(config, synth_hms, synth_hms_cache, root)
-    scores = train_experiment(cfg, folds=[0], progress=False)
+def test_new_families_train(config, synth_hms, synth_hms_cache, root, request):
+    if config == "hms_wavenet.yaml":  # the TTA test's experiment: its fold 0 is this check's training run
+        cfg, scores = request.getfixturevalue("wavenet_all_folds")
+    else:
+        cfg = tiny(config, synth_hms, synth_hms_cache, root)
+        scores = train_experiment(cfg, folds=[0], progress=False)
     assert np.isfinite(scores["cv"])
     fold = cfg.output_dir() / "fold0"
     seeds = cfg.train.seeds
@@ -96,11 +113,10 @@ def test_per_eeg_random_windows_deterministic_and_different(synth_hms, synth_hms
     assert moved(runs["a"], runs["mid"]) > 1e-4  # the random sub-windows are not the middle ones
 
 
-def test_tta_offsets_on_the_submission_path(synth_hms, synth_hms_cache, root):
+def test_tta_offsets_on_the_submission_path(synth_hms, wavenet_all_folds, root):
     """predict_experiment (submit.py) averages the folds over every tta.offsets_s window, as the OOF does."""
-    cfg = tiny("hms_wavenet.yaml", synth_hms, synth_hms_cache, root, max_steps_per_epoch=2)
-    cfg.name = "tta_all_folds"
-    train_experiment(cfg, progress=False)
+    cfg, _ = wavenet_all_folds
+    assert cfg.folds.n_folds >= 2 and len(cfg.tta.offsets_s) >= 2 and cfg.tta.hemisphere_flip
     samples, probs = predict_experiment(cfg.output_dir(), synth_hms, "test", root / "test_cache", progress=False)
     assert probs.shape == (len(samples), 6) and np.allclose(probs.sum(axis=1), 1.0)
     # the same average by hand, one offset at a time, and the centre-only prediction
@@ -115,11 +131,11 @@ def test_tta_offsets_on_the_submission_path(synth_hms, synth_hms_cache, root):
         m.load_state_dict(ck["model"])
         loader = DataLoader(experiment_dataset(cfg, cache, cache.samples), batch_size=8)
         for o in per_offset:
-            per_offset[o] = per_offset[o] + predict_loader(m, loader, torch.device("cpu"), tta_flip=True, offsets_s=[o], progress=False)
+            per_offset[o] = per_offset[o] + predict_loader(m, loader, torch.device("cpu"), tta_flip=cfg.tta.hemisphere_flip, offsets_s=[o], progress=False)
     by_hand = sum(per_offset.values()) / (len(per_offset) * cfg.folds.n_folds)
     np.testing.assert_allclose(probs, by_hand, atol=1e-6)
     centre = per_offset[0.0] / cfg.folds.n_folds
-    assert np.abs(probs - centre).max() > 1e-5  # the offsets changed the prediction
+    assert np.abs(probs - centre).max() > 1e-5, np.abs(probs - centre).max()  # the offsets changed the prediction
 
 
 def test_pseudo_labels_move_predictions(synth_hms, synth_hms_cache, root):

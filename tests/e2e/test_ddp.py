@@ -26,7 +26,7 @@ from hbac.config import load_config
 from hbac.data.dataset import experiment_dataset
 from hbac.data.split import experiment_table, fold_rows
 from hbac.engine.loop import make_loader, predict_loader
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint
 from hbac.models import build_model
 
 CONFIG = REPO_ROOT / "configs" / "tiny" / "hms_1d.yaml"

@@ -40,7 +40,8 @@ from hbac.data.dataset import model_n_times
 from hbac.datasets import adapter_for
 from hbac.datasets.hms import HMS_VOTE_COLS
 from hbac.datasets.synthetic import write_hms
-from hbac.engine.outputs import checkpoint_paths, save_checkpoint
+from hbac.engine.checkpoint import save_checkpoint
+from hbac.engine.outputs import checkpoint_paths
 from hbac.engine.provenance import experiment_hash
 from hbac.io import atomic_write_text
 from hbac.models import build_model

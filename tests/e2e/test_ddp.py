@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,13 +19,14 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO_ROOT, shared_folder
+from torch.distributed.run import main as torchrun_main
 
 from hbac.cli import main
 from hbac.config import load_config
 from hbac.data.dataset import experiment_dataset
 from hbac.data.split import experiment_table, fold_rows
 from hbac.engine.loop import make_loader, predict_loader
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint
 from hbac.models import build_model
 
 CONFIG = REPO_ROOT / "configs" / "tiny" / "hms_1d.yaml"
@@ -44,23 +46,47 @@ def _torchrun_cmd(args: list[str], nproc: int = 2) -> tuple[list[str], dict[str,
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "hbac", *args], env
 
 
-def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+def _torchrun_here(args: list[str], log_dir: Path, nproc: int = 2) -> str:
+    """torchrun's own launcher (`torch.distributed.run.main`, the same argv) in a thread of this process → the workers'
+    stderr (rank 0's, then rank 1's). The workers are fresh `python -m hbac` processes as under `python -m
+    torch.distributed.run`; only the launcher's own process (~6 CPU-s importing torch) is saved. A thread, so that
+    the launcher registers no signal handlers here; the preempted run in test_ddp_resume_matches_uninterrupted is
+    a real `python -m torch.distributed.run` process."""
     cmd, env = _torchrun_cmd(args, nproc)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    argv = cmd[3:-len(args) - 2] + ["--log-dir", str(log_dir), "--redirects", "3"] + cmd[-len(args) - 2:]
+    failed: list[BaseException] = []
+
+    def launch() -> None:
+        try:
+            torchrun_main(argv)
+        except BaseException as e:  # noqa: BLE001 - ChildFailedError or SystemExit: reported below with the workers' stderr
+            failed.append(e)
+
+    saved = dict(os.environ)
+    os.environ.update(env)  # what the workers inherit; restored below (the launcher also sets TORCHELASTIC_* keys)
+    try:
+        t = threading.Thread(target=launch)
+        t.start()
+        t.join(timeout=600)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    err = "".join(f.read_text() for f in sorted(log_dir.rglob("stderr.log"), key=lambda f: f.parent.name))
+    assert not t.is_alive() and not failed, f"torchrun {' '.join(args)}: {failed}\n{err[-4000:]}"
+    return err
 
 
 @pytest.fixture(scope="session")
 def runs(synth_hms: Path, synth_hms_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Fold 0 trained once in this process and once by torchrun with two gloo processes (the shared cache),
-    once per test run (also across xdist workers); torchrun's stderr in `ddp_stderr.txt`. Read only."""
+    once per test run (also across xdist workers); the two workers' stderr in `ddp_stderr.txt`. Read only."""
 
     def build(root: Path) -> None:
         assert main(_args(synth_hms, synth_hms_cache, root / "single", SETS + QUICK)) == 0
         t = time.time()
-        r = _torchrun(_args(synth_hms, synth_hms_cache, root / "ddp", SETS + ["train.logger=csv"]))
+        err = _torchrun_here(_args(synth_hms, synth_hms_cache, root / "ddp", SETS + ["train.logger=csv"]), root / "ddp_logs")
         print(f"DDP run (2 processes, gloo): {time.time() - t:.1f} s")
-        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-        (root / "ddp_stderr.txt").write_text(r.stderr)
+        (root / "ddp_stderr.txt").write_text(err)
 
     root = shared_folder(tmp_path_factory, "ddp_runs", build)
     return {"single": root / "single" / "tiny_hms_1d", "ddp": root / "ddp" / "tiny_hms_1d", "data": synth_hms,
@@ -131,8 +157,7 @@ def test_ddp_resume_matches_uninterrupted(runs: dict[str, Path], tmp_path: Path)
     assert proc.returncode != 0, "the run was meant to be stopped after epoch 1"
     last = load_checkpoint(out / "tiny_hms_1d" / "fold0" / "last.pt")
     assert last["epoch"] == 1 and not last["complete"], err[-2000:]
-    r = _torchrun(args + ["--resume"])
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    _torchrun_here(args + ["--resume"], tmp_path / "resume_logs")
     a = load_checkpoint(runs["ddp"] / "fold0" / "last.pt")["model"]
     b = load_checkpoint(out / "tiny_hms_1d" / "fold0" / "last.pt")["model"]
     assert a.keys() == b.keys()

@@ -5,21 +5,17 @@ import contextlib
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, SYNTH_HMS_EEGS, shared_folder
+from conftest import SYNTH_HMS_EEGS, shared_folder
 
 from hbac.cli import submit_main
 from hbac.datasets.hms import HMS_VOTE_COLS
 from hbac.errors import DataError
 from hbac.inference.submit import make_submission
-
-REPO = REPO_ROOT
 
 
 def check_submission(sub: pd.DataFrame, data_dir: Path) -> None:
@@ -75,13 +71,13 @@ def test_demo_end_to_end(demo: Path) -> None:
 
 
 @pytest.mark.slow
-def test_submit_script_on_real_test_example(demo: Path, real_hms: Path, tmp_path: Path) -> None:
+def test_submit_script_on_real_test_example(demo: Path, real_hms: Path, tmp_path: Path, capsys) -> None:
+    """submit.py's entry point on the real test example, in this process: a fresh `python submit.py` costs ~7 CPU-s
+    of imports, and fresh runs are covered by tests/e2e/test_kaggle_bundle.py (the bundle's submit.py, a full run)
+    and tests/unit/engine/test_experiment_provenance.py (the repository's submit.py under a file size limit)."""
     out = tmp_path / "submission.csv"
-    r = subprocess.run(
-        [sys.executable, str(REPO / "submit.py"), "--data-dir", str(real_hms), "--outputs", str(demo / "outputs"), "--ensemble", "tiny_ensemble", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    rc = submit_main(["--data-dir", str(real_hms), "--outputs", str(demo / "outputs"), "--ensemble", "tiny_ensemble", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err[-2000:]
     sub = pd.read_csv(out)
     check_submission(sub, real_hms)
     assert sub["eeg_id"].tolist() == [3911565283]
@@ -103,7 +99,7 @@ def test_submit_corrupt_test_eeg_is_an_error_unless_prior_fallback(demo: Path, t
     with pytest.raises(DataError, match=rf"test_eegs/{bad}\.parquet.*--allow-prior-fallback"):
         make_submission(data, demo / "outputs", ensemble="tiny_ensemble", out=tmp_path / "sub.csv", progress=False)
     assert not (tmp_path / "sub.csv").exists()
-    # submit.py's entry point (in this process: test_submit_script_on_real_test_example runs the script itself)
+    # submit.py's entry point (in this process, as in test_submit_script_on_real_test_example)
     capsys.readouterr()
     rc = submit_main(["--data-dir", str(data), "--outputs", str(demo / "outputs"), "--ensemble", "tiny_ensemble",
                       "--out", str(tmp_path / "cli.csv")])

@@ -55,10 +55,17 @@ def _check_outputs(res: dict, duration_s: float, window_s: float = 10.0, stride_
     return win
 
 
-def test_detect_finds_a_known_seizure(chbmit_run, heldout, tmp_path):
-    edf, truth = heldout
-    res = detect(edf, outputs=Path(chbmit_run.output_root), name=chbmit_run.name, out_dir=tmp_path / "det", progress=False)
-    assert res["name"] == chbmit_run.name and res["out_dir"] == tmp_path / "det"
+@pytest.fixture(scope="module")
+def detected(chbmit_run, heldout, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """`detect` of the trained experiment on the held-out EDF (default threshold), and its out_dir. Read only."""
+    out = tmp_path_factory.mktemp("detected") / "det"
+    return detect(heldout[0], outputs=Path(chbmit_run.output_root), name=chbmit_run.name, out_dir=out, progress=False), out
+
+
+def test_detect_finds_a_known_seizure(chbmit_run, heldout, detected):
+    _, truth = heldout
+    res, out = detected
+    assert res["name"] == chbmit_run.name and res["out_dir"] == out
     win = _check_outputs(res, 300.0)
     # an event overlaps each true seizure
     for s, e in truth:
@@ -75,19 +82,18 @@ def test_detect_finds_a_known_seizure(chbmit_run, heldout, tmp_path):
     assert auroc > 0.8, f"window AUROC {auroc:.3f} on the held-out recording"
 
 
-def test_detect_defaults_best_entry_threshold_and_ensemble(chbmit_run, heldout, tmp_path):
+def test_detect_defaults_best_entry_threshold_and_ensemble(chbmit_run, heldout, detected, tmp_path):
     from hbac.config import EnsembleConfig
     from hbac.ensemble import run_ensemble
 
     edf, _ = heldout
+    single = detected[0]  # the member alone (the shared detection: one detect run less, ~1.3 CPU-s)
     outputs = tmp_path / "outputs"  # a copy: the ensemble and the default detect folder are written into it
     shutil.copytree(chbmit_run.output_root, outputs)
-    single = detect(edf, outputs=outputs, name=chbmit_run.name, out_dir=tmp_path / "one", threshold=0.7, progress=False)
-    assert single["threshold"] == 0.7
-    # an ensemble: its weights.json blend of one member must reproduce the member
+    # an ensemble: its weights.json blend of one member must reproduce the member; a given threshold is used
     run_ensemble(EnsembleConfig(name="chbmit_ens_one", members=[chbmit_run.name], output_root=str(outputs)))
-    ens = detect(edf, outputs=outputs, name="chbmit_ens_one", out_dir=tmp_path / "ens", progress=False)
-    assert ens["members"] == {chbmit_run.name: 1.0}
+    ens = detect(edf, outputs=outputs, name="chbmit_ens_one", out_dir=tmp_path / "ens", threshold=0.7, progress=False)
+    assert ens["members"] == {chbmit_run.name: 1.0} and ens["threshold"] == 0.7
     a, b = pd.read_csv(single["windows_csv"]), pd.read_csv(ens["windows_csv"])
     assert np.allclose(a["seizure_prob"], b["seizure_prob"], atol=1e-6)
     # no name: the best complete CHB-MIT entry of the leaderboard; default out_dir under outputs/detect/

@@ -32,7 +32,7 @@ def test_shipped_ensemble_runs_over_members_with_different_selections(synth_hms:
         cfg.name, cfg.selection.strategy = name, strategy
         cfg.selection.min_votes = 5  # min_votes member: below stage 2's 10 (a config check refuses equal thresholds)
         cfg.data.data_dir, cfg.data.cache_root, cfg.output_root = str(synth_hms), str(synth_hms_cache), str(tmp_path / "outputs")
-        cfg.train.epochs, cfg.train.stage2.epochs, cfg.train.max_steps_per_epoch = 1, 1, 2
+        cfg.train.epochs, cfg.train.stage2.epochs, cfg.train.max_steps_per_epoch = 1, 1, 1  # one step a stage: rows, not learning
         train_experiment(cfg, folds=[0], progress=False)
     oofs = {n: pd.read_csv(tmp_path / "outputs" / n / "oof.csv") for n in MEMBERS}
     ids = {n: sorted(o.sample_id) for n, o in oofs.items()}

@@ -48,10 +48,14 @@ def kaggle_root(tmp_path: Path, monkeypatch) -> Path:
     return root
 
 
-def test_hms_notebooks_train_bundle_submit(kaggle_root: Path, synth_hms: Path, monkeypatch, capsys) -> None:
-    # the competition folder: the shared synthetic set, linked (read only here: the cache and outputs go elsewhere)
+def test_hms_notebooks_train_bundle_submit(kaggle_root: Path, synth_hms: Path, synth_hms_cache: Path, monkeypatch,
+                                           capsys) -> None:
+    # the competition folder: the shared synthetic set, linked (read only here: the outputs go elsewhere); its shared
+    # cache (the same hash: the data folder resolves to the same files), so the notebook's `train` reuses it instead of
+    # preparing again (the CHB-MIT notebook below prepares its own, inside `train`)
     data = kaggle_root / "input" / "hms-harmful-brain-activity-classification"
     data.symlink_to(synth_hms, target_is_directory=True)
+    monkeypatch.setenv("HBAC_CACHE", str(synth_hms_cache))
     monkeypatch.setenv("HBAC_CONFIG", "tiny/hms_1d.yaml")
     monkeypatch.setenv("HBAC_SETS", TINY + " train.stage2.enabled=false")
     t_train = _execute("hms_train", kaggle_root / "working")

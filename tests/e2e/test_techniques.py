@@ -22,7 +22,7 @@ from hbac.data.split import experiment_table
 from hbac.engine.experiment import train_experiment
 from hbac.engine.fold import _fold_seed
 from hbac.engine.loop import predict_loader
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint
 from hbac.engine.runtime import seed_everything
 from hbac.inference.predict import predict_experiment
 from hbac.models import build_model

@@ -37,12 +37,8 @@ from hbac.data.split import experiment_table, fold_rows, sample_weights, select_
 from hbac.engine.loggers import EpochLogger, HistoryOnly, open_logger
 from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
-from hbac.engine.outputs import (
-    load_checkpoint,
-    oof_frame,
-    save_checkpoint,
-    write_fold_files,
-)
+from hbac.engine.checkpoint import load_checkpoint, save_checkpoint
+from hbac.engine.outputs import oof_frame, write_fold_files
 from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import (
     amp_dtype,

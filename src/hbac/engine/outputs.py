@@ -1,21 +1,17 @@
-"""An experiment's files: checkpoints, per-fold OOF, learning curves, the merged oof.csv and scores.json."""
+"""An experiment's files: per-fold OOF, learning curves, the merged oof.csv and scores.json (checkpoints: `engine.checkpoint`)."""
 from __future__ import annotations
 
 import json
 import logging
-import pickle
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-import torch
 
 from hbac.config import ExperimentConfig
 from hbac.engine.provenance import experiment_hash
-from hbac.errors import CheckpointError
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_text
 from hbac.tasks import Task, json_safe, task_for
 from hbac.tasks.kl import oof_classes
@@ -24,11 +20,6 @@ log = logging.getLogger(__name__)
 
 
 ID_COLS = ["sample_id", "recording_id", "group", "start_s", "duration_s", "eeg_id", "label_id"]
-
-
-def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def oof_frame(va: pd.DataFrame, probs: np.ndarray, classes: list[str], fold: int) -> pd.DataFrame:
@@ -181,27 +172,3 @@ def collect_oof(cfg: ExperimentConfig) -> dict[str, Any]:
         log.warning("%s: folds %s not trained yet; CV covers %d rows", cfg.name, missing, len(oof))
     log.info("%s: CV %s over %d rows", cfg.name, task.headline(scores), len(oof))
     return scores
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with `torch.load(weights_only=True)`: tensors and plain types only, never code.
-
-    A missing file is a FileNotFoundError naming it; a file holding other pickled objects (a crafted
-    `__reduce__` payload, or a checkpoint from another program) or a corrupt one is a CheckpointError
-    naming it.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:  # weights_only refused a global: never run it
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a trusted checkpoint: it holds objects other than tensors and plain values ({first[:200]})") from None
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # weights_only's unpickler meets garbage with assorted errors (IndexError, KeyError, struct.error …)
-        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} is not a trusted checkpoint: expected a dict, found {type(obj).__name__}")
-    return obj

@@ -1,6 +1,6 @@
 """What every explanation method shares: a trained fold loaded with its data, tensor wrappers for captum, PNG output.
 
-A fold is read with `engine.outputs.load_checkpoint` and built with `models.build_model`; its
+A fold is read with `engine.checkpoint.load_checkpoint` and built with `models.build_model`; its
 validation rows come from the experiment's `oof.csv` (rows of that fold) joined to the cache's
 sample table, so every window is read by `data.WindowDataset` exactly as in training.
 """
@@ -26,7 +26,7 @@ from torch.utils.data import default_collate  # noqa: E402
 from hbac.cache import open_cache  # noqa: E402
 from hbac.config import ExperimentConfig, from_dict, load_config  # noqa: E402
 from hbac.data.dataset import experiment_dataset  # noqa: E402
-from hbac.engine.outputs import load_checkpoint  # noqa: E402
+from hbac.engine.checkpoint import load_checkpoint  # noqa: E402
 from hbac.errors import ConfigError  # noqa: E402
 from hbac.io import atomic_path  # noqa: E402
 from hbac.models import build_model  # noqa: E402

@@ -22,7 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
-from hbac.engine.outputs import load_checkpoint, oof_frame, write_fold_files
+from hbac.engine.checkpoint import load_checkpoint
+from hbac.engine.outputs import oof_frame, write_fold_files
 from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
 from hbac.features.extract import (

@@ -40,7 +40,7 @@ from hbac.data.dataset import (
 from hbac.datasets.edf import read_edf
 from hbac.datasets.edf_montage import read_any_edf, resolve_montage, sliding_windows
 from hbac.engine.loop import predict_loader
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
 from hbac.inference.predict import member_folds, resolve_members

@@ -27,7 +27,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from hbac.config import ExperimentConfig, from_dict, to_dict
 from hbac.data.augment import flip_perms
 from hbac.data.dataset import model_extras
-from hbac.engine.outputs import load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint
 from hbac.inference.predict import member_folds
 from hbac.io import atomic_path, atomic_write_json, read_json
 from hbac.models import build_model

@@ -17,7 +17,8 @@ from hbac.cache import open_cache
 from hbac.config import ExperimentConfig, from_dict, load_config, with_overrides
 from hbac.data.dataset import experiment_dataset
 from hbac.engine.loop import tick, predict_loader
-from hbac.engine.outputs import checkpoint_paths, load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint
+from hbac.engine.outputs import checkpoint_paths
 from hbac.engine.provenance import check_checkpoint, check_experiment, folder_hash
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError

@@ -28,3 +28,12 @@ def test_help_does_not_import_torch(argv, run):
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False", f"{' '.join(argv)} imported torch"
+
+
+def test_oof_commands_do_not_import_torch():
+    """`ensemble`, `leaderboard` and `score` read only OOF tables and scores: their modules leave torch out
+    (checkpoints live in `engine.checkpoint`, apart from `engine.outputs`)."""
+    code = "import sys, hbac.ensemble, hbac.leaderboard, hbac.tasks.registry, hbac.engine.outputs; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False", "an OOF-only command's modules imported torch"

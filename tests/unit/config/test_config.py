@@ -25,7 +25,7 @@ from hbac.config import (
 )
 from hbac.datasets import adapter_for
 from hbac.datasets.hms import HMS_TRAIN_DTYPES, read_test_csv, read_train_csv
-from hbac.engine.outputs import load_checkpoint, save_checkpoint
+from hbac.engine.checkpoint import load_checkpoint, save_checkpoint
 from hbac.errors import CheckpointError, ConfigError, DataError, DiskFullError
 from hbac.inference.predict import resolve_members
 from hbac.io import atomic_write_json, atomic_write_text, read_json

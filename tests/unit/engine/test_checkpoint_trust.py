@@ -10,7 +10,7 @@ import skops.io as sio
 import torch
 
 from hbac.cli import submit_main
-from hbac.engine.outputs import load_checkpoint, save_checkpoint
+from hbac.engine.checkpoint import load_checkpoint, save_checkpoint
 from hbac.errors import CheckpointError
 from hbac.features import baseline as FB
 

@@ -46,10 +46,17 @@ def workroot(tmp_path_factory) -> Path:
 # every run without being able to fail. tests/e2e/test_techniques.py trains it (weights move, finite CV).
 # hms_1d: 5 epochs (was 8; 6 CPU-s less). Fold 0, votes >= 10 KL / prior: 0.700, 0.721 and 0.594 with
 # train.seed 42, 7 and 123 (bar 0.85; 0.561 after 8 epochs); all rows 0.853, 0.872, 0.786 (bar 0.95); with lr 1e-12
-# (no learning) 1.152 and 1.048: the test fails. hms_2d keeps 6 epochs: its margin is thin (0.824 against 0.85).
-@pytest.mark.parametrize("config,epochs", [("hms_1d.yaml", 5), ("hms_2d.yaml", 6)])
-def test_models_learn_below_prior(config, epochs, synth_hms_60, workroot):
-    cfg = tiny_cfg(config, synth_hms_60, workroot, epochs=epochs)
+# (no learning) 1.152 and 1.048: the test fails.
+# hms_2d: 6 epochs on a 64x128 image (the config resizes its 128x256 tiling to 128x128: 0.824 against the 0.85 bar).
+# Votes >= 10 KL / prior 0.565, 0.563, 0.546 with train.seed 42, 7, 123 (bar 0.85); all rows 0.812, 0.821, 0.756
+# (bar 0.95); with lr 1e-12 in both stages (seed 42) 1.168 on votes >= 10 and 1.070 on all rows: the test fails.
+# 53 CPU-s instead of 74. At 4 epochs the 64x128 margin was thin again (0.819 with seed 42).
+@pytest.mark.parametrize("config,epochs,extra", [
+    ("hms_1d.yaml", 5, {}),
+    ("hms_2d.yaml", 6, {"model": {"image_size": [64, 128]}}),
+], ids=["hms_1d", "hms_2d"])
+def test_models_learn_below_prior(config, epochs, extra, synth_hms_60, workroot):
+    cfg = tiny_cfg(config, synth_hms_60, workroot, extra, epochs=epochs)
     cfg = with_overrides(cfg, {"name": cfg.name + "_learn"})
     scores = train_experiment(cfg, folds=[0], progress=False)
     oof = pd.read_csv(cfg.output_dir() / "oof.csv")

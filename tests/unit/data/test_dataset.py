@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,20 @@ def test_model_extras_are_the_declared_inputs_the_model_names() -> None:
     assert model_extras(exp("hms", "2d", ["eeg_spec"])) == []
     assert model_extras(exp("hms", "1d", ["kaggle_spec"])) == []  # model.inputs is read by 2D / multimodal models only
     assert model_extras(exp("chbmit", "multimodal", ["kaggle_spec", "eeg_spec"])) == []  # CHB-MIT declares no extras
+
+
+def test_one_channel_items_are_owned_tensors_without_a_warning(tmp_path: Path) -> None:
+    """A one-channel window is a contiguous view of the read-only cache memmap: the item copies it, so torch does
+    not warn "the given NumPy array is not writable" (the single-channel datasets hit this) and the tensor owns its data."""
+    _reader.write_cache(tmp_path / "c")
+    eeg = np.arange(70, dtype=np.float32)[:, None] * 10  # eeg[t, 0] = 10 t
+    np.save(tmp_path / "c" / "eeg.npy", eeg)
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    meta.update(channels=["x"], eeg_shape=[70, 1])
+    (tmp_path / "c" / "meta.json").write_text(json.dumps(meta))
+    cache = Cache(tmp_path / "c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        item = WindowDataset(cache, cache.samples)[0]
+    np.testing.assert_array_equal(item["eeg"].numpy(), cache.window(0))
+    assert not np.shares_memory(item["eeg"].numpy(), cache.eeg)  # writing to it cannot touch the read-only map

@@ -103,13 +103,14 @@ def test_new_families_train(config, synth_hms, synth_hms_cache, root, request):
 def test_per_eeg_random_windows_deterministic_and_different(synth_hms, synth_hms_cache, root):
     runs = {}
     for name, window in [("a", "random"), ("b", "random"), ("mid", "middle")]:
-        cfg = tiny("hms_1d.yaml", synth_hms, synth_hms_cache, root, epochs=3, max_steps_per_epoch=None)
+        cfg = tiny("hms_1d.yaml", synth_hms, synth_hms_cache, root, epochs=2, max_steps_per_epoch=None)
         cfg.selection.strategy, cfg.selection.per_eeg_window = "per_eeg", window
         cfg.augment.time_shift_s, cfg.augment.hemisphere_flip = 0.0, 0.0  # only the sub-window draw differs
         cfg.name = f"per_eeg_{name}"
         train_experiment(cfg, folds=[0], progress=False)
         runs[name] = weights(cfg.output_dir() / "fold0" / "last.pt")
     assert moved(runs["a"], runs["b"]) == 0.0  # same seed, fold, epochs → same sub-windows → same weights
+    # 2 epochs (was 3): the largest weight difference is 0.0099 (bar 1e-4)
     assert moved(runs["a"], runs["mid"]) > 1e-4  # the random sub-windows are not the middle ones
 
 

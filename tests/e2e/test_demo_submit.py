@@ -35,7 +35,7 @@ def demo(synth_hms: Path, tmp_path_factory) -> Path:
 
     The tiny demo writes the same synthetic set as `synth_hms` (24 EEGs, seed 0, 4 test EEGs: its banner is
     checked), so that set is linked into its folder first and the demo reuses it as on a second run (about 8
-    CPU-s less). It prepares its own cache: a cache's input fingerprint names the files by the path it was given."""
+    CPU-s less). It prepares its own cache, in its work folder, as a user's first run does."""
     from hbac.demo import run_demo
 
     def build(wd: Path) -> None:

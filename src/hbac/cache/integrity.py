@@ -34,22 +34,27 @@ def table_digest(table: pd.DataFrame) -> str:
 def files_digest(paths: Iterable[Path]) -> tuple[str, int, int]:
     """(sha256 over 'path size mtime_ns' lines, files, absent files); an absent file is 'path -1 -1'.
 
-    One directory listing per folder: absent files cost no failed stat, present ones one stat each.
+    A path is named by its folder's real path (symlinks resolved), so the same files reached through a
+    linked folder (a Kaggle input, a test's linked data set) give the same digest. One directory listing
+    and one `realpath` per folder: absent files cost no failed stat, present ones one stat each.
     """
     h = hashlib.sha256()
-    listings: dict[str, dict[str, os.DirEntry]] = {}
+    listings: dict[str, tuple[str, dict[str, os.DirEntry]]] = {}
     n = n_missing = 0
     for p in paths:
         parent, name = os.path.split(os.fspath(p))
         if parent not in listings:
+            real = os.path.realpath(parent or ".")
             try:
                 with os.scandir(parent or ".") as it:
-                    listings[parent] = {e.name: e for e in it}
+                    listings[parent] = (real, {e.name: e for e in it})
             except (FileNotFoundError, NotADirectoryError):
-                listings[parent] = {}
-        entry = listings[parent].get(name)
+                listings[parent] = (real, {})
+        real, entries = listings[parent]
+        entry = entries.get(name)
         st = entry.stat() if entry is not None else None
-        h.update((f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n" if st else f"{p}\t-1\t-1\n").encode())
+        q = os.path.join(real, name)
+        h.update((f"{q}\t{st.st_size}\t{st.st_mtime_ns}\n" if st else f"{q}\t-1\t-1\n").encode())
         n_missing += st is None
         n += 1
     return h.hexdigest(), n, n_missing

@@ -71,6 +71,25 @@ def test_touched_signal_file_rebuilds_and_unchanged_is_reused(small: Path, tmp_p
     assert "signal files changed" in caplog.text and (path / "meta.json").stat().st_mtime_ns != stamp
 
 
+def test_the_same_files_through_a_linked_folder_reuse_the_cache(small: Path, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The data folder reached through a symlink (a Kaggle input, a test's linked set) is the same input: the
+    cache is reused, not rebuilt; a touched file behind the link still rebuilds it."""
+    path = prepare(_cfg(small, tmp_path / "cache"), progress=False)
+    stamp = (path / "meta.json").stat().st_mtime_ns
+    (tmp_path / "input").mkdir()
+    linked = tmp_path / "input" / "hms-harmful-brain-activity-classification"
+    linked.symlink_to(small, target_is_directory=True)
+    cfg = _cfg(linked, tmp_path / "cache")
+    assert cache_status(cfg) == "ok"
+    caplog.set_level(logging.INFO, logger="hbac.cache.build")
+    assert prepare(cfg, progress=False) == path and "reusing" in caplog.text
+    assert (path / "meta.json").stat().st_mtime_ns == stamp
+    f = hms.spec_path(linked, int(pd.read_csv(small / "train.csv").spectrogram_id.iloc[0]))
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert cache_status(cfg) == "changed"
+
+
 def test_allow_missing_is_not_in_the_key_and_skips_are_recorded(small: Path, tmp_path: Path) -> None:
     f = next((small / "train_eegs").iterdir())
     f.unlink()  # a partial download

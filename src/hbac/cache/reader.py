@@ -25,7 +25,9 @@ def eeg_slice(eeg: np.ndarray, row: int, lo: int, hi: int, n: int, shift: int = 
     """The one window slicer: `n` rows of time-major `eeg` from `row + shift`, clamped to [lo, hi) → (n_chans, n) float32.
 
     Zero-padded only where the array itself ends (prepare guarantees `hi - lo >= n`). `perm`: the output's
-    channels in this order (a hemisphere flip), applied in the same copy as the transpose.
+    channels in this order (a hemisphere flip), applied in the same copy as the transpose. Always a new,
+    writeable array, never a view of `eeg` (a one-channel window's transpose is already contiguous: it is
+    copied too, as torch cannot wrap a read-only memmap view without a warning).
     """
     r = max(min(int(row) + int(shift), int(hi) - n), int(lo))
     w = np.asarray(eeg[r : r + n], dtype=np.float32)
@@ -33,7 +35,7 @@ def eeg_slice(eeg: np.ndarray, row: int, lo: int, hi: int, n: int, shift: int = 
         raise ValueError(f"eeg_slice: channel permutation of length {len(perm)} for {w.shape[1]} channels")
     if len(w) < n:
         w = np.concatenate([w, np.zeros((n - len(w), w.shape[1]), np.float32)])
-    return w.T[perm] if perm is not None else np.ascontiguousarray(w.T)
+    return w.T[perm] if perm is not None else np.array(w.T, order="C")
 
 
 def extra_slice(arr: np.ndarray, row: int, hi: int, n_rows: int, copy: bool = True) -> np.ndarray:

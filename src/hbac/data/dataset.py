@@ -170,7 +170,7 @@ class WindowDataset(Dataset):
         eeg = eeg_slice(self.cache.eeg, eeg_row + int(self.crop_offset[i]), self.eeg_lo[i], self.eeg_hi[i], n, shift,
                         perm=self.flip_perms["eeg"] if flip else None)
         item: dict[str, Any] = {"eeg": eeg, **(hemisphere_flip(extras, self.flip_perms, axis=0) if flip else extras)}
-        out = {k: torch.from_numpy(_owned(v)) for k, v in item.items()}
+        out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in item.items()}
         out["target"] = torch.from_numpy(self.targets[i].copy())
         out["weight"] = torch.from_numpy(self.weights[i : i + 1].copy()).reshape(())
         out["index"] = torch.tensor(i, dtype=torch.int64)
@@ -222,9 +222,3 @@ def experiment_dataset(
         sub_windows=train and cfg.selection.strategy == "per_eeg" and cfg.selection.per_eeg_window == "random",
         sub_min_votes=min_votes,
     )
-
-
-def _owned(a: np.ndarray) -> np.ndarray:
-    """`a` C-contiguous and writeable, for `torch.from_numpy`: a window that is still a view of the read-only cache
-    memmap is copied (torch cannot mark a tensor read-only, and warns), anything else is passed as it is."""
-    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")

@@ -138,8 +138,9 @@ def test_model_extras_are_the_declared_inputs_the_model_names() -> None:
 
 
 def test_one_channel_items_are_owned_tensors_without_a_warning(tmp_path: Path) -> None:
-    """A one-channel window is a contiguous view of the read-only cache memmap: the item copies it, so torch does
-    not warn "the given NumPy array is not writable" (the single-channel datasets hit this) and the tensor owns its data."""
+    """A one-channel window's transpose is contiguous as sliced from the read-only cache memmap: `eeg_slice` copies it
+    anyway, so torch does not warn "the given NumPy array is not writable" (the single-channel datasets hit this)
+    and the tensor owns its data."""
     _reader.write_cache(tmp_path / "c")
     eeg = np.arange(70, dtype=np.float32)[:, None] * 10  # eeg[t, 0] = 10 t
     np.save(tmp_path / "c" / "eeg.npy", eeg)
@@ -152,3 +153,4 @@ def test_one_channel_items_are_owned_tensors_without_a_warning(tmp_path: Path) -
         item = WindowDataset(cache, cache.samples)[0]
     np.testing.assert_array_equal(item["eeg"].numpy(), cache.window(0))
     assert not np.shares_memory(item["eeg"].numpy(), cache.eeg)  # writing to it cannot touch the read-only map
+    assert not np.shares_memory(cache.window(0), cache.eeg)  # the one slicer: Cache.window too

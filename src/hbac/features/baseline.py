@@ -11,7 +11,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -302,6 +301,10 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
 
 def dump_estimator(est: Any) -> torch.Tensor:
     """A fitted estimator as skops bytes in a (n_bytes,) uint8 tensor: loads with torch's weights_only."""
+    # skops here and in `load_estimator`, not at the top: importing skops.io lists every scikit-learn estimator
+    # (3 s), which only saving or loading a fitted estimator needs, not the modules that import this one
+    import skops.io as sio
+
     return torch.frombuffer(bytearray(sio.dumps(est)), dtype=torch.uint8)
 
 
@@ -310,6 +313,8 @@ def load_estimator(ckpt: dict[str, Any], source: str = "checkpoint") -> Any:
     blob = ckpt.get("sklearn")
     if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8:
         raise CheckpointError(f"{source} is not a trusted checkpoint: its 'sklearn' entry is not a skops byte tensor")
+    import skops.io as sio  # here: 3 s to import (see `dump_estimator`)
+
     data = blob.numpy().tobytes()
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:

@@ -21,8 +21,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn as nn
-from onnxruntime.quantization import QuantType, quantize_dynamic
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hbac.config import ExperimentConfig, from_dict, to_dict
 from hbac.data.augment import flip_perms
@@ -158,6 +156,11 @@ def export_onnx(exp_dir: Path, out_dir: Optional[Path] = None, int8: bool = Fals
     with torch.no_grad():
         report["torch_latency_ms_per_window"] = latency_ms(lambda a: model(torch.from_numpy(a)), x[:1])
     if int8:
+        # here, not at the top: onnxruntime.quantization imports the onnx package (1 s, ml_dtypes), which only
+        # `--int8` needs; `stream` and `detect --onnx` import this module for the session alone
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
         qpath = out_dir / "model.int8.onnx"
         with tempfile.TemporaryDirectory(dir=out_dir) as work, atomic_path(qpath) as tmp:
             pre = Path(work) / "pre.onnx"

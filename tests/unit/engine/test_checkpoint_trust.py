@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skops.io as sio
 import torch
 
 from hbac.cli import submit_main
@@ -55,6 +54,8 @@ def test_plain_checkpoint_roundtrip(tmp_path: Path) -> None:
 
 
 def test_feature_estimator_roundtrip_and_untrusted_type(tmp_path: Path) -> None:
+    import skops.io as sio  # here, not at the top: 3 s to import, and only this test writes a skops archive itself
+
     rng = np.random.default_rng(0)
     X, t = rng.normal(size=(120, 4)), np.eye(3)[rng.integers(0, 3, 120)]
     est = FB.fit_soft("hgb", X, t, np.ones(120), seed=0)

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +15,6 @@ from conftest import shared_folder
 
 from hbac.cli import main
 from hbac.config import with_overrides
-from hbac.explain.actmax import maximise
-from hbac.explain.gradcam import cam_1d, cam_2d, chain_cam, eeg_time_profile
 
 from planted import CHANNELS, DURATION_S, FS, LL, SPAN_S, planted_set, tiny_model, train
 
@@ -80,6 +77,10 @@ def model_2d(data, tmp_path_factory):
 
 
 def test_gradcam_1d_peaks_in_the_planted_span(data, model_1d):
+    # the explain modules are imported in the tests, not at the top: captum, scipy.signal and matplotlib cost every
+    # pytest-xdist worker 2 s of collection, and only the worker that runs these tests needs them
+    from hbac.explain.gradcam import cam_1d, chain_cam
+
     (_, _), (xv, yv) = data
     batch = {"eeg": xv[yv == 0]}
     cam = cam_1d(model_1d, batch, 0)
@@ -95,6 +96,8 @@ def test_gradcam_1d_peaks_in_the_planted_span(data, model_1d):
 
 
 def test_gradcam_2d_peaks_in_the_planted_span_and_region(data, model_2d):
+    from hbac.explain.gradcam import cam_2d, eeg_time_profile  # here: see the 1D test
+
     (_, _), (xv, yv) = data
     batch = {"eeg": xv[yv == 0]}
     img, cam, tiles = cam_2d(model_2d, batch, 0, DURATION_S)
@@ -113,6 +116,8 @@ def test_gradcam_2d_peaks_in_the_planted_span_and_region(data, model_2d):
 # 0.273/0.199 (150 steps: 0.291/0.206). With 0 steps p does not move: the test fails. The other class, 30 steps (was
 # 60): 0.384 -> 0.922, 0.566 -> 0.859, 0.386 -> 0.989.
 def test_activation_maximisation_raises_the_target_class(model_1d):
+    from hbac.explain.actmax import maximise  # here: see the Grad-CAM tests
+
     t_n = int(FS * DURATION_S)
     r = maximise(model_1d, {"eeg": (len(CHANNELS), t_n)}, target=0, fs=FS, steps=60, fmax_hz=20.0)
     # by the margin, or (when the start noise already leans that way) to within 10 % of the headroom left
@@ -129,6 +134,8 @@ def test_activation_maximisation_raises_the_target_class(model_1d):
 
 
 def test_explain_and_report_on_a_trained_experiment(trained_hms_1d, tmp_path):
+    import matplotlib.image as mpimg  # here: see the Grad-CAM tests
+
     cfg = with_overrides(trained_hms_1d, {"output_root": str(tmp_path / "outputs")})
     shutil.copytree(trained_hms_1d.output_dir(), cfg.output_dir())  # trained once per run; explain and report write here
     rc = main(["explain", cfg.name, "--outputs", cfg.output_root, "--fold", "0", "--samples", "2",

@@ -5,9 +5,6 @@ import shutil
 import time
 from pathlib import Path
 
-import jupytext
-import nbclient
-import nbformat
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT
@@ -22,6 +19,11 @@ TINY = "train.epochs=1 train.max_steps_per_epoch=2 folds.n_folds=2"
 
 def _execute(name: str, cwd: Path) -> float:
     """Run notebooks/<name>.ipynb in a fresh kernel → seconds taken; a failing cell fails the test."""
+    # nbclient/nbformat (0.25 s) and jupytext (0.2 s) are imported where they are used, not at the top: every
+    # pytest-xdist worker collects this file, and only the one that runs these tests needs them
+    import nbclient
+    import nbformat
+
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     t0 = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
@@ -30,6 +32,8 @@ def _execute(name: str, cwd: Path) -> float:
 
 @pytest.mark.parametrize("name", ["hms_train", "hms_submit", "chbmit"])
 def test_notebook_pairs_are_in_sync(name: str) -> None:
+    import jupytext  # here: see `_execute`
+
     py = jupytext.read(NOTEBOOKS / f"{name}.py")
     ipynb = jupytext.read(NOTEBOOKS / f"{name}.ipynb")
     assert [c.source for c in py.cells] == [c.source for c in ipynb.cells], f"run: jupytext --sync notebooks/{name}.py"

@@ -6,9 +6,6 @@ import pytest
 import torch
 
 from hbac.config import load_config
-from hbac.explain.actmax import maximise
-from hbac.explain.deconv import reverse_maps
-from hbac.explain.gradcam import target_layers, time_cam
 from hbac.models import MODELS, build_model
 from hbac.signals.montage import montage_names
 
@@ -32,6 +29,11 @@ def test_every_registered_kind_has_a_tiny_config(repo_root):
 
 @pytest.mark.parametrize("name", ["hms_1d", "hms_2d", "hms_multimodal", "hms_wavenet", "hms_effnet1d", "hms_cwt", "hms_raw2d"])
 def test_explanations_run_on_every_model_kind(repo_root, name):
+    # here, not at the top: captum, matplotlib and scipy.signal (2 s) for the one test in this file that explains
+    from hbac.explain.actmax import maximise
+    from hbac.explain.deconv import reverse_maps
+    from hbac.explain.gradcam import target_layers, time_cam
+
     cfgs = tiny_configs(repo_root)
     if name not in cfgs:
         pytest.skip(f"configs/tiny/{name}.yaml not present")

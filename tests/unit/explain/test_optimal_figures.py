@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hbac.explain.figures import confusion, kl_by_votes, kl_per_class, reliability, summary_figures
 from hbac.explain.optimal import optimal_samples
 from hbac.tasks.kl import kl_score
 
@@ -55,6 +54,10 @@ def test_optimal_samples_class_filter_and_errors():
 
 
 def test_kl_contributions_sum_to_the_metric_and_confusions_count_rows():
+    # hbac.explain.figures in the two tests that use it, not at the top: it imports matplotlib and sklearn.metrics
+    # (1 s of collection in every pytest-xdist worker; test_report imports this file for `random_oof`)
+    from hbac.explain.figures import confusion, kl_by_votes, kl_per_class, reliability
+
     oof = random_oof(300, HMS, seed=1)
     t = oof[[f"{c}_vote" for c in HMS]].to_numpy()
     p = oof[[f"{c}_pred" for c in HMS]].to_numpy()
@@ -70,6 +73,8 @@ def test_kl_contributions_sum_to_the_metric_and_confusions_count_rows():
 
 
 def test_summary_figures_per_task():
+    from hbac.explain.figures import summary_figures  # here: see the test above
+
     figs = summary_figures(random_oof(120, HMS), HMS)
     assert set(figs) == {"confusion_argmax", "confusion_votes", "kl_per_class", "reliability", "kl_by_votes"}
     rng = np.random.default_rng(0)

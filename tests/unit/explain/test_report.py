@@ -9,7 +9,6 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +16,6 @@ from conftest import shared_folder
 
 from hbac.engine.outputs import plot_history
 from hbac.leaderboard import write_leaderboard
-from hbac.report import write_report
 from hbac.tasks import get_task
 
 from test_optimal_figures import HMS, random_oof
@@ -63,6 +61,10 @@ def fake_experiment(root: Path, name: str, oof: pd.DataFrame, task: str, seizure
 
 
 def check_html(path: Path) -> Collect:
+    # matplotlib and hbac.report (which imports it) are imported where they are used, not at the top: 1 s of
+    # collection in every pytest-xdist worker, which only the worker that runs these tests needs
+    import matplotlib.image as mpimg
+
     text = path.read_text()
     p = Collect()
     p.feed(text)
@@ -88,6 +90,8 @@ def hms_outputs(tmp_path_factory) -> Path:
     """An outputs folder with two fake HMS experiments, `exp_hms` with its report.html and `exp_other` without:
     written once per test run (`shared_folder`; a report is seconds of matplotlib). Read only."""
     def build(root: Path) -> None:
+        from hbac.report import write_report  # here: see `check_html`
+
         write_report(fake_experiment(root / "outputs", "exp_hms", random_oof(150, HMS), "hms"))
         fake_experiment(root / "outputs", "exp_other", random_oof(50, HMS, seed=2), "hms")
 
@@ -114,6 +118,8 @@ def test_seizure_report_has_timelines_and_event_table(tmp_path):
                          "fold": 0, "n_votes": 1, "background_vote": 1 - sz, "seizure_vote": sz,
                          "background_pred": 1 - p, "seizure_pred": p})
     d = fake_experiment(tmp_path, "exp_sz", pd.DataFrame(rows), "chbmit", seizure={"auroc": 1.0, "best_threshold": 0.5})
+    from hbac.report import write_report  # here: see `check_html`
+
     path = write_report(d)
     p = check_html(path)
     assert "Seizure timelines and events" in p.headings and "Event table" in p.headings
@@ -139,6 +145,8 @@ def test_report_renders_in_headless_chromium(hms_outputs, tmp_path):
     """The shared report (`hms_outputs`), rendered: one chromium run takes the screenshot and dumps the DOM (the
     headless mode of Chromium >= 112 does both; an older headless shell does one, then a second run does the other).
     About 2 CPU-s of chromium a run (two runs before, and a report of its own: 3 CPU-s more)."""
+    import matplotlib.image as mpimg  # here: see `check_html`
+
     path = hms_outputs / "exp_hms" / "report.html"
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     shot = tmp_path / "shot.png"

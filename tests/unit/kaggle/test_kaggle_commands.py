@@ -10,8 +10,6 @@ import pytest
 import requests
 import yaml
 from conftest import REPO_ROOT
-from kaggle.api.kaggle_api_extended import KaggleApi
-from kagglesdk.competitions.types.competition_api_service import ApiSubmission
 
 import hbac.kaggle as kg
 from hbac.cli import main
@@ -29,19 +27,27 @@ def _http_error(code: int) -> requests.HTTPError:
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Every HTTP method of the kaggle client fails the test if called."""
-    for m in NETWORK:
-        monkeypatch.setattr(KaggleApi, m, lambda self, *a, **k: pytest.fail("network touched in a dry run"))
+def kaggle_api() -> type:
+    """The kaggle client class, `KaggleApi` (imported here, not at the top: 0.3 s that only the tests using it need)."""
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    return KaggleApi
 
 
 @pytest.fixture
-def calls(monkeypatch):
+def no_network(monkeypatch, kaggle_api):
+    """Every HTTP method of the kaggle client fails the test if called."""
+    for m in NETWORK:
+        monkeypatch.setattr(kaggle_api, m, lambda self, *a, **k: pytest.fail("network touched in a dry run"))
+
+
+@pytest.fixture
+def calls(monkeypatch, kaggle_api):
     """Stub the client's network boundary: authentication passes, each call is recorded."""
     log: list[tuple[str, tuple, dict]] = []
-    monkeypatch.setattr(KaggleApi, "authenticate", lambda self: None)
+    monkeypatch.setattr(kaggle_api, "authenticate", lambda self: None)
     for m in NETWORK[1:]:
-        monkeypatch.setattr(KaggleApi, m, lambda self, *a, _m=m, **k: log.append((_m, a, k)))
+        monkeypatch.setattr(kaggle_api, m, lambda self, *a, _m=m, **k: log.append((_m, a, k)))
     return log
 
 
@@ -69,10 +75,13 @@ def test_missing_credentials_is_one_line(monkeypatch, tmp_path, capsys) -> None:
     assert out == "" and err.count("\n") == 1 and "kaggle.json" in err and "KAGGLE_USERNAME" in err and "KAGGLE_API_TOKEN" in err
 
 
-def test_status_prints_the_submissions(calls, monkeypatch, capsys) -> None:
+def test_status_prints_the_submissions(calls, monkeypatch, capsys, kaggle_api) -> None:
+    # imported here with the client (see `kaggle_api`)
+    from kagglesdk.competitions.types.competition_api_service import ApiSubmission
+
     s = ApiSubmission()
     s.description, s.public_score, s.private_score = "tiny ensemble", "0.412", "0.455"
-    monkeypatch.setattr(KaggleApi, "competition_submissions", lambda self, slug, **k: [s] if slug == SLUG else [])
+    monkeypatch.setattr(kaggle_api, "competition_submissions", lambda self, slug, **k: [s] if slug == SLUG else [])
     rows = kg.status("hms")
     assert rows[0]["public_score"] == "0.412"
     assert "tiny ensemble" in capsys.readouterr().out
@@ -85,12 +94,12 @@ def _zip_of(folder: Path, zpath: Path) -> None:
                 z.write(p, p.relative_to(folder).as_posix())
 
 
-def test_download_unzips_and_validates(calls, monkeypatch, synth_hms, tmp_path) -> None:
+def test_download_unzips_and_validates(calls, monkeypatch, synth_hms, tmp_path, kaggle_api) -> None:
     def fetch(self, competition, path=None, force=False, quiet=True, unzip=False):
         calls.append(("download", (competition, path), {}))
         _zip_of(synth_hms, Path(path) / f"{competition}.zip")
 
-    monkeypatch.setattr(KaggleApi, "competition_download_files", fetch)
+    monkeypatch.setattr(kaggle_api, "competition_download_files", fetch)
     to = tmp_path / "hms"
     rows = kg.download("hms", to)
     assert calls == [("download", (SLUG, str(to)), {})]
@@ -98,7 +107,7 @@ def test_download_unzips_and_validates(calls, monkeypatch, synth_hms, tmp_path) 
     assert kg.download("hms", to) == rows and len(calls) == 1  # complete: nothing fetched again
 
 
-def test_download_incomplete_layout_names_the_file(calls, monkeypatch, synth_hms, tmp_path) -> None:
+def test_download_incomplete_layout_names_the_file(calls, monkeypatch, synth_hms, tmp_path, kaggle_api) -> None:
     src = tmp_path / "src"
     shutil.copytree(synth_hms, src)
     (src / "test.csv").write_text("spectrogram_id,eeg_id,patient_id\n1,999,3\n")  # a test EEG with no parquet
@@ -106,16 +115,16 @@ def test_download_incomplete_layout_names_the_file(calls, monkeypatch, synth_hms
     def fetch(self, competition, path=None, **k):
         _zip_of(src, Path(path) / f"{competition}.zip")
 
-    monkeypatch.setattr(KaggleApi, "competition_download_files", fetch)
+    monkeypatch.setattr(kaggle_api, "competition_download_files", fetch)
     with pytest.raises(ValueError, match="missing files"):
         kg.download("hms", tmp_path / "hms")
 
 
-def test_download_403_says_accept_the_rules(calls, monkeypatch, tmp_path, capsys) -> None:
+def test_download_403_says_accept_the_rules(calls, monkeypatch, tmp_path, capsys, kaggle_api) -> None:
     def refuse(self, *a, **k):
         raise _http_error(403)
 
-    monkeypatch.setattr(KaggleApi, "competition_download_files", refuse)
+    monkeypatch.setattr(kaggle_api, "competition_download_files", refuse)
     assert main(["kaggle", "download", "hms", "--to", str(tmp_path / "hms")]) == 2
     assert f"accept the competition rules at https://www.kaggle.com/competitions/{SLUG}/rules" in capsys.readouterr().err
 
@@ -171,16 +180,16 @@ def test_upload_dry_run(no_network, tmp_path, capsys) -> None:
     assert "as dataset me/hbac-bundle" in out and "wheels/hbac-0.1.0-py3-none-any.whl  (2.0 kB)" in out
 
 
-def test_upload_creates_then_versions(calls, monkeypatch, tmp_path) -> None:
+def test_upload_creates_then_versions(calls, monkeypatch, tmp_path, kaggle_api) -> None:
     b = _bundle_dir(tmp_path)
 
     def absent(self, ref, *a, **k):
         raise _http_error(404)
 
-    monkeypatch.setattr(KaggleApi, "dataset_status", absent)
+    monkeypatch.setattr(kaggle_api, "dataset_status", absent)
     assert kg.upload(b) == "created"
     assert calls[-1] == ("dataset_create_new", (str(b),), {"public": False, "quiet": False, "dir_mode": "zip"})
-    monkeypatch.setattr(KaggleApi, "dataset_status", lambda self, ref, *a, **k: "ready")
+    monkeypatch.setattr(kaggle_api, "dataset_status", lambda self, ref, *a, **k: "ready")
     assert kg.upload(b, notes="v2") == "versioned"
     assert calls[-1] == ("dataset_create_version", (str(b),), {"version_notes": "v2", "quiet": False, "dir_mode": "zip"})
 

@@ -54,3 +54,21 @@ def test_scores_json_is_strict_and_complete(tmp_path) -> None:
     assert s == written and s["cv"] is None and s["auroc"] is None and s["folds"]["0"]["x"] is None
     with pytest.raises(ValueError):
         strict('{"cv": NaN}')  # the parser used above does refuse what json.dump(allow_nan=True) would write
+
+
+def test_curve_leaves_the_callers_matplotlib_backend_alone(tmp_path) -> None:
+    """A notebook that trains in-process keeps its backend (inline plots): the fold's curve is drawn on a bare
+    Figure, with no `matplotlib.use` and no figure left open in pyplot."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands in for a notebook's inline backend
+    try:
+        plot_history(pd.DataFrame(seizure_history()), tmp_path / "c.png", get_task("seizure"))
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        import matplotlib.pyplot as plt
+
+        assert plt.get_fignums() == []
+    finally:
+        matplotlib.use(before)

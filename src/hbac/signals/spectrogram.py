@@ -62,23 +62,29 @@ class EEGSpectrogram(torch.nn.Module):
         n_freqs = n_fft // 2 + 1
         freqs = torch.linspace(0, fs / 2, n_freqs)
         if kind == "mel":
-            self.register_buffer("fbank", _mel_fbank(n_freqs, n_mels, fs, fmin, fmax), persistent=False)
+            fbank = _mel_fbank(n_freqs, n_mels, fs, fmin, fmax)
+            used = torch.nonzero(fbank.sum(dim=1) > 0).flatten()  # the bins any filter weighs (0-20 Hz of 0-100 Hz)
         elif kind == "stft":
-            keep = torch.nonzero((freqs >= fmin) & (freqs <= fmax)).flatten()
-            self.register_buffer("keep", keep, persistent=False)
+            used = torch.nonzero((freqs >= fmin) & (freqs <= fmax)).flatten()
         else:
             raise ValueError(f"unknown spectrogram kind {kind!r}")
+        # the power, mel product and log are computed on these bins only (a contiguous band; for the HMS mel
+        # configs about a fifth of the FFT's bins): the same values as over every bin, where the others weigh 0
+        self.bins = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, 0)
+        if kind == "mel":
+            self.register_buffer("fbank", fbank[self.bins[0] : self.bins[1]].contiguous(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t = x.shape
         with torch.autocast(device_type=x.device.type, enabled=False):
             z = x.float().reshape(b * c, t)
             s = torch.stft(z, self.n_fft, self.hop, self.win_length, self.window, center=True, return_complex=True)
-            p = s.real**2 + s.imag**2  # (b*c, n_freqs, frames)
+            s = s[:, self.bins[0] : self.bins[1]]
+            p = s.real**2 + s.imag**2  # (b*c, used bins, frames)
             if self.kind == "mel":
                 p = torch.einsum("nft,fm->nmt", p, self.fbank)
             else:
-                p = p.index_select(1, self.keep)
+                p = p.contiguous()  # the layout index_select gave: the same reduction order below, the same values
             p = torch.log10(p + 1e-6)
             p = p.reshape(b, c, p.shape[1], p.shape[2])
             mu = p.mean(dim=(1, 2, 3), keepdim=True)

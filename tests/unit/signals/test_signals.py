@@ -169,6 +169,29 @@ def test_eeg_spectrogram_shape_and_finite(kind: str) -> None:
     assert torch.isfinite(spec(torch.zeros(1, 16, 2000))).all()  # silence: log of the floor, no NaN
 
 
+@pytest.mark.parametrize("kind,n_fft,fmin,fmax", [("mel", 256, 0.5, 20.0), ("mel", 512, 0.5, 40.0), ("mel", 1024, 0.0, 20.0),
+                                                  ("stft", 256, 0.5, 20.0)])
+def test_eeg_spectrogram_band_equals_every_bin(kind: str, n_fft: int, fmin: float, fmax: float) -> None:
+    """Power, mel product and log run on the bins inside [fmin, fmax] only: the image equals the one computed
+    from every FFT bin (the mel filterbank over all bins, the stft rows picked from all bins)."""
+    from hbac.signals.spectrogram import _mel_fbank
+
+    spec = EEGSpectrogram(fs=200.0, kind=kind, n_fft=n_fft, hop=50, n_mels=32, fmin=fmin, fmax=fmax, out_height=32, out_width=64)
+    x = 50 * torch.randn(2, 4, 4000)
+    s = torch.stft(x.reshape(8, -1), n_fft, 50, n_fft, torch.hann_window(n_fft), center=True, return_complex=True)
+    p = s.real**2 + s.imag**2  # every bin
+    freqs = torch.linspace(0, 100.0, n_fft // 2 + 1)
+    if kind == "mel":
+        p = torch.einsum("nft,fm->nmt", p, _mel_fbank(n_fft // 2 + 1, 32, 200.0, fmin, fmax))
+    else:
+        p = p[:, (freqs >= fmin) & (freqs <= fmax)]
+    p = torch.log10(p + 1e-6).reshape(2, 4, p.shape[1], p.shape[2])
+    p = (p - p.mean(dim=(1, 2, 3), keepdim=True)) / (p.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+    want = torch.nn.functional.interpolate(p, size=(32, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(spec(x), want, rtol=1e-5, atol=1e-5)
+    assert spec.bins[1] - spec.bins[0] < n_fft // 4  # fmax 20-40 Hz of the 100 Hz Nyquist: a fraction of the bins
+
+
 def test_eeg_spectrogram_stft_peak_row() -> None:
     fs, n_fft, h = 200.0, 1024, 128
     spec = EEGSpectrogram(fs=fs, kind="stft", n_fft=n_fft, hop=50, fmin=0.0, fmax=20.0, out_height=h, out_width=64)

@@ -63,7 +63,7 @@ class EEGSpectrogram(torch.nn.Module):
         freqs = torch.linspace(0, fs / 2, n_freqs)
         if kind == "mel":
             fbank = _mel_fbank(n_freqs, n_mels, fs, fmin, fmax)
-            used = torch.nonzero(fbank.sum(dim=1) > 0).flatten()  # the bins any filter weighs (0-20 Hz of 0-100 Hz)
+            used = torch.nonzero(fbank.sum(dim=1) > 0).flatten()  # the bins any filter weighs (e.g. 0-20 Hz of 0-100 Hz)
         elif kind == "stft":
             used = torch.nonzero((freqs >= fmin) & (freqs <= fmax)).flatten()
         else:

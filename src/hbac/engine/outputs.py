@@ -80,7 +80,9 @@ def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") ->
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8)
-    fig.tight_layout()
+    # fixed margins that hold the axis labels and up to 7-character tick labels: tight_layout measures every text
+    # box first and makes savefig draw the figure twice (0.38 against 0.24 CPU-s per curve, paid by every fold)
+    fig.subplots_adjust(left=0.13, right=0.87, bottom=0.12, top=0.92)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return l1 + l2 + [ax2.get_ylabel()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,3 +73,17 @@ def test_curve_leaves_the_callers_matplotlib_backend_alone(tmp_path) -> None:
         assert plt.get_fignums() == []
     finally:
         matplotlib.use(before)
+
+
+@pytest.mark.parametrize("loss", [0.00012345, 1.2345, 12345.0])
+def test_curve_labels_are_not_cut_at_the_edges(tmp_path, loss: float) -> None:
+    """Fixed margins (no tight_layout): tick labels up to 7 characters and both axis labels stay inside the image,
+    so the outermost pixel columns and rows are background."""
+    from matplotlib.image import imread
+
+    hist = pd.DataFrame(seizure_history())
+    hist["train_loss"] = loss * hist["train_loss"] / hist["train_loss"].max()
+    plot_history(hist, tmp_path / "c.png", get_task("seizure"), title="a long experiment name fold 0")
+    img = imread(tmp_path / "c.png")[..., :3]
+    edges = np.concatenate([img[:, :3].reshape(-1, 3), img[:, -3:].reshape(-1, 3), img[:3].reshape(-1, 3), img[-3:].reshape(-1, 3)])
+    assert edges.min() > 0.95, "text or lines reach the edge of curve.png"

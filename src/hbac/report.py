@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from hbac.explain.common import plt
+from hbac.explain.common import subplots
 from hbac.explain.figures import is_seizure, summary_figures
 from hbac.io import atomic_write_text, read_json
 from hbac.tasks.events import detect_events, true_events
@@ -42,10 +42,9 @@ def png_data_uri(png: bytes) -> str:
 
 
 def fig_png(fig: Any, dpi: int = 90) -> bytes:
-    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    """A matplotlib figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -90,7 +89,7 @@ def curves_section(entry: Path) -> str:
             parts.append(img_tag(png.read_bytes(), f"{d.name}: learning curve"))
         elif (d / "history.csv").exists():
             h = pd.read_csv(d / "history.csv")
-            fig, ax = plt.subplots(figsize=(7, 4))
+            fig, ax = subplots(figsize=(7, 4))
             for col in ("train_loss", "val_kl", "val_kl_min_votes"):
                 if col in h:
                     ax.plot(h.get("epoch", np.arange(len(h)) + 1), h[col], "o-", label=col)
@@ -114,7 +113,7 @@ def seizure_section(oof: pd.DataFrame, threshold: float) -> str:
         rows += [{"recording": rec, "kind": "detected", "start_s": a, "end_s": b, "peak_prob": pk} for a, b, pk in pred]
         recs.append((rec, s, p, truth, pred))
     recs = sorted(recs, key=lambda r: -len(r[3]))[:MAX_TIMELINES]  # recordings with seizures first
-    fig, axes = plt.subplots(len(recs), 1, figsize=(12, 1.3 * len(recs) + 0.8), squeeze=False, sharey=True)
+    fig, axes = subplots(len(recs), 1, figsize=(12, 1.3 * len(recs) + 0.8), squeeze=False, sharey=True)
     for ax, (rec, s, p, truth, pred) in zip(axes[:, 0], recs):
         ax.plot(s + w / 2, p, lw=0.8, color="tab:blue")
         for a, b in truth:

@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-from torch.utils.data import default_collate  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
+from torch.utils.data import default_collate
 
 from hbac.cache import open_cache  # noqa: E402
 from hbac.config import ExperimentConfig, from_dict, load_config  # noqa: E402
@@ -192,12 +189,23 @@ def conv_layers(model: nn.Module, kind: type) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kind) and m.weight.requires_grad]
 
 
+def figure(figsize: tuple[float, float]) -> Figure:
+    """A bare matplotlib Figure, rendered by Agg when saved. No pyplot: the caller's backend (a notebook's inline
+    one) is left alone, no figure stays in pyplot's list, and nothing needs closing."""
+    return Figure(figsize=figsize)
+
+
+def subplots(*grid: int, figsize: tuple[float, float], **kw: Any) -> tuple[Figure, Any]:
+    """`pyplot.subplots` on a bare Figure (`figure`): (figure, axes)."""
+    fig = figure(figsize)
+    return fig, fig.subplots(*grid, **kw)
+
+
 def save_png(fig: Any, path: Path, dpi: int = 100) -> Path:
-    """Write a matplotlib figure as PNG atomically and close it."""
+    """Write a matplotlib figure as PNG atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
     return path
 
 

@@ -25,7 +25,7 @@ from hbac.explain.common import (
     grad_mode,
     input_keys,
     minmax,
-    plt,
+    subplots,
 )
 from hbac.explain.draw import chain_groups
 from hbac.explain.gradcam import image_module, model_image, target_layers
@@ -147,7 +147,7 @@ def reverse_maps(model: nn.Module, batch: dict[str, torch.Tensor], n_filters: in
 def plot_filter_maps(fmaps: Sequence[FilterMap], i: int, channels: Sequence[str], fs: float,
                      image: Optional[np.ndarray] = None, title: str = "") -> Any:
     """One row per filter map for sample `i`: per-chain |map| over time (EEG) or the image map, side by side for the methods."""
-    fig, axes = plt.subplots(len(fmaps), 1, figsize=(12, 2.2 * len(fmaps) + 0.8), squeeze=False)
+    fig, axes = subplots(len(fmaps), 1, figsize=(12, 2.2 * len(fmaps) + 0.8), squeeze=False)
     groups = chain_groups(channels)
     for ax, fmp in zip(axes[:, 0], fmaps):
         m = fmp.maps[i]

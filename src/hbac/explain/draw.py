@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from matplotlib.artist import setp
 from scipy import signal as sps
 
-from hbac.explain.common import plt
+from hbac.explain.common import figure
 from hbac.signals.montage import chain_indices
 from hbac.signals.montage import SPEC_REGIONS
 
@@ -92,14 +93,14 @@ def plot_sample(eeg: np.ndarray, fs: float, channels: Sequence[str], title: str 
                 votes: Optional[np.ndarray] = None, probs: Optional[np.ndarray] = None, cam: Optional[np.ndarray] = None,
                 cam_label: str = "Grad-CAM") -> Any:
     """Figure: EEG montage (C, T) above its per-chain spectrogram, votes vs predicted probabilities at the right."""
-    fig = plt.figure(figsize=(13, 8))
+    fig = figure(figsize=(13, 8))
     gs = fig.add_gridspec(2, 2, height_ratios=[3, 1.4], width_ratios=[5, 1], hspace=0.12, wspace=0.12)
     ax_eeg = fig.add_subplot(gs[0, 0])
     ax_spec = fig.add_subplot(gs[1, 0], sharex=ax_eeg)
     draw_eeg(ax_eeg, eeg, fs, channels, cam=cam, cam_label=cam_label)
     draw_spectrogram(ax_spec, eeg, fs, channels)
     ax_spec.set_xlabel("time in window (s)")
-    plt.setp(ax_eeg.get_xticklabels(), visible=False)
+    setp(ax_eeg.get_xticklabels(), visible=False)
     if classes and (votes is not None or probs is not None):
         draw_votes(fig.add_subplot(gs[:, 1]), classes, votes, probs)
     fig.suptitle(title, fontsize=10)

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.special import rel_entr
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from hbac.explain.common import event_class_of, plt
+from hbac.explain.common import event_class_of, subplots
 from hbac.tasks.kl import KL_EPS, oof_arrays
 
 VOTE_BINS = [(1, 1), (2, 2), (3, 5), (6, 9), (10, 19), (20, 10**9)]
@@ -36,7 +36,7 @@ def plot_confusion(t: np.ndarray, p: np.ndarray, classes: Sequence[str], weighte
     """Row-normalised confusion matrix with counts in the cells."""
     m = confusion(t, p, weighted)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1e-12)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = subplots(figsize=(6.5, 5.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -61,7 +61,7 @@ def kl_per_class(t: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def plot_kl_per_class(t: np.ndarray, p: np.ndarray, classes: Sequence[str]) -> Any:
     kl = kl_per_class(t, p)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     ax.bar(classes, kl, color="tab:purple")
     for i, v in enumerate(kl):
         ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
@@ -82,7 +82,7 @@ def reliability(t: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
 
 def plot_reliability(t: np.ndarray, p: np.ndarray, classes: Sequence[str]) -> Any:
     """Mean vote share against mean predicted probability in 10 bins, pooled and per class."""
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = subplots(figsize=(6, 5.5))
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect")
     for i, c in enumerate(classes):
         r = reliability(t[:, i : i + 1], p[:, i : i + 1])
@@ -113,7 +113,7 @@ def kl_by_votes(t: np.ndarray, p: np.ndarray, n_votes: np.ndarray) -> pd.DataFra
 
 def plot_kl_by_votes(t: np.ndarray, p: np.ndarray, n_votes: np.ndarray) -> Any:
     d = kl_by_votes(t, p, n_votes)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     ax.bar(d.votes, d.kl, color="tab:green")
     for i, (v, n) in enumerate(zip(d.kl, d.n)):
         ax.text(i, v, f"{v:.3f}\nn={n}", ha="center", va="bottom", fontsize=7)
@@ -126,7 +126,7 @@ def plot_kl_by_votes(t: np.ndarray, p: np.ndarray, n_votes: np.ndarray) -> Any:
 
 def plot_roc_pr(y: np.ndarray, s: np.ndarray) -> Any:
     """Seizure task: ROC and precision-recall curves of the seizure probability."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig, (a1, a2) = subplots(1, 2, figsize=(10, 4.5))
     if len(np.unique(y)) == 2:
         fpr, tpr, _ = roc_curve(y, s)
         prec, rec, _ = precision_recall_curve(y, s)
@@ -150,7 +150,7 @@ def plot_roc_pr(y: np.ndarray, s: np.ndarray) -> Any:
 
 def plot_prob_hist(y: np.ndarray, s: np.ndarray) -> Any:
     """Seizure task: predicted seizure probability of seizure and background windows (log counts)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     bins = np.linspace(0, 1, 26)
     ax.hist(s[y == 0], bins=bins, alpha=0.6, label=f"background (n={int((y == 0).sum())})", color="tab:blue")
     ax.hist(s[y == 1], bins=bins, alpha=0.6, label=f"seizure (n={int((y == 1).sum())})", color="tab:red")

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import GuidedGradCam, LayerGradCam
+from matplotlib.patches import Rectangle
 
 from hbac.datasets.kaggle_spec import SPEC_FREQS
 from hbac.explain.common import (
@@ -27,8 +28,9 @@ from hbac.explain.common import (
     conv_layers,
     grad_mode,
     input_keys,
+    figure,
     minmax,
-    plt,
+    subplots,
 )
 from hbac.explain.draw import chain_groups, draw_eeg
 from hbac.signals.montage import SPEC_REGIONS
@@ -271,7 +273,7 @@ def plot_cam_1d(eeg: np.ndarray, fs: float, channels: Sequence[str], cam: np.nda
                 chains: Optional[tuple[list[str], np.ndarray]] = None, title: str = "") -> Any:
     """EEG (C, T) with the Grad-CAM (T,) shaded, the per-chain guided Grad-CAM (G, T) below, and the curve."""
     n_rows = 3 if chains is not None else 2
-    fig, axes = plt.subplots(n_rows, 1, figsize=(13, 9), sharex=True,
+    fig, axes = subplots(n_rows, 1, figsize=(13, 9), sharex=True,
                              gridspec_kw={"height_ratios": [4, 1.2, 0.8][:n_rows]} if n_rows == 3 else {"height_ratios": [4, 0.8]})
     draw_eeg(axes[0], eeg, fs, channels, cam=cam)
     t = np.arange(eeg.shape[1]) / fs
@@ -292,13 +294,13 @@ def plot_cam_1d(eeg: np.ndarray, fs: float, channels: Sequence[str], cam: np.nda
 
 def plot_cam_2d(img: np.ndarray, cam: np.ndarray, tiles: Sequence[Tile], title: str = "") -> Any:
     """The model's input image (H, W) with the map overlaid, tile names, and per-tile time and frequency profiles."""
-    fig = plt.figure(figsize=(13, 9))
+    fig = figure(figsize=(13, 9))
     gs = fig.add_gridspec(2, 2, height_ratios=[3, 1.3], hspace=0.3)
     ax = fig.add_subplot(gs[0, :])
     ax.imshow(img, cmap="gray", aspect="auto", origin="upper")
     ax.imshow(cam, cmap="jet", alpha=0.4, aspect="auto", origin="upper", vmin=0, vmax=1)
     for t in tiles:
-        ax.add_patch(plt.Rectangle((t.c0 - 0.5, t.r0 - 0.5), t.c1 - t.c0, t.r1 - t.r0, fill=False, ec="w", lw=0.8))
+        ax.add_patch(Rectangle((t.c0 - 0.5, t.r0 - 0.5), t.c1 - t.c0, t.r1 - t.r0, fill=False, ec="w", lw=0.8))
         ax.text(t.c0 + 2, t.r0 + 2, f"{t.name} ({t.source})", color="w", fontsize=7, va="top")
     note = "" if cam.max() > 0 else " — zero everywhere: no positive evidence for this class"
     ax.set_title("Grad-CAM over the model's input image (within each tile: frequency rises downward, time to the right)" + note, fontsize=8)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hbac.explain.common import plt
+from hbac.explain.common import subplots
 from hbac.features.baseline import predict_proba
 from hbac.tasks.kl import kl_score
 
@@ -50,7 +50,7 @@ def permutation_importance(est: Any, X: np.ndarray, t: np.ndarray, names: Sequen
 
 def plot_importance(feats: pd.DataFrame, groups: pd.DataFrame, base: float, top: int = 25) -> Any:
     """Two bar charts: the top features and the top feature families by KL increase when shuffled."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 0.28 * top + 1.5))
+    fig, (a1, a2) = subplots(1, 2, figsize=(14, 0.28 * top + 1.5))
     for ax, d, ttl in ((a1, feats.head(top), "features"), (a2, groups.head(top), "feature families")):
         ax.barh(d["name"][::-1], d["importance"][::-1], color="tab:cyan")
         ax.set_xlabel("KL increase when shuffled")

@@ -30,9 +30,9 @@ from hbac.explain.common import (
     load_fold,
     make_batch,
     open_fold_cache,
-    plt,
     predict,
     save_png,
+    subplots,
 )
 from hbac.explain.deconv import plot_filter_maps, reverse_maps
 from hbac.explain.draw import plot_sample
@@ -135,7 +135,7 @@ def gradcam_profiles(f: Fold, oof: pd.DataFrame, table: pd.DataFrame, classes: S
     labelled = t.sum(axis=1) > 0
     true = np.where(labelled, t.argmax(axis=1), oof[[f"{c}_pred" for c in f.classes]].to_numpy().argmax(axis=1))
     prof, maps2d, peaks = {}, {}, {}
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = subplots(figsize=(10, 4))
     for c in classes:
         ci = f.classes.index(c)
         rows = np.nonzero(true == ci)[0][:max_rows]

@@ -315,7 +315,7 @@ def predict_member(exp_dir: Path, edf: Path, memo: dict[str, RecordingCache], ba
 def explain_strip(exp_dir: Path, cache: RecordingCache, prob: np.ndarray, batch_size: int = 16) -> Optional[np.ndarray]:
     """Grad-CAM of the seizure class over the whole recording (n_times,): each window's map weighted by its seizure
     probability, overlapping windows averaged; from the experiment's first fold (None for feature models)."""
-    # imported here: captum, scipy.signal and pyplot cost every detect process ~2 CPU-s at start-up, for --explain only
+    # imported here: captum, scipy.signal and matplotlib cost every detect process ~2 CPU-s at start-up, for --explain only
     from hbac.explain.gradcam import stitch, time_cam
 
     path = member_folds(exp_dir)[0]
@@ -357,10 +357,9 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
                   title: str = "", units: str = "µV", cam: Optional[np.ndarray] = None) -> None:
     """Seizure probability per window (threshold line, shaded events) above offset traces of a few channels;
     `cam` (n_times,) in [0, 1] adds a Grad-CAM strip under them (`detect --explain`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # local import: matplotlib when a timeline is drawn. A bare Figure (Agg on save), no pyplot: `detect` called
+    # in a notebook leaves its backend alone
+    from matplotlib.figure import Figure
 
     upper = [c.upper() for c in channels]
     pick = [upper.index(c) for c in PLOT_CHANNELS if c in upper] or list(range(min(6, len(channels))))
@@ -370,8 +369,8 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     duration = x.shape[1] / fs
 
     ratios = [1, 2] + ([0.25] if cam is not None else [])
-    fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 6.5 + (0.8 if cam is not None else 0)), sharex=True,
-                             gridspec_kw={"height_ratios": ratios})
+    fig = Figure(figsize=(12, 6.5 + (0.8 if cam is not None else 0)))
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     ax1, ax2 = axes[0], axes[1]
     centres = np.asarray(starts) + window_s / 2
     ax1.plot(centres, prob, "-o", ms=2.5, lw=1.2, color="tab:blue", label="seizure probability")
@@ -402,7 +401,6 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def _blend_members(outputs: Path, entry: str, members: dict[str, float], edf: Path,

@@ -20,9 +20,9 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from hbac.explain.common import subplots
 from hbac.explain.figures import is_seizure, summary_figures
 from hbac.io import atomic_write_text, read_json
+from hbac.plotting import subplots
 from hbac.tasks.events import detect_events, true_events
 from hbac.tasks.kl import oof_classes
 

@@ -12,7 +12,8 @@ import pandas as pd
 
 from hbac.config import ExperimentConfig
 from hbac.engine.provenance import experiment_hash
-from hbac.io import atomic_path, atomic_write_csv, atomic_write_text
+from hbac.io import atomic_write_csv, atomic_write_text
+from hbac.plotting import save_png, subplots
 from hbac.tasks import Task, json_safe, task_for
 from hbac.tasks.kl import oof_classes
 
@@ -57,13 +58,7 @@ def checkpoint_paths(exp_dir: Path, cfg: ExperimentConfig) -> list[Path]:
 def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") -> list[str]:
     """Learning curve: train loss (left axis) and the task's validation metrics `val_<metric>` (right axis) per
     epoch; returns the curves' legend labels, then the right axis label."""
-    # local import: matplotlib (about 0.6 s) only when a fold finishes. A bare Figure (rendered by Agg on save):
-    # no pyplot, so the caller's backend is left alone (`matplotlib.use("Agg")` here switched a notebook that
-    # trains in-process away from its inline backend) and no figure stays in pyplot's registry
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
+    fig, ax = subplots(figsize=(7, 4))
     ax.plot(hist.epoch, hist.train_loss, "o-", color="tab:grey", label="train loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss")
@@ -83,8 +78,7 @@ def plot_history(hist: pd.DataFrame, path: Path, task: Task, title: str = "") ->
     # fixed margins that hold the axis labels and up to 7-character tick labels: tight_layout measures every text
     # box first and makes savefig draw the figure twice (0.38 against 0.24 CPU-s per curve, paid by every fold)
     fig.subplots_adjust(left=0.13, right=0.87, bottom=0.12, top=0.92)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_png(fig, path)
     return l1 + l2 + [ax2.get_ylabel()]
 
 

@@ -1,4 +1,4 @@
-"""What every explanation method shares: a trained fold loaded with its data, tensor wrappers for captum, PNG output.
+"""What every explanation method shares: a trained fold loaded with its data, and tensor wrappers for captum.
 
 A fold is read with `engine.checkpoint.load_checkpoint` and built with `models.build_model`; its
 validation rows come from the experiment's `oof.csv` (rows of that fold) joined to the cache's
@@ -17,17 +17,15 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from matplotlib.figure import Figure
 from torch.utils.data import default_collate
 
-from hbac.cache import open_cache  # noqa: E402
-from hbac.config import ExperimentConfig, from_dict, load_config  # noqa: E402
-from hbac.data.dataset import experiment_dataset  # noqa: E402
-from hbac.engine.checkpoint import load_checkpoint  # noqa: E402
-from hbac.errors import ConfigError  # noqa: E402
-from hbac.io import atomic_path  # noqa: E402
-from hbac.models import build_model  # noqa: E402
-from hbac.tasks import task_from_classes  # noqa: E402
+from hbac.cache import open_cache
+from hbac.config import ExperimentConfig, from_dict, load_config
+from hbac.data.dataset import experiment_dataset
+from hbac.engine.checkpoint import load_checkpoint
+from hbac.errors import ConfigError
+from hbac.models import build_model
+from hbac.tasks import task_from_classes
 
 log = logging.getLogger(__name__)
 
@@ -187,26 +185,6 @@ def predict(model: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 32) -
 def conv_layers(model: nn.Module, kind: type) -> list[tuple[str, nn.Module]]:
     """(name, module) of every `kind` (nn.Conv1d / nn.Conv2d) with trainable weights, in registration order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kind) and m.weight.requires_grad]
-
-
-def figure(figsize: tuple[float, float]) -> Figure:
-    """A bare matplotlib Figure, rendered by Agg when saved. No pyplot: the caller's backend (a notebook's inline
-    one) is left alone, no figure stays in pyplot's list, and nothing needs closing."""
-    return Figure(figsize=figsize)
-
-
-def subplots(*grid: int, figsize: tuple[float, float], **kw: Any) -> tuple[Figure, Any]:
-    """`pyplot.subplots` on a bare Figure (`figure`): (figure, axes)."""
-    fig = figure(figsize)
-    return fig, fig.subplots(*grid, **kw)
-
-
-def save_png(fig: Any, path: Path, dpi: int = 100) -> Path:
-    """Write a matplotlib figure as PNG atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return path
 
 
 def minmax(a: np.ndarray, axis: Any = None) -> np.ndarray:

@@ -25,10 +25,10 @@ from hbac.explain.common import (
     grad_mode,
     input_keys,
     minmax,
-    subplots,
 )
 from hbac.explain.draw import chain_groups
 from hbac.explain.gradcam import image_module, model_image, target_layers
+from hbac.plotting import subplots
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.artist import setp
 from scipy import signal as sps
 
-from hbac.explain.common import figure
+from hbac.plotting import figure
 from hbac.signals.montage import chain_indices
 from hbac.signals.montage import SPEC_REGIONS
 

@@ -13,7 +13,8 @@ import pandas as pd
 from scipy.special import rel_entr
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from hbac.explain.common import event_class_of, subplots
+from hbac.explain.common import event_class_of
+from hbac.plotting import subplots
 from hbac.tasks.kl import KL_EPS, oof_arrays
 
 VOTE_BINS = [(1, 1), (2, 2), (3, 5), (6, 9), (10, 19), (20, 10**9)]

@@ -28,11 +28,10 @@ from hbac.explain.common import (
     conv_layers,
     grad_mode,
     input_keys,
-    figure,
     minmax,
-    subplots,
 )
 from hbac.explain.draw import chain_groups, draw_eeg
+from hbac.plotting import figure, subplots
 from hbac.signals.montage import SPEC_REGIONS
 
 log = logging.getLogger(__name__)

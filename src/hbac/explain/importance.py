@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hbac.explain.common import subplots
 from hbac.features.baseline import predict_proba
+from hbac.plotting import subplots
 from hbac.tasks.kl import kl_score
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,6 @@ from hbac.explain.common import (
     make_batch,
     open_fold_cache,
     predict,
-    save_png,
-    subplots,
 )
 from hbac.explain.deconv import plot_filter_maps, reverse_maps
 from hbac.explain.draw import plot_sample
@@ -54,6 +52,7 @@ from hbac.features.baseline import predict_features
 from hbac.features.extract import extract
 from hbac.inference.detect import read_preprocessed, recording_cache
 from hbac.io import atomic_path, atomic_write_csv, atomic_write_json
+from hbac.plotting import save_png, subplots
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from hbac.config import ExperimentConfig, to_dict
 from hbac.data.selection import vote_columns
 from hbac.data.split import experiment_table, fold_split, sample_weights
-from hbac.engine.checkpoint import load_checkpoint
+from hbac.engine.checkpoint import load_checkpoint, save_checkpoint
 from hbac.engine.outputs import oof_frame, write_fold_files
 from hbac.engine.provenance import experiment_hash
 from hbac.errors import CheckpointError
@@ -286,14 +286,14 @@ def train_features_fold(cfg: ExperimentConfig, fold: int, resume: bool = False, 
         "fold": fold, "n_params": n_params, "classes": classes, "channels": channels, "fs": fs, "n_times": n_times,
         "feature_names": names, "features_version": FEATURES_VERSION, "config_hash": experiment_hash(cfg),
     }
-    _save(out / "best.pt", ckpt)
+    save_checkpoint(out / "best.pt", ckpt)
     probs = _proba_tta(est, Xva, names, channels, len(classes), cfg.tta.hemisphere_flip)
     oof = oof_frame(va, probs, classes, fold)
     elapsed = time.time() - t0
     info = {"fold": fold, "best_score": scores.get(task.metric), "best_epoch": 1, "train_time_s": elapsed, "n_params": n_params,
             "config_hash": experiment_hash(cfg)}
     write_fold_files(out, task, history, oof, info, title=f"{cfg.name} fold {fold}")
-    _save(last_path, {**ckpt, "elapsed_s": elapsed, "history": history, "complete": True})
+    save_checkpoint(last_path, {**ckpt, "elapsed_s": elapsed, "history": history, "complete": True})
     log.info("fold %d done in %.0f s: train %s %.4f, val %s, %s fitted parameters", fold, elapsed, task.fit_label, train_loss,
              task.headline(scores), f"{n_params:,}")
     return oof
@@ -323,11 +323,6 @@ def load_estimator(ckpt: dict[str, Any], source: str = "checkpoint") -> Any:
         return sio.loads(data, trusted=TRUSTED_TYPES)
     except Exception as e:  # skops raises assorted errors on malformed archives: report the file
         raise CheckpointError(f"{source}: unreadable estimator in feature checkpoint: {type(e).__name__}: {e}") from None
-
-
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 _MEMO: dict[str, Any] = {}  # the last extraction, so the folds of one experiment share it

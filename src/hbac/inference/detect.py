@@ -44,9 +44,10 @@ from hbac.engine.checkpoint import load_checkpoint
 from hbac.engine.runtime import configure_threads, device_auto, place_model
 from hbac.errors import DataError
 from hbac.inference.predict import member_folds, resolve_members
-from hbac.io import atomic_path, atomic_write_csv, atomic_write_json, read_json
+from hbac.io import atomic_write_csv, atomic_write_json, read_json
 from hbac.leaderboard import build_leaderboard
 from hbac.models import build_model
+from hbac.plotting import save_png, subplots
 from hbac.signals.filters import preprocess
 from hbac.signals.montage import montage_pairs
 from hbac.tasks import (
@@ -357,10 +358,6 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
                   title: str = "", units: str = "µV", cam: Optional[np.ndarray] = None) -> None:
     """Seizure probability per window (threshold line, shaded events) above offset traces of a few channels;
     `cam` (n_times,) in [0, 1] adds a Grad-CAM strip under them (`detect --explain`)."""
-    # local import: matplotlib when a timeline is drawn. A bare Figure (Agg on save), no pyplot: `detect` called
-    # in a notebook leaves its backend alone
-    from matplotlib.figure import Figure
-
     upper = [c.upper() for c in channels]
     pick = [upper.index(c) for c in PLOT_CHANNELS if c in upper] or list(range(min(6, len(channels))))
     t, y = _envelope(np.asarray(x[pick], dtype=np.float32), fs, PLOT_MAX_POINTS)
@@ -369,8 +366,8 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
     duration = x.shape[1] / fs
 
     ratios = [1, 2] + ([0.25] if cam is not None else [])
-    fig = Figure(figsize=(12, 6.5 + (0.8 if cam is not None else 0)))
-    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    fig, axes = subplots(len(ratios), 1, figsize=(12, 6.5 + (0.8 if cam is not None else 0)), sharex=True,
+                         gridspec_kw={"height_ratios": ratios})
     ax1, ax2 = axes[0], axes[1]
     centres = np.asarray(starts) + window_s / 2
     ax1.plot(centres, prob, "-o", ms=2.5, lw=1.2, color="tab:blue", label="seizure probability")
@@ -399,8 +396,7 @@ def plot_timeline(path: Path, starts: np.ndarray, window_s: float, prob: np.ndar
         ax2.set_xlabel("time (s)")
     ax2.text(1.0, 1.0, f"spacing {spacing:.0f} {units}", transform=ax2.transAxes, ha="right", va="bottom", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_png(fig, path)
 
 
 def _blend_members(outputs: Path, entry: str, members: dict[str, float], edf: Path,

@@ -10,7 +10,7 @@ import matplotlib
 import numpy as np
 
 from conftest import REPO_ROOT
-from hbac.explain.common import save_png, subplots
+from hbac.plotting import save_png, subplots
 from hbac.inference.detect import plot_timeline
 
 

@@ -61,7 +61,7 @@ from hbac.io import (
     is_disk_full,
     read_json,
 )
-from hbac.procs import PARENT_ENV, die_with_parent, sigterm_as_interrupt, watch_process
+from hbac.procs import PARENT_ENV, die_with_parent, one_blas_thread, sigterm_as_interrupt, watch_process
 from hbac.signals.filters import (
     preprocess,
 )
@@ -132,19 +132,6 @@ def _existing(paths: Sequence[Path]) -> np.ndarray:
 _W: dict[str, Any] = {}
 
 
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS/OpenMP thread inside the block: the small per-recording matmuls run ~40x slower
-    with a multi-threaded BLAS competing with the other workers for the cores."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional (a scikit-learn dependency): only a speed-up
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Optional[int] = None,
                  rows: Optional[dict[str, Any]] = None) -> None:
     """Pool initializer: die with `prepare` (kill -9 included); remember the config, the output folder and
@@ -157,7 +144,7 @@ def _init_worker(cfg: DataConfig, tmp: str, limit_threads: bool, parent_pid: Opt
     _W.update(cfg=cfg, tmp=Path(tmp), adapter=adapter, extras={x.name: x for x in adapter.extras(cfg)},
               channels=list(adapter.channels(cfg)), fds={}, rows=rows or {})
     if limit_threads:
-        ctx = _one_blas_thread()
+        ctx = one_blas_thread()
         ctx.__enter__()  # for the life of the worker process
         _W["blas"] = ctx
 
@@ -377,7 +364,7 @@ def _workers(plan: "Plan", tmp: Path) -> Iterator[tuple[Optional[Executor], dict
         _init_worker(cfg, str(tmp), limit_threads=False, rows=rows)
         pool = ThreadPoolExecutor(n, thread_name_prefix="prepare") if n > 1 else None
         try:
-            with _one_blas_thread():
+            with one_blas_thread():
                 yield pool, rows
         finally:
             if pool is not None:  # an error or Ctrl-C: the threads finish the file they are on, start no other

@@ -59,6 +59,7 @@ from hbac.datasets.hms import (
     SPEC_COLUMNS,
 )
 from hbac.io import atomic_path, atomic_write_csv
+from hbac.procs import one_blas_thread
 from hbac.signals.montage import BANANA_CHAINS, HMS_EEG_CHANNELS, SPEC_REGIONS
 
 log = logging.getLogger(__name__)
@@ -168,13 +169,14 @@ def write_hms(
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(jobs) >= 8 else 1
     methods = mp.get_all_start_methods()
-    if workers > 1 and "fork" in methods:
-        # fork: the workers only run numpy/scipy/pyarrow; each job has its own seeded stream
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
-            list(tqdm(ex.map(_write_recording, jobs, chunksize=2), total=len(jobs), desc="synthetic HMS", leave=False, disable=None))
-    else:
-        for job in tqdm(jobs, desc="synthetic HMS", leave=False, disable=None):
-            _write_recording(job)
+    with one_blas_thread():  # the (16, 19) @ (19, n) montage products gain nothing from BLAS threads; forked workers inherit it
+        if workers > 1 and "fork" in methods:
+            # fork: the workers only run numpy/scipy/pyarrow; each job has its own seeded stream
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+                list(tqdm(ex.map(_write_recording, jobs, chunksize=2), total=len(jobs), desc="synthetic HMS", leave=False, disable=None))
+        else:
+            for job in tqdm(jobs, desc="synthetic HMS", leave=False, disable=None):
+                _write_recording(job)
     sub = pd.DataFrame({"eeg_id": d.test.eeg_id.to_numpy(), **{c: np.full(len(d.test), 1.0 / K) for c in HMS_VOTE_COLS}})
     atomic_write_csv(out / "test.csv", d.test)
     atomic_write_csv(out / "sample_submission.csv", sub)

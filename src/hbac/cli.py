@@ -104,11 +104,20 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
-    from hbac.engine.experiment import train_experiment
-    from hbac.engine.runtime import auto_devices, close_distributed, dist_env
+    from hbac.engine.experiment import nothing_to_resume, train_experiment  # torch-free until a fold trains
+    from hbac.procs import dist_env
     from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
+    if (a.resume or a.gpus) and not a.overwrite and nothing_to_resume(cfg, folds):
+        # a restarted session over finished folds: the scores again, in about a second (no torch, no devices asked)
+        result = train_experiment(cfg, folds=folds, resume=True)
+        print(f"outputs: {cfg.output_dir()} (every fold asked for had finished: nothing trained)")
+        if result.get("cv") is not None:
+            print(f"CV {get_task(result['task']).headline(result)}")
+        return 0
+    from hbac.engine.runtime import auto_devices, close_distributed
+
     if a.gpus and dist_env().distributed:
         raise ValueError("train: --gpus (a fold per device) and torchrun (one fold over several devices) do not combine; use one")
     if a.gpus == "auto":  # every visible GPU when there are two or more, else the folds one after the other here

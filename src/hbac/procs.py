@@ -1,5 +1,5 @@
 """Process hygiene: worker processes that die with their parent, SIGTERM handled like Ctrl-C, one BLAS thread where
-processes share the cores."""
+processes share the cores, and this process's place in a torchrun job (`dist_env`; torch-free)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Iterator, Optional
 
@@ -98,3 +99,33 @@ def one_blas_thread() -> Iterator[None]:
 
     with threadpool_limits(1):
         yield
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def dist_env() -> DistEnv:
+    """RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE as torchrun sets them; a bad value is a ValueError naming it."""
+    vals = {}
+    for var, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", None)):
+        v = os.environ.get(var, "").strip()
+        try:
+            vals[var] = int(v) if v else default
+        except ValueError:
+            raise ValueError(f"environment variable {var}={v!r} is not a whole number (set by torchrun)") from None
+    world = max(1, vals["WORLD_SIZE"])
+    env = DistEnv(vals["RANK"], world, vals["LOCAL_RANK"], vals["LOCAL_WORLD_SIZE"] or world)
+    if not 0 <= env.rank < world:
+        raise ValueError(f"environment variable RANK={env.rank} is outside WORLD_SIZE={world}")
+    return env

@@ -145,6 +145,39 @@ def test_resume_matches_uninterrupted(synth_hms, synth_hms_cache, workroot, monk
     assert list(hb.stage) == ["stage1", "stage1", "stage2"]
 
 
+def test_resume_over_finished_folds_trains_nothing_and_imports_no_torch(trained_hms_1d, tmp_path, monkeypatch):
+    """`train --resume` (a restarted notebook) over finished folds rewrites the scores in a fresh process that never
+    imports torch and leaves every checkpoint as it was; an unfinished or other-config fold is trained as before."""
+    import os
+    import subprocess
+    import sys
+
+    from hbac.engine.experiment import nothing_to_resume
+
+    exp = tmp_path / "outputs" / trained_hms_1d.name
+    shutil.copytree(trained_hms_1d.output_dir(), exp)  # the shared experiment stays read only
+    (exp / "scores.json").unlink()
+    cfg = with_overrides(trained_hms_1d, {"output_root": str(tmp_path / "outputs")})
+    weights = {p: p.stat().st_mtime_ns for p in exp.glob("fold*/*.pt")}
+    assert len(weights) == 6
+    code = "import sys, hbac.cli; rc = hbac.cli.main(sys.argv[1:]); print('torch imported:', 'torch' in sys.modules); sys.exit(rc)"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    r = subprocess.run([sys.executable, "-c", code, "train", str(exp / "config.yaml"), "--outputs", str(tmp_path / "outputs"),
+                        "--resume", "--gpus", "auto"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "torch imported: False" in r.stdout and "nothing trained" in r.stdout, r.stdout
+    assert {p: p.stat().st_mtime_ns for p in weights} == weights
+    scores = json.loads((exp / "scores.json").read_text())
+    assert scores["missing_folds"] == [] and np.isfinite(scores["cv"])
+    # what still trains: a fold without fold.json (stopped before its end), a changed config, a torchrun rank
+    assert nothing_to_resume(cfg) and nothing_to_resume(cfg, [2])
+    (exp / "fold2" / "fold.json").unlink()
+    assert not nothing_to_resume(cfg) and not nothing_to_resume(cfg, [2]) and nothing_to_resume(cfg, [0, 1])
+    assert not nothing_to_resume(with_overrides(cfg, {"train": {"lr": cfg.train.lr * 2}}), [0, 1])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not nothing_to_resume(cfg, [0, 1])
+
+
 def test_cli_single_fold_and_scores(synth_hms, synth_hms_cache, workroot, tmp_path):
     import yaml
 

@@ -91,14 +91,14 @@ def _curve_metrics(task: Task) -> list[str]:
 def write_fold_files(fold_dir: Path, task: Task, history: list[dict[str, Any]], oof: Optional[pd.DataFrame] = None,
                      info: Optional[dict[str, Any]] = None, title: str = "") -> None:
     """The one writer of a fold's files: history.csv always; with `oof` (fold done) also oof.csv,
-    fold.json (`info` + the task's metric) and curve.png."""
+    curve.png and, last, fold.json (`info` + the task's metric): the mark of a finished fold (`finished_folds`)."""
     hist = pd.DataFrame(history)
     atomic_write_csv(fold_dir / "history.csv", hist)
     if oof is None:
         return
     atomic_write_csv(fold_dir / "oof.csv", oof)
-    write_json_strict(fold_dir / "fold.json", {**(info or {}), "metric": task.metric, "direction": task.direction})
     plot_history(hist, fold_dir / "curve.png", task, title=title)
+    write_json_strict(fold_dir / "fold.json", {**(info or {}), "metric": task.metric, "direction": task.direction})
 
 
 def write_json_strict(path: Path, obj: Any) -> None:

@@ -73,6 +73,17 @@ def trained_folds(exp_dir: Path) -> list[Path]:
     )
 
 
+def finished_folds(exp_dir: Path, want: str) -> list[int]:
+    """Folds k of an experiment that finished with the config of hash `want`: fold{k}/fold.json, a fold's last file
+    (only last.pt's `complete` flag is set after it), records that hash, and fold{k}/oof.csv is there."""
+    done = []
+    for p in Path(exp_dir).glob("fold*"):
+        k = p.name[4:]
+        if k.isdigit() and _fold_hash(p) == want and (p / "oof.csv").exists():
+            done.append(int(k))
+    return sorted(done)
+
+
 def folder_hash(exp_dir: Path) -> Optional[str]:
     """The config hash of `exp_dir/config.yaml` (None when absent)."""
     p = Path(exp_dir) / "config.yaml"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -19,39 +18,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hbac.procs import DistEnv, dist_env  # torch-free; dist_env re-exported here
+
 log = logging.getLogger(__name__)
 
 BF16_MIN_CAPABILITY = (8, 0)  # Ampere: native bf16 tensor cores; older GPUs (T4 7.5, P100 6.0) emulate it slowly
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def dist_env() -> DistEnv:
-    """RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE as torchrun sets them; a bad value is a ValueError naming it."""
-    vals = {}
-    for var, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", None)):
-        v = os.environ.get(var, "").strip()
-        try:
-            vals[var] = int(v) if v else default
-        except ValueError:
-            raise ValueError(f"environment variable {var}={v!r} is not a whole number (set by torchrun)") from None
-    world = max(1, vals["WORLD_SIZE"])
-    env = DistEnv(vals["RANK"], world, vals["LOCAL_RANK"], vals["LOCAL_WORLD_SIZE"] or world)
-    if not 0 <= env.rank < world:
-        raise ValueError(f"environment variable RANK={env.rank} is outside WORLD_SIZE={world}")
-    return env
 
 
 def init_distributed(timeout_s: float = 1800.0) -> DistEnv:

@@ -16,6 +16,7 @@ import pandas as pd
 from hbac.config import ExperimentConfig, with_overrides
 from hbac.engine.fold import train_fold
 from hbac.engine.outputs import average_oofs, write_json_strict
+from hbac.engine.provenance import experiment_hash
 from hbac.engine.runtime import barrier, is_main
 from hbac.io import atomic_write_csv
 from hbac.tasks.base import finite
@@ -48,6 +49,7 @@ def train_fold_seeds(cfg: ExperimentConfig, fold: int, resume: bool = False, dat
         "train_time_s": float(sum(v["train_time_s"] for v in infos.values())),
         "n_params": max(int(v["n_params"]) for v in infos.values()),
         "per_seed": infos,
+        "config_hash": experiment_hash(cfg),  # the experiment's (each seed{s}/fold.json records its seed's config)
     })
     barrier()
     return oof

@@ -1,7 +1,7 @@
 """Dataset adapters and their registry, keyed by the config's `dataset:` value.
 
 Built-in adapters are the modules of this package (hms, chbmit, …), each of which calls
-`register(...)` when imported; they are imported on the first lookup. User adapters
+`register(...)` when imported: a lookup by name imports that module only; listing them (`registered`) imports all. User adapters
 are loaded from `data.plugins` (a `.py` path or a dotted module name) or from the
 `HBAC_PLUGINS` environment variable (entries separated by `os.pathsep`).
 """
@@ -64,13 +64,25 @@ def _load_builtins() -> None:
         return
     _builtins_done = True
     for m in pkgutil.iter_modules(__path__):
-        if m.name.startswith("_") or m.name in _NOT_ADAPTERS or m.ispkg:
-            continue
-        try:
-            importlib.import_module(f"{__name__}.{m.name}")
-        except ImportError as e:  # an optional dependency of one adapter must not break the others
-            _FAILED[m.name] = f"{type(e).__name__}: {e}"
-            log.warning("dataset module %s.%s not loaded: %s", __name__, m.name, e)
+        if not (m.name.startswith("_") or m.name in _NOT_ADAPTERS or m.ispkg):
+            _import_builtin(m.name)
+
+
+def _import_builtin(module: str) -> None:
+    """Import the adapter module `module` of this package (it registers itself); an ImportError is remembered."""
+    if module in _FAILED:
+        return
+    try:
+        importlib.import_module(f"{__name__}.{module}")
+    except ImportError as e:  # an optional dependency of one adapter must not break the others
+        _FAILED[module] = f"{type(e).__name__}: {e}"
+        log.warning("dataset module %s.%s not loaded: %s", __name__, module, e)
+
+
+def _builtin_module(name: str) -> bool:
+    """Whether this package has an adapter module named `name` (each built-in adapter is the module of its name)."""
+    return (name.isidentifier() and not name.startswith("_") and name not in _NOT_ADAPTERS
+            and importlib.util.find_spec(f"{__name__}.{name}") is not None)
 
 
 def load_plugins(specs: Optional[Iterable[str]] = None) -> list[ModuleType]:
@@ -119,7 +131,15 @@ def registered() -> list[str]:
 
 
 def get_adapter(name: str) -> DatasetAdapter:
-    """The adapter registered as `name`; ConfigError listing the registered names otherwise."""
+    """The adapter registered as `name`; ConfigError listing the registered names otherwise.
+
+    A built-in name imports only its own module (with `$HBAC_PLUGINS`, as `registered` would): the others pull in
+    libraries this process may never use (EDF readers, scipy.signal; about 0.5 s of every CLI start-up)."""
+    if name not in _REGISTRY and not _builtins_done and _builtin_module(name):
+        _import_builtin(name)
+        load_plugins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     known = registered()
     if name not in _REGISTRY:
         failed = f"; modules that failed to import: {_FAILED}" if _FAILED else ""

@@ -1,10 +1,15 @@
 """The dataset registry: lookup, unknown names, plugins from a path, a module name or $HBAC_PLUGINS."""
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
 from hbac import datasets
 from hbac.config import DataConfig, ExperimentConfig, load_config
@@ -51,6 +56,23 @@ def test_builtins_are_registered_with_their_task() -> None:
     assert list(get_adapter("chbmit").classes) == ["background", "seizure"]
     assert [e.name for e in get_adapter("hms").extra_inputs] == ["kaggle_spec"]
     assert get_adapter("chbmit").extra_inputs == ()
+
+
+def test_a_lookup_imports_only_its_own_adapter() -> None:
+    """Loading an HMS config imports the HMS adapter alone (not the EDF datasets' readers or scipy.signal: ~0.5 s of
+    every CLI start-up); a lookup by another name imports that one; listing the datasets imports them all."""
+    code = ("import sys; from hbac.config import load_config; from hbac import datasets\n"
+            "def loaded(): return sorted(m.split('.')[-1] for m in sys.modules if m.startswith('hbac.datasets.') and m.count('.') == 2)\n"
+            "load_config('configs/hms_eeg1d_gru.yaml'); print(loaded(), 'scipy.signal' in sys.modules)\n"
+            "datasets.get_adapter('chbmit'); print(loaded())\n"
+            "print(datasets.registered())")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    first, second, names = r.stdout.strip().splitlines()
+    assert first == "['base', 'hms', 'kaggle_spec'] False", first
+    assert "'chbmit'" in second and "'bids'" not in second and "'tusz'" not in second, second
+    assert {"hms", "chbmit", "bids", "tusz"} <= set(ast.literal_eval(names)), names
 
 
 def test_unknown_dataset_is_a_config_error_listing_the_registered(tmp_path: Path) -> None:

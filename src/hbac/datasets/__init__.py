@@ -1,9 +1,10 @@
 """Dataset adapters and their registry, keyed by the config's `dataset:` value.
 
 Built-in adapters are the modules of this package (hms, chbmit, …), each of which calls
-`register(...)` when imported: a lookup by name imports that module only; listing them (`registered`) imports all. User adapters
-are loaded from `data.plugins` (a `.py` path or a dotted module name) or from the
-`HBAC_PLUGINS` environment variable (entries separated by `os.pathsep`).
+`register(...)` when imported: a lookup by name imports that module only, listing them
+(`registered`) imports all. User adapters are loaded from `data.plugins` (a `.py` path or a
+dotted module name) or from the `HBAC_PLUGINS` environment variable (entries separated by
+`os.pathsep`).
 """
 from __future__ import annotations
 

@@ -176,6 +176,13 @@ def test_resume_over_finished_folds_trains_nothing_and_imports_no_torch(trained_
     assert not nothing_to_resume(with_overrides(cfg, {"train": {"lr": cfg.train.lr * 2}}), [0, 1])
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert not nothing_to_resume(cfg, [0, 1])
+    monkeypatch.delenv("WORLD_SIZE")
+    # in a run that does train (fold 2 has no fold.json), a finished fold whose last.pt was deleted (to save space)
+    # is kept as it is, not trained again from scratch
+    (exp / "fold0" / "last.pt").unlink()
+    scores = train_experiment(cfg, resume=True, progress=False)  # fold 2: its last.pt says complete, it is not retrained
+    assert {p: p.stat().st_mtime_ns for p in exp.glob("fold*/best.pt")} == {p: t for p, t in weights.items() if p.name == "best.pt"}
+    assert not (exp / "fold0" / "last.pt").exists() and scores["missing_folds"] == []
 
 
 def test_cli_single_fold_and_scores(synth_hms, synth_hms_cache, workroot, tmp_path):

@@ -39,7 +39,7 @@ from hbac.engine.loop import make_loader, predict_loader
 from hbac.engine.losses import build_loss
 from hbac.engine.checkpoint import load_checkpoint, save_checkpoint
 from hbac.engine.outputs import oof_frame, write_fold_files
-from hbac.engine.provenance import experiment_hash
+from hbac.engine.provenance import experiment_hash, fold_finished
 from hbac.engine.runtime import (
     amp_dtype,
     barrier,
@@ -144,12 +144,17 @@ def train_fold(
     out_dir: Optional[Path] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
 ) -> pd.DataFrame:
     """Train one fold; write best.pt, last.pt, history.csv, curve.png, oof.csv, fold.json in `out_dir` (default
-    fold{k}/); return its OOF.
+    fold{k}/); return its OOF. With `resume`, an unfinished fold continues from its last.pt, and a fold that finished
+    with this config (`fold_finished`) returns its oof.csv without building anything (even when last.pt was deleted).
 
     `on_epoch(epoch, val_score)` is called after every epoch's validation with the task's primary metric (NaN when
     undefined; its direction is `task_for(cfg).direction`); hyper-parameter search prunes from it by raising. The
     checkpoint and history of that epoch are already written.
     """
+    done = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
+    if resume and fold_finished(done, experiment_hash(cfg)):  # before the model is built; also without last.pt
+        log.info("fold %d already finished with this config (fold.json); nothing to resume", fold)
+        return pd.read_csv(done / "oof.csv")
     run = _setup(cfg, fold, data, progress, out_dir)
     run.on_epoch = on_epoch
     ckpt_state = _resume_state(run, resume)

@@ -73,15 +73,15 @@ def trained_folds(exp_dir: Path) -> list[Path]:
     )
 
 
+def fold_finished(fold_dir: Path, want: str) -> bool:
+    """Whether a fold (or seed) folder finished with the config of hash `want`: its fold.json, a fold's last file
+    (only last.pt's `complete` flag is set after it), records that hash, and its oof.csv is there."""
+    return _fold_hash(Path(fold_dir)) == want and (Path(fold_dir) / "oof.csv").exists()
+
+
 def finished_folds(exp_dir: Path, want: str) -> list[int]:
-    """Folds k of an experiment that finished with the config of hash `want`: fold{k}/fold.json, a fold's last file
-    (only last.pt's `complete` flag is set after it), records that hash, and fold{k}/oof.csv is there."""
-    done = []
-    for p in Path(exp_dir).glob("fold*"):
-        k = p.name[4:]
-        if k.isdigit() and _fold_hash(p) == want and (p / "oof.csv").exists():
-            done.append(int(k))
-    return sorted(done)
+    """Folds k of an experiment whose fold{k}/ finished with the config of hash `want` (`fold_finished`)."""
+    return sorted(int(p.name[4:]) for p in Path(exp_dir).glob("fold*") if p.name[4:].isdigit() and fold_finished(p, want))
 
 
 def folder_hash(exp_dir: Path) -> Optional[str]:

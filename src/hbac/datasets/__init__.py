@@ -135,7 +135,7 @@ def get_adapter(name: str) -> DatasetAdapter:
     """The adapter registered as `name`; ConfigError listing the registered names otherwise.
 
     A built-in name imports only its own module (with `$HBAC_PLUGINS`, as `registered` would): the others pull in
-    libraries this process may never use (EDF readers, scipy.signal; about 0.5 s of every CLI start-up)."""
+    libraries this process may never use (pyedflib, timescoring, scipy; about 0.5 s of every CLI start-up)."""
     if name not in _REGISTRY and not _builtins_done and _builtin_module(name):
         _import_builtin(name)
         load_plugins()

@@ -59,11 +59,11 @@ def test_builtins_are_registered_with_their_task() -> None:
 
 
 def test_a_lookup_imports_only_its_own_adapter() -> None:
-    """Loading an HMS config imports the HMS adapter alone (not the EDF datasets' readers or scipy.signal: ~0.5 s of
+    """Loading an HMS config imports the HMS adapter alone (not the EDF datasets, pyedflib, timescoring, scipy: ~0.5 s of
     every CLI start-up); a lookup by another name imports that one; listing the datasets imports them all."""
     code = ("import sys; from hbac.config import load_config; from hbac import datasets\n"
             "def loaded(): return sorted(m.split('.')[-1] for m in sys.modules if m.startswith('hbac.datasets.') and m.count('.') == 2)\n"
-            "load_config('configs/hms_eeg1d_gru.yaml'); print(loaded(), 'scipy.signal' in sys.modules)\n"
+            "load_config('configs/hms_eeg1d_gru.yaml'); print(loaded(), 'pyedflib' in sys.modules)\n"
             "datasets.get_adapter('chbmit'); print(loaded())\n"
             "print(datasets.registered())")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,

@@ -104,14 +104,14 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     cfg = load_cli_config(a, ("experiment",), overrides=_output_flags(a), data_overrides=_data_flags(a))  # before torch is imported
-    from hbac.engine.experiment import nothing_to_resume, train_experiment  # torch-free until a fold trains
+    from hbac.engine.experiment import nothing_to_resume, rescore_finished, train_experiment  # torch-free until a fold trains
     from hbac.procs import dist_env
     from hbac.tasks import get_task
 
     folds = [a.fold] if a.fold is not None else None
     if (a.resume or a.gpus) and not a.overwrite and nothing_to_resume(cfg, folds):
         # a restarted session over finished folds: the scores again in ~2 s (no torch, no devices asked; 6-7 s before)
-        result = train_experiment(cfg, folds=folds, resume=True)
+        result = rescore_finished(cfg, folds)
         print(f"outputs: {cfg.output_dir()} (every fold asked for had finished: nothing trained)")
         if result.get("cv") is not None:
             print(f"CV {get_task(result['task']).headline(result)}")

@@ -19,7 +19,7 @@ from hbac.engine.provenance import (
     check_experiment,
     config_changes,
     experiment_hash,
-    finished_folds,
+    fold_finished,
     folder_hash,
     trained_folds,
 )
@@ -48,9 +48,7 @@ def train_experiment(
         if not 0 <= k < cfg.folds.n_folds:
             raise ValueError(f"--fold {k} is out of range: the config has n_folds {cfg.folds.n_folds}")
     if resume and not overwrite and nothing_to_resume(cfg, todo):
-        check_experiment(cfg.output_dir())  # the other folds, too, come from this config
-        log.info("%s: fold(s) %s finished with this config; nothing to resume", cfg.name, ", ".join(map(str, todo)))
-        return collect_oof(cfg)
+        return rescore_finished(cfg, todo)
     from hbac.engine.runtime import barrier, configure_threads, init_distributed, is_main
 
     env = init_distributed()
@@ -129,7 +127,16 @@ def nothing_to_resume(cfg: ExperimentConfig, folds: Optional[list[int]] = None) 
     if not (out / "config.yaml").exists() or folder_hash(out) != want:
         return False
     todo = folds if folds is not None else list(range(cfg.folds.n_folds))
-    return set(todo) <= set(finished_folds(out, want))
+    return all(fold_finished(out / f"fold{k}", want) for k in todo)
+
+
+def rescore_finished(cfg: ExperimentConfig, folds: Optional[list[int]] = None) -> dict[str, Any]:
+    """What `train --resume` does when `nothing_to_resume(cfg, folds)`: oof.csv and scores.json rewritten from the
+    fold files (the experiment's folds checked to share one config first); no torch."""
+    check_experiment(cfg.output_dir())
+    todo = folds if folds is not None else list(range(cfg.folds.n_folds))
+    log.info("%s: fold(s) %s finished with this config; nothing to resume", cfg.name, ", ".join(map(str, todo)))
+    return collect_oof(cfg)
 
 
 def _remove(out: Path) -> None:

@@ -91,7 +91,7 @@ def _curve_metrics(task: Task) -> list[str]:
 def write_fold_files(fold_dir: Path, task: Task, history: list[dict[str, Any]], oof: Optional[pd.DataFrame] = None,
                      info: Optional[dict[str, Any]] = None, title: str = "") -> None:
     """The one writer of a fold's files: history.csv always; with `oof` (fold done) also oof.csv,
-    curve.png and, last, fold.json (`info` + the task's metric): the mark of a finished fold (`finished_folds`)."""
+    curve.png and, last, fold.json (`info` + the task's metric): the mark of a finished fold (`provenance.fold_finished`)."""
     hist = pd.DataFrame(history)
     atomic_write_csv(fold_dir / "history.csv", hist)
     if oof is None:

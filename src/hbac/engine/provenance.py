@@ -79,11 +79,6 @@ def fold_finished(fold_dir: Path, want: str) -> bool:
     return _fold_hash(Path(fold_dir)) == want and (Path(fold_dir) / "oof.csv").exists()
 
 
-def finished_folds(exp_dir: Path, want: str) -> list[int]:
-    """Folds k of an experiment whose fold{k}/ finished with the config of hash `want` (`fold_finished`)."""
-    return sorted(int(p.name[4:]) for p in Path(exp_dir).glob("fold*") if p.name[4:].isdigit() and fold_finished(p, want))
-
-
 def folder_hash(exp_dir: Path) -> Optional[str]:
     """The config hash of `exp_dir/config.yaml` (None when absent)."""
     p = Path(exp_dir) / "config.yaml"

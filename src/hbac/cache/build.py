@@ -246,7 +246,8 @@ def _work_eeg(task: tuple) -> tuple:
         n_in = x.shape[1]
         y = preprocess(x, fs, nan=e.nan, band=e.bandpass if per_rec else None, notch_hz=e.notch_hz if per_rec else None,
                        clip_uv=e.clip_uv, standardize=e.standardize, fs_out=e.fs,
-                       ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=_W["channels"] if e.ica else ())
+                       ica=(e.ica_eog_corr, e.ica_emg_ratio) if e.ica else None, channels=_W["channels"] if e.ica else (),
+                       overwrite=True)  # x is this read's own array
         del x
         if y.shape[1] != resampled_length(n_in, fs, e.fs):
             raise DataError(f"{path}: {y.shape[1]} samples after preprocessing, expected {resampled_length(n_in, fs, e.fs)}")

@@ -15,19 +15,54 @@ HEALTH_COLUMNS = ("n_nan_chans", "n_flat_chans", "nan_frac")  # recordings.csv c
 EXAMPLES = 5  # recordings named in meta.json and in the warning
 
 
+_BLOCK = 256  # time rows reduced as one flat row of a time-major block (`_max_min`)
+
+
+def _max_min(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel max and min of x (n_chans, n_times), NaN-propagating, float32, with no copy of x.
+
+    A (C, T) view of a time-major block (how the cache passes a recording) is reduced as blocks of
+    `_BLOCK` time rows, each one flat row: numpy vectorises the inner axis, so reducing a (T, C)
+    block over its 18-wide rows directly is 10x slower, and a transposed copy costs more than the
+    reductions (benchmarks/prepare.py).
+    """
+    if x.flags.c_contiguous or not x.T.flags.c_contiguous:
+        a = np.ascontiguousarray(x)  # row-major already (no copy), or any other layout
+        return a.max(axis=1), a.min(axis=1)
+    a = x.T  # (T, C), row-major
+    n_times, n_chans = a.shape
+    n = n_times - n_times % _BLOCK
+    his, los = [], []
+    if n:
+        blocks = a[:n].reshape(n // _BLOCK, _BLOCK * n_chans)
+        his.append(blocks.max(axis=0).reshape(_BLOCK, n_chans).max(axis=0))
+        los.append(blocks.min(axis=0).reshape(_BLOCK, n_chans).min(axis=0))
+    if n < n_times:
+        his.append(a[n:].max(axis=0))
+        los.append(a[n:].min(axis=0))
+    if len(his) == 1:
+        return his[0], los[0]
+    return np.maximum(*his), np.minimum(*los)
+
+
 def channel_health(x: np.ndarray) -> tuple[list[int], list[int], float]:
-    """x (n_chans, n_times) → (all-NaN channel indices, flat (constant, not all-NaN) channel indices, fraction of NaN samples)."""
+    """x (n_chans, n_times) → (all-NaN channel indices, flat (constant, not all-NaN) channel indices, fraction of NaN samples).
+
+    Two passes over a recording without NaN (max, min: NaN-propagating, so a channel has a NaN
+    exactly when its max is NaN); only channels with a NaN are counted and reduced again.
+    """
     if x.size == 0:
         return [], [], 0.0
-    a = np.ascontiguousarray(x)  # a (C, T) view of a time-major block: numpy reduces a row 10x faster than a column
-    n_nan = np.isnan(a).sum(axis=1)
-    all_nan = n_nan == a.shape[1]
-    hi, lo = a.max(axis=1), a.min(axis=1)  # vectorised; NaN-propagating, so ...
-    some = np.flatnonzero(n_nan > 0)
-    if len(some):  # ... channels with a NaN take the NaN-ignoring max / min
-        hi[some], lo[some] = np.fmax.reduce(a[some], axis=1), np.fmin.reduce(a[some], axis=1)
+    hi, lo = _max_min(x)
+    n_nan = np.zeros(x.shape[0], dtype=np.int64)
+    some = np.flatnonzero(np.isnan(hi))
+    if len(some):  # those channels take the NaN count and the NaN-ignoring max / min
+        sub = x[some]  # (k, T) row-major copy of k channels
+        n_nan[some] = np.isnan(sub).sum(axis=1)
+        hi[some], lo[some] = np.fmax.reduce(sub, axis=1), np.fmin.reduce(sub, axis=1)
+    all_nan = n_nan == x.shape[1]
     flat = ~all_nan & (hi == lo)
-    return np.flatnonzero(all_nan).tolist(), np.flatnonzero(flat).tolist(), float(n_nan.sum() / a.size)
+    return np.flatnonzero(all_nan).tolist(), np.flatnonzero(flat).tolist(), float(n_nan.sum() / x.size)
 
 
 def describe(nan_chans: Sequence[int], flat_chans: Sequence[int], names: Sequence[str]) -> str:

@@ -116,7 +116,9 @@ class DatasetAdapter(ABC):
 
     @abstractmethod
     def read(self, cfg: DataConfig, recording_id: Any) -> tuple[np.ndarray, float]:
-        """One recording → ((n_chans, n_times) float32 µV, fs Hz), montage applied, not yet filtered."""
+        """One recording → ((n_chans, n_times) float32 µV, fs Hz), montage applied, not yet filtered.
+
+        `prepare` may clip the array in place: return a fresh one, not one kept in a cache."""
 
     def sample_s(self, cfg: DataConfig) -> Optional[tuple[str, float]]:
         """(data-config key, seconds) of every cached sample when they all have that length, else None.

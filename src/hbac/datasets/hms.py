@@ -184,12 +184,15 @@ def _read_parquet(path: Path, what: str, columns: list[str]) -> pl.DataFrame:
         if missing:
             raise DataError(f"{path}: {what} parquet is missing {len(missing)} column(s), e.g. {missing[:3]}")
         df = df.select(columns)
-    other = df.select(pl.exclude(pl.Float32))  # selected in polars: a Python loop over 401 dtypes costs 0.5 ms
-    if other.width:
-        bad = [f"{c} ({dt})" for c, dt in zip(other.columns, other.dtypes) if not dt.is_numeric()]
+    dtypes = df.dtypes
+    other = [k for k, dt in enumerate(dtypes) if type(dt) is not pl.Float32]  # a type test: 0.05 ms for 401 columns,
+    if other:  # a 10th of `dt == pl.Float32` and of selecting pl.exclude(pl.Float32) in polars
+        names = df.columns
+        bad = [f"{names[k]} ({dtypes[k]})" for k in other if not dtypes[k].is_numeric()]
         if bad:
             raise DataError(f"{path}: non-numeric column(s) {bad[:3]} in {what} parquet")
-        df = df.with_columns(pl.col(other.columns).cast(pl.Float32))
+        for k in other:  # eager, in place: `with_columns` goes through polars' query engine, 0.4 ms a spectrogram
+            df.replace_column(k, df.to_series(k).cast(pl.Float32))
     return df
 
 
@@ -214,19 +217,20 @@ def read_eeg_montage(path: str | Path, montage: str) -> np.ndarray:
     Equals `apply_montage(read_eeg(path), HMS_EEG_CHANNELS, montage).T` value for value (the
     same checks of the file, too), for less: each pair is one float32 subtraction of two
     columns (numpy views of polars' buffers; a null becomes NaN, which reaches only its own
-    pairs) written straight into its column of the row-major (T, C) block, with no transposes.
+    pairs) into a row of a (C, T) block, then one transposed copy. Writing each pair straight into
+    its column of the (T, C) block costs 60 % more: strided writes touch every cache line C times.
     """
     path = Path(path)
     anode, cathode = montage_indices(montage, HMS_EEG_CHANNELS)
     df = _read_parquet(path, "EEG", HMS_EEG_CHANNELS)
     cols = [df.to_series(k).to_numpy() for k in range(df.width)]  # no copy for a column without nulls
-    out = np.empty((df.height, len(anode)), dtype=np.float32)
+    rows = np.empty((len(anode), df.height), dtype=np.float32)
     for k, (a, c) in enumerate(zip(anode, cathode)):
         if c >= 0:
-            np.subtract(cols[a], cols[c], out=out[:, k])
+            np.subtract(cols[a], cols[c], out=rows[k])
         else:
-            out[:, k] = cols[a]
-    return out
+            rows[k] = cols[a]
+    return np.ascontiguousarray(rows.T)
 
 
 def read_spectrogram(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -188,13 +188,16 @@ def preprocess(
     fs_out: Optional[float] = None,
     ica: Optional[tuple[float, float]] = None,
     channels: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> np.ndarray:
     """The cache pipeline for one recording: NaN fill → notch → band-pass → ICA → resample → clip → z-score.
 
     x: (n_chans, n_times) float32 µV at `fs` Hz → (n_chans, n_times') float32, not necessarily C-contiguous.
     `ica`: (EOG correlation, EMG power ratio) thresholds of `signals.ica.ica_clean` (None: off);
-    `channels` name the rows for it.
+    `channels` name the rows for it. `overwrite`: x may be written in place (prepare's own fresh read);
+    otherwise the caller's array is left as it was.
     """
+    given = x
     x = fill_nan(x, nan)
     if notch_hz:
         x = notch(x, fs, notch_hz)
@@ -207,8 +210,9 @@ def preprocess(
         x, _ = ica_clean(x, fs, channels, eog_corr=ica[0], emg_ratio=ica[1])
     if fs_out and abs(fs_out - fs) > 1e-9:
         x = resample(x, fs, fs_out)
-    if clip_uv:
-        x = np.clip(x, -clip_uv, clip_uv)
+    if clip_uv:  # in place on an array made above (or on x when `overwrite`)
+        owned = overwrite or (x is not given and not np.may_share_memory(x, given))
+        x = np.clip(x, -clip_uv, clip_uv, out=x if owned and x.dtype == np.float32 and x.flags.writeable else None)
     if standardize:
         mu = x.mean(axis=1, keepdims=True)
         sd = x.std(axis=1, keepdims=True) + 1e-6

@@ -46,3 +46,24 @@ def test_apply_montage_equals_the_matrix_on_finite_input() -> None:
     x = rng.normal(0, 30, (20, 500)).astype(np.float32)
     for m in ("double_banana", "double_banana_central", "raw"):
         np.testing.assert_allclose(apply_montage(x, HMS_EEG_CHANNELS, m), montage_matrix(m, HMS_EEG_CHANNELS) @ x, atol=1e-4)
+
+
+def test_preprocess_clips_in_place_only_what_it_may_write() -> None:
+    # the cache's own read may be clipped in place (overwrite=True); a caller's array never is,
+    # whatever path preprocess takes (nothing to fill, a NaN filled, a band-pass first)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(4, 2000)) * 2000).astype(np.float32)
+    holed = x.copy()
+    holed[1, 10:20] = np.nan
+    for given, band in ((x, None), (holed, None), (x, (0.5, 20.0))):
+        before = given.copy()
+        want = preprocess(given, 200.0, nan="interp", band=band, clip_uv=1024.0)
+        np.testing.assert_array_equal(given, before)  # the caller's array is untouched
+        assert np.nanmax(np.abs(want)) <= 1024.0 and not np.isnan(want).any()
+        mine = given.copy()
+        got = preprocess(mine, 200.0, nan="interp", band=band, clip_uv=1024.0, overwrite=True)
+        np.testing.assert_array_equal(got, want)
+    tm = np.ascontiguousarray(x.T)  # a (C, T) view of a time-major block, as prepare passes it
+    got = preprocess(tm.T, 200.0, nan="interp", clip_uv=1024.0, overwrite=True)
+    assert np.shares_memory(got, tm) and np.abs(tm).max() == 1024.0  # clipped where it lies: no copy
+    np.testing.assert_array_equal(got, np.clip(x, -1024, 1024))

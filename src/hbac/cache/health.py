@@ -19,12 +19,12 @@ _BLOCK = 256  # time rows reduced as one flat row of a time-major block (`_max_m
 
 
 def _max_min(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel max and min of x (n_chans, n_times), NaN-propagating, float32, with no copy of x.
+    """Per-channel max and min of x (n_chans, n_times), NaN-propagating, in x's dtype, with no copy of x.
 
     A (C, T) view of a time-major block (how the cache passes a recording) is reduced as blocks of
-    `_BLOCK` time rows, each one flat row: numpy vectorises the inner axis, so reducing a (T, C)
-    block over its 18-wide rows directly is 10x slower, and a transposed copy costs more than the
-    reductions (benchmarks/prepare.py).
+    `_BLOCK` time rows, each one flat row: numpy vectorises the inner axis, so reducing the (T, C)
+    block over its axis 0 directly is 9x slower, and a transposed copy costs more than the
+    reductions (channel_health: 0.34 ms against 0.83 ms per real HMS recording with a copy).
     """
     if x.flags.c_contiguous or not x.T.flags.c_contiguous:
         a = np.ascontiguousarray(x)  # row-major already (no copy), or any other layout

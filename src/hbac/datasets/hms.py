@@ -185,8 +185,10 @@ def _read_parquet(path: Path, what: str, columns: list[str]) -> pl.DataFrame:
             raise DataError(f"{path}: {what} parquet is missing {len(missing)} column(s), e.g. {missing[:3]}")
         df = df.select(columns)
     dtypes = df.dtypes
-    other = [k for k, dt in enumerate(dtypes) if type(dt) is not pl.Float32]  # a type test: 0.05 ms for 401 columns,
-    if other:  # a 10th of `dt == pl.Float32` and of selecting pl.exclude(pl.Float32) in polars
+    # a type test: 0.05 ms for 401 columns, against 0.34 ms for `dt == pl.Float32` and 0.6 ms for selecting
+    # pl.exclude(pl.Float32) in polars
+    other = [k for k, dt in enumerate(dtypes) if type(dt) is not pl.Float32]
+    if other:
         names = df.columns
         bad = [f"{names[k]} ({dtypes[k]})" for k in other if not dtypes[k].is_numeric()]
         if bad:

@@ -17,16 +17,18 @@ import numpy as np
 from scipy import fft as sp_fft
 
 
-def fill_nan(x: np.ndarray, how: str = "interp") -> np.ndarray:
+def fill_nan(x: np.ndarray, how: str = "interp", overwrite: bool = False) -> np.ndarray:
     """x: (n_chans, n_times); fill NaN per channel by linear interpolation, zero or channel mean.
 
-    An all-NaN channel becomes zeros.
+    An all-NaN channel becomes zeros. `overwrite`: fill x itself (when float32 and writeable) rather than a copy.
     """
+    given = x
     x = np.asarray(x, dtype=np.float32)
     mask = np.isnan(x)
     if not mask.any():
         return x
-    x = x.copy()
+    if not (overwrite and x is given and x.flags.writeable):
+        x = x.copy()
     for c in np.nonzero(mask.any(axis=1))[0]:
         m = mask[c]
         if m.all() or how == "zero":
@@ -198,7 +200,7 @@ def preprocess(
     otherwise the caller's array is left as it was.
     """
     given = x
-    x = fill_nan(x, nan)
+    x = fill_nan(x, nan, overwrite=overwrite)
     if notch_hz:
         x = notch(x, fs, notch_hz)
     if band:

@@ -43,7 +43,7 @@ def train_experiment(
     continues from its last.pt and a finished one is not trained again; when every fold asked for has finished with
     this config (`nothing_to_resume`), only oof.csv and scores.json are rewritten, and torch is never imported.
     """
-    todo = folds if folds is not None else list(range(cfg.folds.n_folds))
+    todo = _asked(cfg, folds)
     for k in todo:
         if not 0 <= k < cfg.folds.n_folds:
             raise ValueError(f"--fold {k} is out of range: the config has n_folds {cfg.folds.n_folds}")
@@ -116,6 +116,11 @@ def _fold_trainer(cfg: ExperimentConfig) -> Any:
     return train_fold
 
 
+def _asked(cfg: ExperimentConfig, folds: Optional[list[int]]) -> list[int]:
+    """The folds asked for: `folds`, or every fold of the config."""
+    return folds if folds is not None else list(range(cfg.folds.n_folds))
+
+
 def nothing_to_resume(cfg: ExperimentConfig, folds: Optional[list[int]] = None) -> bool:
     """Whether `train --resume` has nothing to train: one process (not a torchrun rank), the experiment folder's
     config.yaml holds this config, and every fold in `folds` (default: all) has finished with it (fold{k}/fold.json,
@@ -126,7 +131,7 @@ def nothing_to_resume(cfg: ExperimentConfig, folds: Optional[list[int]] = None) 
     want = experiment_hash(cfg)
     if not (out / "config.yaml").exists() or folder_hash(out) != want:
         return False
-    todo = folds if folds is not None else list(range(cfg.folds.n_folds))
+    todo = _asked(cfg, folds)
     return all(fold_finished(out / f"fold{k}", want) for k in todo)
 
 
@@ -134,7 +139,7 @@ def rescore_finished(cfg: ExperimentConfig, folds: Optional[list[int]] = None) -
     """What `train --resume` does when `nothing_to_resume(cfg, folds)`: oof.csv and scores.json rewritten from the
     fold files (the experiment's folds checked to share one config first); no torch."""
     check_experiment(cfg.output_dir())
-    todo = folds if folds is not None else list(range(cfg.folds.n_folds))
+    todo = _asked(cfg, folds)
     log.info("%s: fold(s) %s finished with this config; nothing to resume", cfg.name, ", ".join(map(str, todo)))
     return collect_oof(cfg)
 

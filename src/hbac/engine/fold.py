@@ -151,11 +151,11 @@ def train_fold(
     undefined; its direction is `task_for(cfg).direction`); hyper-parameter search prunes from it by raising. The
     checkpoint and history of that epoch are already written.
     """
-    done = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
-    if resume and fold_finished(done, experiment_hash(cfg)):  # before the model is built; also without last.pt
+    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
+    if resume and fold_finished(out, experiment_hash(cfg)):  # before the model is built; also without last.pt
         log.info("fold %d already finished with this config (fold.json); nothing to resume", fold)
-        return pd.read_csv(done / "oof.csv")
-    run = _setup(cfg, fold, data, progress, out_dir)
+        return pd.read_csv(out / "oof.csv")
+    run = _setup(cfg, fold, data, progress, out)
     run.on_epoch = on_epoch
     ckpt_state = _resume_state(run, resume)
     if ckpt_state is not None and ckpt_state.get("complete"):
@@ -173,8 +173,8 @@ def train_fold(
         run.logger.close()
 
 
-def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out_dir: Optional[Path] = None) -> FoldRun:
-    """Split the fold, build the model, the loss and the validation loader."""
+def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out: Path) -> FoldRun:
+    """Split the fold, build the model, the loss and the validation loader; the fold's files go to `out`."""
     cache, table, folds = data if data is not None else experiment_table(cfg)
     tr, va = fold_rows(cfg, table, folds, fold)  # va: every labelled row of the fold, whatever the selection
     if cfg.train.pseudo is not None:  # stage 1 learns low-vote rows' targets blended with a teacher's OOF
@@ -182,7 +182,6 @@ def _setup(cfg: ExperimentConfig, fold: int, data: Any, progress: bool, out_dir:
     stages = training_stages(cfg, tr)
     if len(stages[0].table) == 0 or len(va) == 0:
         raise ValueError(f"fold {fold}: {len(stages[0].table)} training rows, {len(va)} validation rows")
-    out = out_dir if out_dir is not None else cfg.output_dir() / f"fold{fold}"
     if is_main():  # under torchrun only rank 0 writes
         out.mkdir(parents=True, exist_ok=True)
     device = device_auto()

@@ -9,12 +9,17 @@ when present, else to a small synthetic set), then times, each in a fresh subpro
   with polars in threads of one process (from bytes, as prepare's HMS workers read), and with
   pyarrow in a process pool (`ParquetFile.read`): the read limit. The summary prints prepare's
   speed as a fraction of the fastest of the four (goal: >= 80 %), and the threaded raw read's fraction:
-  the ceiling of a prepare that runs in threads, as HMS prepares (it reads the same way, then converts
-  and writes);
-- `prepare`: `hbac.cache.prepare` with the shipped HMS config (all workers: threads, as HMS
-  prepares; 1 worker; and the same workers as a process pool, for comparison). That config
+  the ceiling of a prepare that runs in threads, as HMS prepares below 2,000 files (it reads the same
+  way, then converts and writes);
+- `prepare`: `hbac.cache.prepare` with the shipped HMS config (all workers, in the pool prepare picks:
+  threads below `hbac.cache.build.THREADS_MAX_FILES` files, so at the default N and 4N, else a process
+  pool; 1 worker; and all workers in the other kind of pool, forced, for comparison). That config
   band-passes in the model (`eeg.filter_on: window`), so prepare reads, applies the montage,
   checks channels, fills NaN, clips and writes;
+- `read + write`: the raw read (polars, from bytes; in a process pool and in threads), then as many of
+  each file's decoded columns as the cache holds for it written as they are into one file: what writing
+  the cache costs with no conversion at all. prepare reads the same files and writes the same bytes, so
+  the summary prints this as the ceiling of any prepare that writes a cache, and prepare's fraction of it;
 - `pandas per row`: `pd.read_parquet` per train.csv row, crop, montage, NaN fill, band-pass,
   append to a list, `np.stack` at the end (at N only unless --baseline-both).
 
@@ -171,8 +176,8 @@ import logging
 import hbac.cache.build
 from hbac.cache import prepare
 from hbac.config import load_config
-if len(sys.argv) > 6 and sys.argv[6] == "processes":  # the process pool HMS would use with per-recording filtering
-    hbac.cache.build.uses_threads = lambda cfg, adapter: False
+if len(sys.argv) > 6:  # the other pool than prepare picks for this many files: "threads" or "processes"
+    hbac.cache.build.uses_threads = lambda cfg, adapter, n_files=0: sys.argv[6] == "threads"
 over = {"name": "bench", "data_dir": sys.argv[1], "cache_root": sys.argv[2], "workers": int(sys.argv[3])}
 cfg = load_config(sys.argv[5], overrides=over)  # the shipped HMS data config (configs/data/hms.yaml)
 progress = sys.argv[4] == "progress"
@@ -219,6 +224,54 @@ def run():
 measure(run)
 """
 
+# What writing a cache costs on top of the read, with no conversion at all: each file read as the raw read reads
+# it (from bytes), then as many of its decoded columns as the cache holds for it written as they are (an EEG's
+# first C columns for the montage's C channels, a spectrogram's 400 value columns) into one file, at an offset
+# reserved under a lock as prepare's workers reserve their slices. prepare reads the same files and writes the same
+# number of bytes, and converts too: it cannot beat this, the ceiling of any prepare that writes its cache.
+RUN_READ_WRITE = PRELUDE + """
+import glob, multiprocessing as mp
+from concurrent.futures import ThreadPoolExecutor
+MODE, OUT, N_EEG = sys.argv[2], sys.argv[4], int(sys.argv[5])  # pool: a process pool, one polars thread each; threads: threads of this process
+if MODE == "threads":
+    import polars  # before the clock, as prepare (threads) has imported it
+def start(lock, nxt):
+    global FD, LOCK, NEXT
+    FD, LOCK, NEXT = os.open(OUT, os.O_WRONLY), lock, nxt
+def read_write(p):
+    import polars as pl
+    with open(p, "rb") as fh:
+        df = pl.read_parquet(fh.read(), use_statistics=False)
+    keep = df.get_columns()[:N_EEG] if "train_eegs" in p else df.get_columns()[1:]  # a spectrogram's first column is time
+    cols = [s.to_numpy() for s in keep]  # no copy for a column without nulls
+    n = sum(c.nbytes for c in cols)
+    with LOCK:
+        at = NEXT.value
+        NEXT.value += n
+    done = os.pwritev(FD, cols, at)
+    if done < n:  # pwritev may write less than asked: the rest from one buffer
+        rest = memoryview(b"".join(c.tobytes() for c in cols))
+        while done < n:
+            done += os.pwrite(FD, rest[done:], at + done)
+files = sorted(glob.glob(sys.argv[1] + "/train_eegs/*.parquet") + glob.glob(sys.argv[1] + "/train_spectrograms/*.parquet"))
+open(OUT, "wb").close()
+def run():
+    nxt = mp.Value("q", 0)
+    if MODE == "threads":
+        start(nxt.get_lock(), nxt)
+        with ThreadPoolExecutor(int(sys.argv[3])) as pool:
+            for _ in pool.map(read_write, files):
+                pass
+        return
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by each child's first polars call
+    with mp.get_context("fork").Pool(int(sys.argv[3]), initializer=start, initargs=(nxt.get_lock(), nxt)) as pool:
+        for _ in pool.imap_unordered(read_write, files, chunksize=8):
+            pass
+measure(run)
+os.unlink(OUT)
+"""
+
+
 # The way public notebooks build their arrays: one pd.read_parquet per train.csv row.
 RUN_PANDAS = PRELUDE + """
 import numpy as np, pandas as pd
@@ -255,6 +308,15 @@ def run(code: str, *args: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def eeg_channels() -> int:
+    """Channels of the shipped HMS config's montage: the columns of an EEG the read + write runs write (no torch)."""
+    from hbac.config import load_config
+    from hbac.datasets import adapter_for
+
+    cfg = load_config(DATA_CFG)
+    return len(adapter_for(cfg).channels(cfg))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="recordings in the small run (the large run has 4N)")
@@ -269,7 +331,10 @@ def main() -> None:
         full_scale(a.workers, a.workdir)
         return
 
+    from hbac.cache.build import THREADS_MAX_FILES
+
     results = []
+    n_eeg = eeg_channels()
     with tempfile.TemporaryDirectory(prefix="hbac_bench_") as tmp_s:
         tmp = Path(tmp_s)
         src, kind = source_dir(tmp)
@@ -279,14 +344,20 @@ def main() -> None:
         for n in (a.n, 4 * a.n):
             data = tmp / f"hms_{n}"
             info = build(src, pairs, n, data)
+            # what prepare picks for n EEG + n spectrogram files (hbac.cache.build.uses_threads), and the other kind
+            pool, other = ("threads", "processes") if 2 * n < THREADS_MAX_FILES else ("processes", "threads")
             runs = [
                 ("raw read (polars)", RUN_RAW_POLARS, (str(data), "path", str(a.workers))),
                 ("raw read (polars, bytes)", RUN_RAW_POLARS, (str(data), "bytes", str(a.workers))),
                 ("raw read (polars, threads)", RUN_RAW_POLARS, (str(data), "threads", str(a.workers))),
                 ("raw read (pyarrow)", RUN_RAW, (str(data), "", str(a.workers))),
-                (f"prepare ({a.workers} workers)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG)),
+                (f"prepare ({a.workers} {pool})", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG)),
                 ("prepare (1 worker)", RUN_PREPARE, (str(data), str(tmp / "cache"), "1", "quiet", DATA_CFG)),
-                (f"prepare ({a.workers} processes)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG, "processes")),
+                (f"prepare ({a.workers} {other}, forced)", RUN_PREPARE, (str(data), str(tmp / "cache"), str(a.workers), "quiet", DATA_CFG, other)),
+                # after the prepares: their caches are deleted, so these writes reuse freed page-cache memory that a
+                # first writer pays for (on this VM, writing 1.5 GB into fresh memory took 2.4 s against 0.5 s)
+                ("read + write (polars)", RUN_READ_WRITE, (str(data), "pool", str(a.workers), str(tmp / "rw.bin"), str(n_eeg))),
+                ("read + write (polars, threads)", RUN_READ_WRITE, (str(data), "threads", str(a.workers), str(tmp / "rw.bin"), str(n_eeg))),
             ]
             if (n == a.n or a.baseline_both) and not a.no_pandas:
                 runs.append(("pandas per row", RUN_PANDAS, (str(data),)))
@@ -308,12 +379,17 @@ def main() -> None:
     print()
     for n, g in df.groupby("recordings"):
         limit = g[g.method.str.startswith("raw read")].wall.min()
+        written = g[g.method.str.startswith("read + write")].wall.min()
         for _, r in g[g.method.str.startswith("prepare")].iterrows():
-            print(f"N={n:5d} {r.method:30s} {100 * limit / r.wall:5.1f} % of the raw read limit (fastest raw read {limit:.2f} s)")
+            print(f"N={n:5d} {r.method:40s} {100 * limit / r.wall:5.1f} % of the raw read limit (fastest raw read {limit:.2f} s); "
+                  f"{100 * written / r.wall:5.1f} % of the fastest read + write ({written:.2f} s)")
         threads = g[g.method == "raw read (polars, threads)"].wall
         if len(threads):  # prepare (threads) reads the same way and then converts and writes: it cannot beat this
-            print(f"N={n:5d} {'ceiling of threaded prepare':30s} {100 * limit / threads.iloc[0]:5.1f} % of the raw read limit "
+            print(f"N={n:5d} {'ceiling of threaded prepare':40s} {100 * limit / threads.iloc[0]:5.1f} % of the raw read limit "
                   f"(the raw read alone in threads, no conversion or write: {threads.iloc[0]:.2f} s)")
+        for _, r in g[g.method.str.startswith("read + write")].iterrows():  # any prepare writes its cache: it cannot beat these
+            print(f"N={n:5d} {'ceiling: ' + r.method:40s} {100 * limit / r.wall:5.1f} % of the raw read limit "
+                  f"(the read, then the cache's bytes written with no conversion: {r.wall:.2f} s)")
     if a.json:
         df[cols].to_json(a.json, orient="records", indent=1)
 

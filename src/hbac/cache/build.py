@@ -71,6 +71,12 @@ log = logging.getLogger(__name__)
 
 _EXAMPLES = 3  # missing files named in an error message
 IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are prepared without a process pool
+# From this many files a process pool prepares even a thread-safe adapter's files (`uses_threads`): two threads'
+# polars reads share one process (and polars' thread pool) and together read about 1.5x slower than two processes
+# with one polars thread each, which pays back the pool's start once a build is large. HMS, 2 workers, real
+# files (benchmarks/prepare.py): 1,600 files 6.98/7.78 s threads against 6.82/8.15 s processes; 2,500 files
+# 11.1/11.4 s against 10.2/10.7 s; the competition's 28,227 files 167 s against 136 s.
+THREADS_MAX_FILES = 2000
 _FD_LOCK = threading.Lock()  # worker threads open each store once
 
 
@@ -341,18 +347,20 @@ def _main_not_rerun() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
-def uses_threads(cfg: DataConfig, adapter: DatasetAdapter) -> bool:
-    """Whether `prepare` runs its workers as threads of this process rather than a process pool.
+def uses_threads(cfg: DataConfig, adapter: DatasetAdapter, n_files: int = 0) -> bool:
+    """Whether `prepare` runs its workers for `n_files` files as threads of this process rather than a process pool.
 
     Threads when the adapter's reads release the GIL (`DatasetAdapter.reads_release_gil`: HMS
-    parquet through polars) and the per-recording work is numpy passes only (no per-recording
-    band-pass or notch, ICA or resampling, which hold the GIL for much of their time). Threads
-    start in microseconds and share the parent's imports; a process pool costs a second or two
-    (its server imports numpy, polars, pandas and scipy) and pickles every result.
+    parquet through polars), the per-recording work is numpy passes only (no per-recording
+    band-pass or notch, ICA or resampling, which hold the GIL for much of their time) and the build
+    has fewer than `THREADS_MAX_FILES` files. Threads start in microseconds and share the parent's
+    imports; a process pool costs a second or two (its server imports numpy, polars, pandas and
+    scipy) and pickles every result, but its workers read faster: it wins on a large build.
     """
     e = cfg.eeg
     per_recording_filter = e.filter_on == "recording" and bool(e.bandpass or e.notch_hz)
-    return bool(adapter.reads_release_gil) and not (per_recording_filter or e.ica or e.fs is not None)
+    return (bool(adapter.reads_release_gil) and not (per_recording_filter or e.ica or e.fs is not None)
+            and n_files < THREADS_MAX_FILES)
 
 
 @contextlib.contextmanager
@@ -441,7 +449,12 @@ class Plan:
         """How the workers run: "threads", "processes" or "none" (in this thread)."""
         if self.n_workers <= 1:
             return "none"
-        return "threads" if uses_threads(self.cfg, self.adapter) else "processes"
+        return "threads" if uses_threads(self.cfg, self.adapter, self.n_files) else "processes"
+
+    @property
+    def n_files(self) -> int:
+        """Recording and extra-input files to read (set with `files`)."""
+        return sum(len(f.ids) for f in self.files.values())
 
     def rows_using(self, files: dict[str, Sequence[int]]) -> np.ndarray:
         """(n_rows,) bool: the rows that use any of these files (kind → file positions)."""
@@ -454,10 +467,10 @@ class Plan:
     def count_workers(self) -> int:
         """Workers for this build: `cfg.workers` (0 = all cores), at most one per file; few files on auto
         with a process pool: in-process."""
-        n_files = sum(self.table[c].nunique() for c in ["recording_id"] + [x.id_column for x in self.extras])
+        n_files = self.n_files
         # a process pool costs a second or two to start: with workers on auto, a few files (a test set,
         # a tiny demo) are read in-process; threads cost nothing to start; an explicit `workers: N` is obeyed
-        if not self.cfg.workers and n_files < IN_PROCESS_FILES and not uses_threads(self.cfg, self.adapter):
+        if not self.cfg.workers and n_files < IN_PROCESS_FILES and not uses_threads(self.cfg, self.adapter, n_files):
             return 1
         return max(1, min(self.cfg.workers or os.cpu_count() or 1, n_files))
 

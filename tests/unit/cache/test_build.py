@@ -245,6 +245,23 @@ def test_workers_do_not_change_the_arrays(synth_src: Path, tmp_path: Path, pool:
         np.testing.assert_array_equal(a.eeg[s0 : s0 + n], b.eeg[s1 : s1 + n])
 
 
+def test_a_large_build_prepares_in_processes(synth_src: Path, tmp_path: Path, monkeypatch) -> None:
+    """A thread-safe adapter (HMS filtered per window) prepares in threads below THREADS_MAX_FILES files, in a process
+    pool from there (its workers read faster once the pool's start is paid back); an explicit 1 worker stays in-process."""
+    import hbac.cache.build as build
+
+    cfg = cfg_for(synth_src, tmp_path, name="large", workers=2, eeg=POOLS["threads"])
+    plan = build.plan_rows(cfg)
+    n = plan.n_files
+    assert n == plan.table.recording_id.nunique() + plan.table.spectrogram_id.nunique() and plan.pool == "threads"
+    monkeypatch.setattr(build, "THREADS_MAX_FILES", n + 1)
+    assert build.plan_rows(cfg).pool == "threads"
+    monkeypatch.setattr(build, "THREADS_MAX_FILES", n)
+    assert build.plan_rows(cfg).pool == "processes"
+    assert build.plan_rows(dataclasses.replace(cfg, workers=1)).pool == "none"
+    assert Cache(prepare(cfg, progress=False)).meta["build"]["pool"] == "processes"
+
+
 def test_eeg_window_and_no_spectrograms(synth_src: Path, tmp_path: Path) -> None:
     cfg = cfg_for(synth_src, tmp_path, options=HMSOptions(eeg_window_s=10.0, kaggle_spec=False))
     cache = Cache(prepare(cfg, progress=False))

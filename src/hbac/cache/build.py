@@ -74,8 +74,8 @@ IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are pre
 # From this many files a process pool prepares even a thread-safe adapter's files (`uses_threads`): two threads'
 # polars reads share one process (and polars' thread pool) and together read about 1.5x slower than two processes
 # with one polars thread each, which pays back the pool's start once a build is large. HMS, 2 workers, real
-# files (benchmarks/prepare.py): 1,600 files 6.98/7.78 s threads against 6.82/8.15 s processes; 2,500 files
-# 11.1/11.4 s against 10.2/10.7 s; the competition's 28,227 files 167 s against 136 s.
+# files (benchmarks/prepare.py's sets): 1,600 files 7.6/8.9 s in threads against 8.0/7.8 s in processes, a tie;
+# 2,500 files 12.0/12.0 s against 8.1/10.6 s; the competition's 28,227 files (--full-scale) 167 s against 129 s.
 THREADS_MAX_FILES = 2000
 _FD_LOCK = threading.Lock()  # worker threads open each store once
 
@@ -314,17 +314,27 @@ def _run(tasks: list[tuple], fn: Any, pool: Optional[Executor], n_procs: int, de
             bar.update(len(results))
 
 
-def _pool_context() -> mp.context.BaseContext:
-    """forkserver (preloading this module and the registered adapters' modules) where available, else spawn."""
+def _pool_context(filters: bool) -> mp.context.BaseContext:
+    """forkserver (preloading this module, the registered adapters' modules and, when the workers `filters`,
+    scipy.signal) where available, else spawn."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         os.environ[PARENT_ENV] = str(os.getpid())  # the server checks it is still this process's child
         # the guard first (light, top-level): the server dies with this process, even during the heavy imports
-        # scipy.signal too: the filters import it on first use (1.7 s, kept out of submit.py's start-up), which
-        # each worker of each pool would otherwise pay again
-        ctx.set_forkserver_preload(["hbac._forkserver_guard", __name__, "scipy.signal", *adapter_modules()])  # a name it cannot import is skipped
+        # scipy.signal when the workers may filter, resample or run ICA: the filters import it on first use (1.7 s,
+        # kept out of submit.py's start-up), which each worker of each pool would otherwise pay again; a large HMS
+        # build (parquet reads, numpy passes only) does not need it, and the server starts about 1 s sooner
+        preload = ["hbac._forkserver_guard", __name__, *(["scipy.signal"] if filters else []), *adapter_modules()]
+        ctx.set_forkserver_preload(preload)  # a name it cannot import is skipped
         return ctx
     return mp.get_context("spawn")
+
+
+def _numpy_only(cfg: DataConfig) -> bool:
+    """Whether the per-recording work is numpy passes only: no per-recording band-pass or notch, ICA or resampling."""
+    e = cfg.eeg
+    per_recording_filter = e.filter_on == "recording" and bool(e.bandpass or e.notch_hz)
+    return not (per_recording_filter or e.ica or e.fs is not None)
 
 
 @contextlib.contextmanager
@@ -357,10 +367,7 @@ def uses_threads(cfg: DataConfig, adapter: DatasetAdapter, n_files: int = 0) -> 
     imports; a process pool costs a second or two (its server imports numpy, polars, pandas and
     scipy) and pickles every result, but its workers read faster: it wins on a large build.
     """
-    e = cfg.eeg
-    per_recording_filter = e.filter_on == "recording" and bool(e.bandpass or e.notch_hz)
-    return (bool(adapter.reads_release_gil) and not (per_recording_filter or e.ica or e.fs is not None)
-            and n_files < THREADS_MAX_FILES)
+    return bool(adapter.reads_release_gil) and _numpy_only(cfg) and n_files < THREADS_MAX_FILES
 
 
 @contextlib.contextmanager
@@ -383,7 +390,7 @@ def _workers(plan: "Plan", tmp: Path) -> Iterator[tuple[Optional[Executor], dict
     # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
     # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
     # torch), so each worker starts in milliseconds with nothing but what prepare needs.
-    ctx = _pool_context()
+    ctx = _pool_context(filters=not (plan.adapter.reads_release_gil and _numpy_only(cfg)))  # EDF reads may resample
     rows = {k: ctx.Value("q", 0) for k in kinds}  # shared memory, handed to each worker as it starts
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid(), rows))
     try:

@@ -388,8 +388,8 @@ def _workers(plan: "Plan", tmp: Path) -> Iterator[tuple[Optional[Executor], dict
             _close_worker()
         return
     # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
-    # deadlock (polars warns about fork). The server preloads this module (numpy, scipy, polars; no
-    # torch), so each worker starts in milliseconds with nothing but what prepare needs.
+    # deadlock (polars warns about fork). The server preloads this module (numpy, polars, pandas; scipy.signal
+    # when the workers may need it; no torch), so each worker starts in milliseconds with nothing but what prepare needs.
     ctx = _pool_context(filters=not (plan.adapter.reads_release_gil and _numpy_only(cfg)))  # EDF reads may resample
     rows = {k: ctx.Value("q", 0) for k in kinds}  # shared memory, handed to each worker as it starts
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid(), rows))

@@ -9,11 +9,11 @@ when present, else to a small synthetic set), then times, each in a fresh subpro
   with polars in threads of one process (from bytes, as prepare's HMS workers read), and with
   pyarrow in a process pool (`ParquetFile.read`): the read limit. The summary prints prepare's
   speed as a fraction of the fastest of the four (goal: >= 80 %), and the threaded raw read's fraction:
-  the ceiling of a prepare that runs in threads, as HMS prepares below 2,000 files (it reads the same
+  the ceiling of a prepare that runs in threads, as HMS prepares below 1,000 files (it reads the same
   way, then converts and writes);
 - `prepare`: `hbac.cache.prepare` with the shipped HMS config (all workers, in the pool prepare picks:
-  threads below `hbac.cache.build.THREADS_MAX_FILES` files, so at the default N and 4N, else a process
-  pool; 1 worker; and all workers in the other kind of pool, forced, for comparison). That config
+  threads below `hbac.cache.build.THREADS_MAX_FILES` files, so at the default N, else a process
+  pool, so at the default 4N; 1 worker; and all workers in the other kind of pool, forced, for comparison). That config
   band-passes in the model (`eeg.filter_on: window`), so prepare reads, applies the montage,
   checks channels, fills NaN, clips and writes;
 - `read + write`: the raw read (polars, from bytes; in a process pool and in threads), then as many of

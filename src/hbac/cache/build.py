@@ -74,9 +74,10 @@ IN_PROCESS_FILES = 64  # with `workers: 0` (auto), fewer files than this are pre
 # From this many files a process pool prepares even a thread-safe adapter's files (`uses_threads`): two threads'
 # polars reads share one process (and polars' thread pool) and together read about 1.5x slower than two processes
 # with one polars thread each, which pays back the pool's start once a build is large. HMS, 2 workers, real
-# files (benchmarks/prepare.py's sets): 1,600 files 7.6/8.9 s in threads against 8.0/7.8 s in processes, a tie;
+# files (benchmarks/prepare.py's sets, interleaved runs): 400 files 2.0/2.0 s in threads against 3.5/3.3 s in
+# processes; 1,000 files 4.8/5.2/4.7 s against 4.5/4.9/5.0 s, a tie; 1,600 files 8.7/8.1/6.8 s against 7.0/7.4/6.3 s;
 # 2,500 files 12.0/12.0 s against 8.1/10.6 s; the competition's 28,227 files (--full-scale) 167 s against 129 s.
-THREADS_MAX_FILES = 2000
+THREADS_MAX_FILES = 1000
 _FD_LOCK = threading.Lock()  # worker threads open each store once
 
 

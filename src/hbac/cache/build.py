@@ -331,11 +331,13 @@ def _pool_context(filters: bool) -> mp.context.BaseContext:
     return mp.get_context("spawn")
 
 
-def _numpy_only(cfg: DataConfig) -> bool:
-    """Whether the per-recording work is numpy passes only: no per-recording band-pass or notch, ICA or resampling."""
+def _light_work(cfg: DataConfig, adapter: DatasetAdapter) -> bool:
+    """Whether the workers' reads release the GIL (`DatasetAdapter.reads_release_gil`: HMS parquet through polars) and
+    the per-recording work is numpy passes only (no per-recording band-pass or notch, ICA or resampling, which hold
+    the GIL for much of their time and need scipy.signal)."""
     e = cfg.eeg
     per_recording_filter = e.filter_on == "recording" and bool(e.bandpass or e.notch_hz)
-    return not (per_recording_filter or e.ica or e.fs is not None)
+    return bool(adapter.reads_release_gil) and not (per_recording_filter or e.ica or e.fs is not None)
 
 
 @contextlib.contextmanager
@@ -361,14 +363,13 @@ def _main_not_rerun() -> Iterator[None]:
 def uses_threads(cfg: DataConfig, adapter: DatasetAdapter, n_files: int = 0) -> bool:
     """Whether `prepare` runs its workers for `n_files` files as threads of this process rather than a process pool.
 
-    Threads when the adapter's reads release the GIL (`DatasetAdapter.reads_release_gil`: HMS
-    parquet through polars), the per-recording work is numpy passes only (no per-recording
-    band-pass or notch, ICA or resampling, which hold the GIL for much of their time) and the build
-    has fewer than `THREADS_MAX_FILES` files. Threads start in microseconds and share the parent's
-    imports; a process pool costs a second or two (its server imports numpy, polars, pandas and
-    scipy) and pickles every result, but its workers read faster: it wins on a large build.
+    Threads when the adapter's reads release the GIL and the per-recording work is numpy passes
+    only (`_light_work`), and the build has fewer than `THREADS_MAX_FILES` files. Threads start in
+    microseconds and share the parent's imports; a process pool costs a second or two (its server
+    imports numpy, polars, pandas and scipy) and pickles every result, but its workers read faster: it
+    wins on a large build.
     """
-    return bool(adapter.reads_release_gil) and _numpy_only(cfg) and n_files < THREADS_MAX_FILES
+    return _light_work(cfg, adapter) and n_files < THREADS_MAX_FILES
 
 
 @contextlib.contextmanager
@@ -391,7 +392,7 @@ def _workers(plan: "Plan", tmp: Path) -> Iterator[tuple[Optional[Executor], dict
     # forkserver, not fork: a forked child of a process whose polars/BLAS thread pools are running can
     # deadlock (polars warns about fork). The server preloads this module (numpy, polars, pandas; scipy.signal
     # when the workers may need it; no torch), so each worker starts in milliseconds with nothing but what prepare needs.
-    ctx = _pool_context(filters=not (plan.adapter.reads_release_gil and _numpy_only(cfg)))  # EDF reads may resample
+    ctx = _pool_context(filters=not _light_work(cfg, plan.adapter))  # EDF reads may resample
     rows = {k: ctx.Value("q", 0) for k in kinds}  # shared memory, handed to each worker as it starts
     pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(cfg, str(tmp), True, os.getpid(), rows))
     try:
